@@ -1,0 +1,6 @@
+//! Sans-IO core of moorline: pure state machines with no I/O and no async runtime.
+//!
+//! Everything here is deterministic and tested without sockets; the tokio shell in the
+//! `moorline` crate drives these machines with real bytes and real timers.
+
+pub mod retry;

@@ -1,0 +1,1 @@
+//! Real loopback servers with fault injection, for testing moorline and code built on it.

@@ -1,0 +1,1 @@
+//! moorline: connections to trading venues that stay alive and correct.
