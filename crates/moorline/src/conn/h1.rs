@@ -1,0 +1,421 @@
+//! An HTTP/1.1 session: the sans-IO codec in `moorline_proto::http1` does the framing; this
+//! module moves bytes, maps codec request ids to streams and reports events.
+//!
+//! Requests are written in order, up to `pipeline` of them before their answers; the ones
+//! behind wait in a queue and are reported unprocessed if the connection is lost. The
+//! socket is read only while the owner takes events, so a slow owner slows the server.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use moorline_proto::http1::{BodyKind, Codec, DecodeError, Limits, RequestHead, RequestId, ResponseEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::command::{Command, ReqBody, Request};
+use super::info::{StreamInfo, StreamState};
+use super::worker::{Ctx, SessionEnd};
+use crate::dial::BoxIo;
+use crate::error::{DownReason, ExitReason, StreamError};
+use crate::event::{Event, Protocol, StreamRef};
+use crate::instrument::Step;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+struct InFlight {
+    id: RequestId,
+    stream: StreamRef,
+    method: http::Method,
+    target: String,
+    state: StreamState,
+    cancelled: bool,
+    /// The owner already has the stream's last event (a head with `fin`, or trailers).
+    done: bool,
+}
+
+struct Session<'a> {
+    ctx: &'a mut Ctx,
+    io: BoxIo,
+    codec: Codec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    queue: VecDeque<Request>,
+    inflight: VecDeque<InFlight>,
+    /// The request whose body is being streamed, and where its chunks come from.
+    writing: Option<(StreamRef, mpsc::Receiver<(Bytes, bool)>)>,
+    /// The last body chunk, held back one step so that it can carry `fin`.
+    held: Option<(StreamRef, Bytes)>,
+    pipeline: usize,
+}
+
+enum Step1 {
+    Read(std::io::Result<usize>),
+    Body(Option<(Bytes, bool)>),
+    Cmd(Option<Command>),
+    OwnerGone,
+}
+
+/// Why the session loop stops.
+enum Stop {
+    Down(DownReason),
+    End(SessionEnd),
+}
+
+impl From<ExitReason> for Stop {
+    fn from(r: ExitReason) -> Self {
+        Stop::End(SessionEnd::Exit(r))
+    }
+}
+
+/// Run the session until the connection goes down or shuts down.
+pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> SessionEnd {
+    let o = &ctx.setup.opts.http1;
+    let limits = Limits { max_head_bytes: o.max_head_bytes, max_headers: o.max_headers, ..Limits::default() };
+    let pipeline = o.pipeline;
+    let mut s = Session {
+        ctx,
+        io,
+        codec: Codec::new(limits),
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::new(),
+        queue: VecDeque::new(),
+        inflight: VecDeque::new(),
+        writing: None,
+        held: None,
+        pipeline,
+    };
+    let stop = match s.serve(early).await {
+        Ok(never) => match never {},
+        Err(stop) => stop,
+    };
+    match stop {
+        Stop::End(end) => end,
+        Stop::Down(reason) => s.down(reason),
+    }
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, early: Vec<Command>) -> Result<std::convert::Infallible, Stop> {
+        for cmd in early {
+            self.command(cmd).await?;
+        }
+        loop {
+            self.start_queued().await?;
+            if self.ctx.shutting_down {
+                for req in std::mem::take(&mut self.queue) {
+                    self.ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await?;
+                }
+                if self.inflight.is_empty() && self.writing.is_none() {
+                    let _ = self.io.shutdown().await;
+                    return Err(Stop::End(SessionEnd::Shutdown));
+                }
+            }
+            if !self.codec.is_reusable() && self.inflight.is_empty() && self.writing.is_none() {
+                return Err(Stop::Down(DownReason::ServerRequestedClose));
+            }
+            let writing = self.writing.is_some();
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let step = tokio::select! {
+                biased;
+                r = self.io.read_buf(&mut self.rbuf) => Step1::Read(r),
+                c = recv_body(&mut self.writing), if writing => Step1::Body(c),
+                c = self.ctx.cmd_rx.recv() => Step1::Cmd(c),
+                _ = self.ctx.owner.closed() => Step1::OwnerGone,
+            };
+            match step {
+                Step1::Read(Ok(0)) => {
+                    let mut events = Vec::new();
+                    let res = drain(&mut self.codec, &mut self.rbuf, &mut events, true);
+                    self.deliver(events).await?;
+                    if let Err(e) = res {
+                        return Err(Stop::Down(protocol(&e)));
+                    }
+                    return Err(Stop::Down(DownReason::Closed));
+                }
+                Step1::Read(Ok(_)) => {
+                    let mut events = Vec::new();
+                    let res = drain(&mut self.codec, &mut self.rbuf, &mut events, false);
+                    self.deliver(events).await?;
+                    if let Err(e) = res {
+                        return Err(Stop::Down(protocol(&e)));
+                    }
+                }
+                Step1::Read(Err(e)) => return Err(Stop::Down(DownReason::Io(Arc::new(e)))),
+                Step1::Body(chunk) => self.body_chunk(chunk).await?,
+                Step1::Cmd(None) => return Err(ExitReason::HandlesDropped.into()),
+                Step1::Cmd(Some(cmd)) => self.command(cmd).await?,
+                Step1::OwnerGone => return Err(ExitReason::OwnerGone.into()),
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<(), Stop> {
+        let Some(cmd) = self.ctx.pre(cmd).await? else {
+            return Ok(());
+        };
+        match cmd {
+            Command::Request(req) => self.queue.push_back(req),
+            Command::Cancel(stream) => {
+                self.queue.retain(|r| r.stream != stream);
+                if matches!(&self.writing, Some((w, _)) if *w == stream) {
+                    return Err(Stop::Down(DownReason::CancelledMidRequest));
+                }
+                if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
+                    f.cancelled = true;
+                    self.codec.cancel(f.id);
+                }
+                if matches!(&self.held, Some((h, _)) if *h == stream) {
+                    self.held = None;
+                }
+            }
+            Command::StreamInfo(stream, reply) => {
+                let info = self
+                    .inflight
+                    .iter()
+                    .filter(|f| !f.cancelled)
+                    .find(|f| f.stream == stream)
+                    .map(|f| StreamInfo {
+                        stream,
+                        method: f.method.clone(),
+                        target: f.target.clone(),
+                        protocol: Protocol::Http1,
+                        state: f.state,
+                    })
+                    .or_else(|| {
+                        self.queue.iter().find(|r| r.stream == stream).map(|r| StreamInfo {
+                            stream,
+                            method: r.method.clone(),
+                            target: r.target.clone(),
+                            protocol: Protocol::Http1,
+                            state: StreamState::Queued,
+                        })
+                    });
+                let _ = reply.send(info);
+            }
+            Command::SetOwner(_) | Command::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    /// Write queued requests while the connection allows.
+    async fn start_queued(&mut self) -> Result<(), Stop> {
+        while self.writing.is_none()
+            && self.codec.is_reusable()
+            && self.inflight.len() < self.pipeline
+            && !self.ctx.shutting_down
+        {
+            let Some(req) = self.queue.pop_front() else { break };
+            self.start(req).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, req: Request) -> Result<(), Stop> {
+        let Request { stream, method, target, headers, body } = req;
+        let (kind, full, streaming) = match body {
+            ReqBody::Full(b) if b.is_empty() => (BodyKind::Empty, None, None),
+            ReqBody::Full(b) => (BodyKind::Length(b.len() as u64), Some(b), None),
+            ReqBody::Streaming(rx) => {
+                let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                (declared.map_or(BodyKind::Chunked, BodyKind::Length), None, Some(rx))
+            }
+        };
+        let authority = self.ctx.setup.authority();
+        let head = RequestHead { method: &method, target: &target, authority: &authority, headers: &headers };
+        let encoded = self.codec.encode_head(head, kind, &mut self.wbuf).and_then(|id| {
+            if let Some(b) = &full {
+                self.codec.encode_body(b, true, &mut self.wbuf)?;
+            }
+            Ok(id)
+        });
+        let id = match encoded {
+            Ok(id) => id,
+            Err(e) => {
+                self.wbuf.clear();
+                self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
+                return Ok(());
+            }
+        };
+        let state = if streaming.is_some() { StreamState::Sending } else { StreamState::AwaitingResponse };
+        self.inflight.push_back(InFlight {
+            id,
+            stream,
+            method: method.clone(),
+            target: target.clone(),
+            state,
+            cancelled: false,
+            done: false,
+        });
+        self.flush().await?;
+        self.ctx.setup.em.emit(Step::RequestStart { stream, method, target });
+        match streaming {
+            Some(rx) => self.writing = Some((stream, rx)),
+            None => self.ctx.setup.em.emit(Step::RequestEnd { stream }),
+        }
+        Ok(())
+    }
+
+    async fn body_chunk(&mut self, chunk: Option<(Bytes, bool)>) -> Result<(), Stop> {
+        let Some((stream, _)) = &self.writing else { return Ok(()) };
+        let stream = *stream;
+        let Some((data, fin)) = chunk else {
+            // The body sender was dropped before the end: the request cannot be completed.
+            return Err(Stop::Down(DownReason::CancelledMidRequest));
+        };
+        if let Err(e) = self.codec.encode_body(&data, fin, &mut self.wbuf) {
+            // The declared length was overrun or not reached: the stream fails, and the
+            // connection with it, since the server now waits for bytes that will not come.
+            self.wbuf.clear();
+            self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
+            if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
+                f.cancelled = true;
+                self.codec.cancel(f.id);
+            }
+            return Err(Stop::Down(DownReason::CancelledMidRequest));
+        }
+        self.flush().await?;
+        if fin {
+            self.writing = None;
+            if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream && f.state == StreamState::Sending) {
+                f.state = StreamState::AwaitingResponse;
+            }
+            self.ctx.setup.em.emit(Step::RequestEnd { stream });
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        while !self.wbuf.is_empty() {
+            match self.io.write(&self.wbuf).await {
+                Ok(0) => return Err(Stop::Down(DownReason::Closed)),
+                Ok(n) => {
+                    let _ = self.wbuf.split_to(n);
+                    self.codec.record_flushed(n);
+                }
+                Err(e) => return Err(Stop::Down(DownReason::Io(Arc::new(e)))),
+            }
+        }
+        if let Err(e) = self.io.flush().await {
+            return Err(Stop::Down(DownReason::Io(Arc::new(e))));
+        }
+        Ok(())
+    }
+
+    /// Turn decoded events into owner events.
+    async fn deliver(&mut self, events: Vec<ResponseEvent>) -> Result<(), Stop> {
+        for ev in events {
+            match ev {
+                ResponseEvent::Inform { id, status, headers } => {
+                    if let Some(stream) = self.live(id) {
+                        self.ctx.setup.em.emit(Step::ResponseInform { stream, status });
+                        self.ctx.emit(Event::Inform { stream, status, headers }).await?;
+                    }
+                }
+                ResponseEvent::Head { id, status, headers, has_body, .. } => {
+                    if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
+                        f.state = StreamState::Receiving;
+                        f.done = !has_body;
+                    }
+                    if let Some(stream) = self.live(id) {
+                        self.ctx.setup.em.emit(Step::ResponseHeaders { stream, status });
+                        self.ctx.emit(Event::Response { stream, status, headers, fin: !has_body }).await?;
+                    }
+                }
+                ResponseEvent::Data { id, data } => {
+                    if let Some(stream) = self.live(id) {
+                        self.release_held(false).await?;
+                        self.held = Some((stream, data));
+                    }
+                }
+                ResponseEvent::Trailers { id, headers } => {
+                    if let Some(stream) = self.live(id) {
+                        self.release_held(false).await?;
+                        self.ctx.emit(Event::Trailers { stream, headers }).await?;
+                        if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
+                            f.done = true;
+                        }
+                    }
+                }
+                ResponseEvent::End { id } => {
+                    let Some(pos) = self.inflight.iter().position(|f| f.id == id) else { continue };
+                    let Some(f) = self.inflight.remove(pos) else { continue };
+                    if f.cancelled {
+                        continue;
+                    }
+                    self.ctx.setup.em.emit(Step::ResponseEnd { stream: f.stream });
+                    if self.held.is_some() {
+                        self.release_held(true).await?;
+                    } else if !f.done {
+                        // The body ended with no bytes left to carry `fin`.
+                        self.ctx.emit(Event::Data { stream: f.stream, data: Bytes::new(), fin: true }).await?;
+                    }
+                }
+                ResponseEvent::Upgrade { id, status, .. } => {
+                    // Protocol upgrades arrive with the WebSocket layer; until then an unasked
+                    // switch is a protocol error.
+                    let stream = self.live(id);
+                    tracing::warn!(?stream, %status, "unexpected protocol upgrade");
+                    return Err(Stop::Down(DownReason::Protocol(format!(
+                        "the server switched protocols ({status}) without being asked"
+                    ))));
+                }
+            }
+        }
+        // Whatever is held goes out now: the owner must not wait for the next read.
+        self.release_held(false).await
+    }
+
+    async fn release_held(&mut self, fin: bool) -> Result<(), Stop> {
+        if let Some((stream, data)) = self.held.take() {
+            self.ctx.emit(Event::Data { stream, data, fin }).await?;
+        }
+        Ok(())
+    }
+
+    fn live(&self, id: RequestId) -> Option<StreamRef> {
+        self.inflight.iter().find(|f| f.id == id && !f.cancelled).map(|f| f.stream)
+    }
+
+    fn down(&mut self, reason: DownReason) -> SessionEnd {
+        let (possibly, unprocessed_ids) = self.codec.in_flight();
+        let to_stream = |id: RequestId| self.inflight.iter().find(|f| f.id == id && !f.cancelled).map(|f| f.stream);
+        let possibly_processed: Vec<StreamRef> = possibly.into_iter().filter_map(to_stream).collect();
+        let mut unprocessed: Vec<StreamRef> = unprocessed_ids.into_iter().filter_map(to_stream).collect();
+        unprocessed.extend(self.queue.drain(..).map(|r| r.stream));
+        SessionEnd::Down { reason, possibly_processed, unprocessed }
+    }
+}
+
+/// Wait for the next chunk of the body being written.
+async fn recv_body(writing: &mut Option<(StreamRef, mpsc::Receiver<(Bytes, bool)>)>) -> Option<(Bytes, bool)> {
+    match writing {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decode everything available; on error, the events before it are still returned.
+fn drain(codec: &mut Codec, buf: &mut BytesMut, out: &mut Vec<ResponseEvent>, eof: bool) -> Result<(), DecodeError> {
+    loop {
+        let next = if eof { codec.decode_eof(buf)? } else { codec.decode(buf)? };
+        match next {
+            Some(ev) => {
+                let upgrade = matches!(ev, ResponseEvent::Upgrade { .. });
+                out.push(ev);
+                if upgrade {
+                    return Ok(());
+                }
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn protocol(e: &DecodeError) -> DownReason {
+    DownReason::Protocol(format!("HTTP/1.1: {e}"))
+}

@@ -1,0 +1,244 @@
+//! The cloneable handle and `open`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use super::command::{Command, ReqBody, Request};
+use super::info::{Info, State, StreamInfo};
+use super::owner::Events;
+use super::worker;
+use crate::dial::Target;
+use crate::error::{Error, ExitReason};
+use crate::event::{Event, StreamRef};
+use crate::options::ConnectOptions;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Lock a mutex, ignoring poisoning (our critical sections leave the data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Chunks a streamed body may have queued ahead of the socket.
+const BODY_CHANNEL: usize = 4;
+
+/// The sending half of a streamed request body, from [`Connection::headers`]. It belongs to
+/// exactly one stream, so body data can never go to the wrong one. Dropping it before
+/// [`RequestBody::finish`] abandons the request (the stream is reset on HTTP/2; on HTTP/1.1
+/// the connection is closed, as a half-sent request cannot be recovered).
+pub struct RequestBody {
+    stream: StreamRef,
+    tx: mpsc::Sender<(Bytes, bool)>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody").field("stream", &self.stream).finish()
+    }
+}
+
+impl RequestBody {
+    /// The stream this body belongs to.
+    pub fn stream(&self) -> StreamRef {
+        self.stream
+    }
+
+    /// Send a chunk; waits while the connection cannot take more (flow control).
+    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.tx.send((data.into(), false)).await.map_err(|_| self.closed())
+    }
+
+    /// Send the last chunk (may be empty) and end the body.
+    pub async fn finish(self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.tx.send((data.into(), true)).await.map_err(|_| self.closed())
+    }
+
+    fn closed(&self) -> Error {
+        match self.shared.exit_reason() {
+            Some(r) => Error::Exited(Some(r)),
+            None => Error::StreamClosed(self.stream),
+        }
+    }
+}
+
+/// State shared by the handles, the worker and its supervisor.
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    next_stream: AtomicU64,
+    /// The current owner's sender; the supervisor takes it to send `Exit`.
+    pub(crate) owner: Mutex<Option<mpsc::Sender<Event>>>,
+    pub(crate) info: Mutex<Info>,
+    pub(crate) abort: Mutex<Option<AbortHandle>>,
+}
+
+impl Shared {
+    /// A fresh stream reference of this connection.
+    pub(crate) fn new_stream(&self) -> StreamRef {
+        StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    fn exit_reason(&self) -> Option<ExitReason> {
+        lock(&self.info).exit.clone()
+    }
+}
+
+/// A handle to a connection. Clone it freely: any task may send commands; events go to the
+/// single owner holding the [`Events`].
+///
+/// Dropping every handle closes the connection (nobody could command it any more); so does
+/// dropping the owner's [`Events`] (nobody could hear it), as with Gun's owner monitor.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("id", &self.shared.id).finish()
+    }
+}
+
+/// Open a connection to `host:port`. It returns at once: the worker connects in the
+/// background and the owner hears `Up` (or, after the retries, `Exit`) on the returned
+/// [`Events`]. Options are checked first: bad ones are refused here with a reason.
+///
+/// Must be called inside a tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), moorline::Error> {
+/// use std::time::Duration;
+/// let (conn, mut events) = moorline::open("example.org", 443, moorline::ConnectOptions::default())?;
+/// let protocol = events.await_up(Duration::from_secs(5)).await?;
+/// let stream = conn.get("/", http::HeaderMap::new()).await?;
+/// let response = events.await_response(&stream, Duration::from_secs(5)).await?;
+/// let body = events.await_body(&stream, Duration::from_secs(5)).await?;
+/// println!("{protocol}: {} with {} bytes", response.status, body.data.len());
+/// # Ok(()) }
+/// ```
+pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connection, Events), Error> {
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+    let target = Target::new(host, port, &options)?;
+    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let info = Info {
+        id,
+        host: host.to_owned(),
+        port,
+        transport: target.transport,
+        state: State::Connecting,
+        protocol: None,
+        peer: None,
+        local: None,
+        connects: 0,
+        failures: 0,
+        exit: None,
+    };
+    let shared = Arc::new(Shared {
+        id,
+        next_stream: AtomicU64::new(1),
+        owner: Mutex::new(Some(ev_tx.clone())),
+        info: Mutex::new(info),
+        abort: Mutex::new(None),
+    });
+    worker::spawn(&rt, shared.clone(), target, options, cmd_rx, ev_tx);
+    Ok((Connection { shared, cmd: cmd_tx }, Events::new(id, ev_rx)))
+}
+
+impl Connection {
+    /// The connection's identity (as in [`StreamRef::connection_id`]).
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    fn check(&self, stream: &StreamRef) -> Result<(), Error> {
+        if stream.conn != self.shared.id { Err(Error::ForeignStream(*stream)) } else { Ok(()) }
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), Error> {
+        self.cmd.send(cmd).await.map_err(|_| Error::Exited(self.shared.exit_reason()))
+    }
+
+    /// Send a request with a complete body (empty for none). `target` is the path and query.
+    pub async fn request(
+        &self,
+        method: Method,
+        target: &str,
+        headers: HeaderMap,
+        body: impl Into<Bytes>,
+    ) -> Result<StreamRef, Error> {
+        let stream = self.shared.new_stream();
+        let req = Request { stream, method, target: target.to_owned(), headers, body: ReqBody::Full(body.into()) };
+        self.send(Command::Request(req)).await?;
+        Ok(stream)
+    }
+
+    /// `GET target`.
+    pub async fn get(&self, target: &str, headers: HeaderMap) -> Result<StreamRef, Error> {
+        self.request(Method::GET, target, headers, Bytes::new()).await
+    }
+
+    /// Start a request whose body follows through the returned [`RequestBody`]. Without a
+    /// `content-length` header the body is sent chunked on HTTP/1.1.
+    pub async fn headers(
+        &self,
+        method: Method,
+        target: &str,
+        headers: HeaderMap,
+    ) -> Result<(StreamRef, RequestBody), Error> {
+        let stream = self.shared.new_stream();
+        let (tx, rx) = mpsc::channel(BODY_CHANNEL);
+        let req = Request { stream, method, target: target.to_owned(), headers, body: ReqBody::Streaming(rx) };
+        self.send(Command::Request(req)).await?;
+        Ok((stream, RequestBody { stream, tx, shared: self.shared.clone() }))
+    }
+
+    /// Cancel a stream: no more events come for it. On HTTP/2 the stream is reset; on
+    /// HTTP/1.1 a response in flight is read and discarded (or the connection is closed if
+    /// the request body was half sent).
+    pub async fn cancel(&self, stream: &StreamRef) -> Result<(), Error> {
+        self.check(stream)?;
+        self.send(Command::Cancel(*stream)).await
+    }
+
+    /// Close abruptly: no protocol closing handshake. The owner receives `Exit { Closed }`.
+    pub fn close(&self) {
+        if let Some(abort) = lock(&self.shared.abort).as_ref() {
+            abort.abort();
+        }
+    }
+
+    /// Shut down gracefully: new streams are refused, streams in flight finish, then the
+    /// connection closes and the owner receives `Exit { Shutdown }`.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.send(Command::Shutdown).await
+    }
+
+    /// Make the caller the new owner: events go to the returned receiver from now on, and
+    /// the previous receiver gets [`Event::OwnerChanged`] as its last event.
+    pub async fn set_owner(&self) -> Result<Events, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetOwner(tx)).await?;
+        rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
+    }
+
+    /// A snapshot of the connection. Works even after the worker exited.
+    pub fn info(&self) -> Info {
+        lock(&self.shared.info).clone()
+    }
+
+    /// A snapshot of one stream, or `None` if it is not (or no longer) in flight.
+    pub async fn stream_info(&self, stream: &StreamRef) -> Result<Option<StreamInfo>, Error> {
+        self.check(stream)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::StreamInfo(*stream, tx)).await?;
+        rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
+    }
+}

@@ -1,0 +1,81 @@
+//! Introspection: what `info()` and `stream_info()` report.
+
+use std::net::SocketAddr;
+
+use http::Method;
+
+use crate::error::ExitReason;
+use crate::event::{Protocol, StreamRef};
+use crate::options::Transport;
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum State {
+    /// Trying to establish the connection.
+    Connecting,
+    /// Up and serving streams.
+    Up,
+    /// Lost; waiting before the next try.
+    Reconnecting,
+    /// `shutdown()` called: finishing streams in flight.
+    ShuttingDown,
+    /// The worker has exited.
+    Exited,
+}
+
+/// A snapshot of the connection, from [`crate::Connection::info`].
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// Connection identity.
+    pub id: u64,
+    /// Host given to `open`.
+    pub host: String,
+    /// Port given to `open`.
+    pub port: u16,
+    /// Transport in use.
+    pub transport: Transport,
+    /// Life-cycle state.
+    pub state: State,
+    /// Protocol of the current (or last) connection.
+    pub protocol: Option<Protocol>,
+    /// Remote address of the current (or last) connection.
+    pub peer: Option<SocketAddr>,
+    /// Local address of the current (or last) connection.
+    pub local: Option<SocketAddr>,
+    /// Connections established so far (1 after the first `Up`).
+    pub connects: u64,
+    /// Consecutive failures since the last `Up`.
+    pub failures: u32,
+    /// Why the worker exited, once it has.
+    pub exit: Option<ExitReason>,
+}
+
+/// Where a stream is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamState {
+    /// Accepted, not yet handed to the socket.
+    Queued,
+    /// Head sent, body still being sent.
+    Sending,
+    /// Request sent, waiting for the response head.
+    AwaitingResponse,
+    /// Response head received, body arriving.
+    Receiving,
+}
+
+/// A snapshot of one stream, from [`crate::Connection::stream_info`].
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: StreamRef,
+    /// Request method.
+    pub method: Method,
+    /// Request target.
+    pub target: String,
+    /// Protocol carrying it.
+    pub protocol: Protocol,
+    /// Where it is.
+    pub state: StreamState,
+}

@@ -1,0 +1,258 @@
+//! The owner's side: the single receiver of a connection's events, and the await functions.
+//!
+//! Awaits read the same channel as [`Events::next`]. Like Erlang's selective receive, an
+//! await takes the events it is waiting for and sets the others aside in a stash that
+//! `next` returns first, in order. Because the receiver itself closes when the worker is
+//! gone (and the worker always sends `Exit` before going), an await can never wait on a dead
+//! connection: no monitor to set up, none to forget.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::{Error, ExitReason};
+use crate::event::{Body, Event, Protocol, Response, StreamRef};
+
+/// Default number of unrelated events an await may set aside before giving up.
+pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;
+
+/// The owner's event receiver. Exactly one exists per connection at a time; see
+/// [`crate::Connection::set_owner`] to hand it over.
+#[derive(Debug)]
+pub struct Events {
+    conn: u64,
+    rx: mpsc::Receiver<Event>,
+    stash: VecDeque<Event>,
+    stash_limit: usize,
+    moved: bool,
+    exit: Option<ExitReason>,
+}
+
+/// What an await makes of one event.
+enum Verdict<T> {
+    /// Not about us: set it aside.
+    Skip,
+    /// About us and consumed; keep waiting.
+    Consumed,
+    /// About us: done, the event is consumed.
+    Done(T),
+    /// The wait failed; the event stays visible to `next`.
+    Fail(Error),
+}
+
+impl Events {
+    pub(crate) fn new(conn: u64, rx: mpsc::Receiver<Event>) -> Self {
+        Self { conn, rx, stash: VecDeque::new(), stash_limit: DEFAULT_STASH_LIMIT, moved: false, exit: None }
+    }
+
+    /// The identity of the connection these events come from.
+    pub fn connection_id(&self) -> u64 {
+        self.conn
+    }
+
+    /// Set how many unrelated events an await may set aside before it fails with
+    /// [`Error::Backlog`] (default [`DEFAULT_STASH_LIMIT`]).
+    pub fn set_stash_limit(&mut self, limit: usize) {
+        self.stash_limit = limit.max(1);
+    }
+
+    /// The next event, or `None` once the worker has exited (after `Exit`) or ownership moved
+    /// (after `OwnerChanged`).
+    pub async fn next(&mut self) -> Option<Event> {
+        let ev = match self.stash.pop_front() {
+            Some(ev) => ev,
+            None => self.rx.recv().await?,
+        };
+        self.observe(&ev);
+        Some(ev)
+    }
+
+    /// The next event if one is ready now.
+    pub fn try_next(&mut self) -> Option<Event> {
+        let ev = match self.stash.pop_front() {
+            Some(ev) => ev,
+            None => self.rx.try_recv().ok()?,
+        };
+        self.observe(&ev);
+        Some(ev)
+    }
+
+    fn observe(&mut self, ev: &Event) {
+        match ev {
+            Event::Exit { reason } => self.exit = Some(reason.clone()),
+            Event::OwnerChanged => self.moved = true,
+            _ => {}
+        }
+    }
+
+    /// Wait until the connection is up; returns the negotiated protocol.
+    ///
+    /// `Down` events met on the way stay queued for [`Events::next`]. Fails at once if the
+    /// worker exits (retries exhausted, closed...).
+    pub async fn await_up(&mut self, timeout: Duration) -> Result<Protocol, Error> {
+        self.wait(timeout, |ev| match ev {
+            Event::Up { protocol } => Verdict::Done(*protocol),
+            _ => Verdict::Skip,
+        })
+        .await
+    }
+
+    /// Wait for the response head of `stream` (1xx responses before it are collected in
+    /// [`Response::informs`]).
+    ///
+    /// Fails at once if the stream fails, the connection goes down with the stream in flight,
+    /// or the worker exits.
+    pub async fn await_response(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Response, Error> {
+        self.check(stream)?;
+        let s = *stream;
+        let mut informs = Vec::new();
+        self.wait(timeout, move |ev| match ev {
+            Event::Inform { stream, status, headers } if *stream == s => {
+                informs.push((*status, headers.clone()));
+                Verdict::Consumed
+            }
+            Event::Response { stream, status, headers, fin } if *stream == s => Verdict::Done(Response {
+                status: *status,
+                headers: headers.clone(),
+                informs: std::mem::take(&mut informs),
+                fin: *fin,
+            }),
+            _ => stream_failure(ev, s),
+        })
+        .await
+    }
+
+    /// Wait for the whole body of `stream` (its response head is consumed too if it has not
+    /// been awaited yet).
+    ///
+    /// Fails at once if the stream fails, the connection goes down with the stream in flight,
+    /// or the worker exits.
+    pub async fn await_body(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Body, Error> {
+        self.check(stream)?;
+        let s = *stream;
+        let mut buf = BytesMut::new();
+        let mut single: Option<Bytes> = None;
+        self.wait(timeout, move |ev| match ev {
+            Event::Inform { stream, .. } if *stream == s => Verdict::Consumed,
+            Event::Response { stream, fin, .. } if *stream == s => {
+                if *fin {
+                    Verdict::Done(Body::default())
+                } else {
+                    Verdict::Consumed
+                }
+            }
+            Event::Data { stream, data, fin } if *stream == s => {
+                // Avoid a copy for single-chunk bodies.
+                match single.take() {
+                    None if buf.is_empty() => single = Some(data.clone()),
+                    prev => {
+                        if let Some(p) = prev {
+                            buf.extend_from_slice(&p);
+                        }
+                        buf.extend_from_slice(data);
+                    }
+                }
+                if *fin {
+                    let data = single.take().unwrap_or_else(|| std::mem::take(&mut buf).freeze());
+                    Verdict::Done(Body { data, trailers: None })
+                } else {
+                    Verdict::Consumed
+                }
+            }
+            Event::Trailers { stream, headers } if *stream == s => {
+                let data = single.take().unwrap_or_else(|| std::mem::take(&mut buf).freeze());
+                Verdict::Done(Body { data, trailers: Some(headers.clone()) })
+            }
+            _ => stream_failure(ev, s),
+        })
+        .await
+    }
+
+    fn check(&self, stream: &StreamRef) -> Result<(), Error> {
+        if stream.conn != self.conn { Err(Error::ForeignStream(*stream)) } else { Ok(()) }
+    }
+
+    /// The selective receive under every await.
+    async fn wait<T>(&mut self, timeout: Duration, mut judge: impl FnMut(&Event) -> Verdict<T>) -> Result<T, Error> {
+        let deadline = Instant::now() + timeout;
+        // First the events already set aside, in order.
+        let mut i = 0;
+        while i < self.stash.len() {
+            match judge(&self.stash[i]) {
+                Verdict::Skip => i += 1,
+                Verdict::Consumed => {
+                    self.stash.remove(i);
+                }
+                Verdict::Done(v) => {
+                    self.stash.remove(i);
+                    return Ok(v);
+                }
+                Verdict::Fail(e) => return Err(e),
+            }
+        }
+        if self.moved {
+            return Err(Error::OwnershipMoved);
+        }
+        if let Some(reason) = &self.exit {
+            return Err(Error::Exited(Some(reason.clone())));
+        }
+        loop {
+            let ev = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Err(_) => return Err(Error::Timeout(timeout)),
+                Ok(None) => {
+                    return Err(if self.moved { Error::OwnershipMoved } else { Error::Exited(self.exit.clone()) });
+                }
+                Ok(Some(ev)) => ev,
+            };
+            match &ev {
+                Event::OwnerChanged => {
+                    self.moved = true;
+                    self.stash.push_back(ev);
+                    return Err(Error::OwnershipMoved);
+                }
+                Event::Exit { reason } => {
+                    let reason = reason.clone();
+                    self.exit = Some(reason.clone());
+                    if let Verdict::Done(v) = judge(&ev) {
+                        return Ok(v);
+                    }
+                    self.stash.push_back(ev);
+                    return Err(Error::Exited(Some(reason)));
+                }
+                _ => {}
+            }
+            match judge(&ev) {
+                Verdict::Skip => {
+                    if self.stash.len() >= self.stash_limit {
+                        self.stash.push_back(ev);
+                        return Err(Error::Backlog(self.stash.len()));
+                    }
+                    self.stash.push_back(ev);
+                }
+                Verdict::Consumed => {}
+                Verdict::Done(v) => return Ok(v),
+                Verdict::Fail(e) => {
+                    self.stash.push_back(ev);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The verdict for events that end a stream early.
+fn stream_failure<T>(ev: &Event, s: StreamRef) -> Verdict<T> {
+    match ev {
+        Event::StreamError { stream, error } if *stream == s => Verdict::Fail(Error::Stream(error.clone())),
+        Event::Down { reason, possibly_processed, unprocessed, .. }
+            if possibly_processed.contains(&s) || unprocessed.contains(&s) =>
+        {
+            Verdict::Fail(Error::Down(reason.clone()))
+        }
+        Event::Exit { reason } => Verdict::Fail(Error::Exited(Some(reason.clone()))),
+        _ => Verdict::Skip,
+    }
+}

@@ -1,0 +1,316 @@
+//! The connection worker: one task that owns the socket, connects, runs the protocol session,
+//! reports `Up`/`Down`, reconnects per the retry policy and exits with a reason. A supervisor
+//! task awaits it and turns a panic (or an abort by `close()`) into an `Exit` event, so the
+//! owner is always told.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use moorline_proto::retry::{Reconnector, RetryDecision};
+
+use super::command::Command;
+use super::handle::{Shared, lock};
+use super::info::State;
+use super::owner::Events;
+use super::{h1, h2};
+use crate::dial::{Dialed, Target, dial};
+use crate::error::{ConnectError, DownReason, ExitReason, Failure, StreamError};
+use crate::event::{Event, Protocol, StreamRef};
+use crate::instrument::{Emitter, Step};
+use crate::options::{ConnectOptions, Transport};
+
+/// What every attempt needs, immutable for the connection's life.
+pub(crate) struct Setup {
+    pub(crate) target: Target,
+    pub(crate) opts: ConnectOptions,
+    pub(crate) em: Emitter,
+}
+
+impl Setup {
+    /// `host[:port]` as it goes in `Host` / `:authority` (the port is left out when default).
+    pub(crate) fn authority(&self) -> String {
+        let t = &self.target;
+        let default = match t.transport {
+            Transport::Tls => 443,
+            Transport::Tcp => 80,
+        };
+        let host =
+            if t.host.contains(':') && !t.host.starts_with('[') { format!("[{}]", t.host) } else { t.host.clone() };
+        if t.port == default { host } else { format!("{host}:{}", t.port) }
+    }
+
+    /// `http` or `https`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        match self.target.transport {
+            Transport::Tls => "https",
+            Transport::Tcp => "http",
+        }
+    }
+}
+
+/// The worker's state that outlives sessions.
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) setup: Arc<Setup>,
+    pub(crate) cmd_rx: mpsc::Receiver<Command>,
+    pub(crate) owner: mpsc::Sender<Event>,
+    pub(crate) shutting_down: bool,
+}
+
+/// How a protocol session ended.
+pub(crate) enum SessionEnd {
+    /// The connection was lost.
+    Down { reason: DownReason, possibly_processed: Vec<StreamRef>, unprocessed: Vec<StreamRef> },
+    /// `shutdown()` completed.
+    Shutdown,
+    /// The worker must exit (owner gone, handles dropped).
+    Exit(ExitReason),
+}
+
+impl Ctx {
+    /// Deliver an event to the owner, waiting while its buffer is full (backpressure).
+    pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
+        self.owner.send(ev).await.map_err(|_| ExitReason::OwnerGone)
+    }
+
+    /// Handle the commands every phase treats alike; return the others.
+    pub(crate) async fn pre(&mut self, cmd: Command) -> Result<Option<Command>, ExitReason> {
+        match cmd {
+            Command::SetOwner(reply) => {
+                self.set_owner(reply);
+                Ok(None)
+            }
+            Command::Shutdown => {
+                self.shutting_down = true;
+                set_state(&self.shared, State::ShuttingDown);
+                Ok(None)
+            }
+            Command::Request(req) if self.shutting_down => {
+                self.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await?;
+                Ok(None)
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
+    fn set_owner(&mut self, reply: oneshot::Sender<Events>) {
+        let (tx, rx) = mpsc::channel(self.setup.opts.event_buffer);
+        let old = std::mem::replace(&mut self.owner, tx.clone());
+        *lock(&self.shared.owner) = Some(tx);
+        // The old owner gets the notice after what was already queued for it, then its end.
+        tokio::spawn(async move {
+            let _ = old.send(Event::OwnerChanged).await;
+        });
+        let _ = reply.send(Events::new(self.shared.id, rx));
+    }
+}
+
+fn set_state(shared: &Shared, state: State) {
+    lock(&shared.info).state = state;
+}
+
+/// Start the worker and its supervisor.
+pub(crate) fn spawn(
+    rt: &tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    target: Target,
+    opts: ConnectOptions,
+    cmd_rx: mpsc::Receiver<Command>,
+    owner: mpsc::Sender<Event>,
+) {
+    let em = Emitter { connection: shared.id, hook: opts.hook.clone() };
+    let setup = Arc::new(Setup { target, opts, em: em.clone() });
+    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner, shutting_down: false };
+    let worker = rt.spawn(run(ctx));
+    *lock(&shared.abort) = Some(worker.abort_handle());
+    rt.spawn(supervise(worker, shared, em));
+}
+
+/// Wait for the worker; whatever way it ends, record why and tell the owner.
+async fn supervise(worker: JoinHandle<ExitReason>, shared: Arc<Shared>, em: Emitter) {
+    let reason = match worker.await {
+        Ok(reason) => reason,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            tracing::error!(connection = shared.id, panic = %msg, "connection worker panicked");
+            ExitReason::Panicked(msg)
+        }
+        Err(_) => ExitReason::Closed,
+    };
+    {
+        let mut info = lock(&shared.info);
+        info.state = State::Exited;
+        info.exit = Some(reason.clone());
+    }
+    em.emit(Step::Exit { reason: reason.to_string() });
+    let owner = lock(&shared.owner).take();
+    if let Some(owner) = owner {
+        let _ = owner.send(Event::Exit { reason }).await;
+    }
+}
+
+async fn run(mut ctx: Ctx) -> ExitReason {
+    match lifecycle(&mut ctx).await {
+        Ok(never) => match never {},
+        Err(reason) => reason,
+    }
+}
+
+/// A connected session, ready to run.
+enum Session {
+    H1(Dialed),
+    H2(Box<h2::H2Parts>),
+}
+
+async fn establish(setup: Arc<Setup>) -> Result<(Session, Dialed2), ConnectError> {
+    let d = dial(&setup.target, &setup.opts, &setup.em).await?;
+    let meta = Dialed2 { protocol: d.protocol, peer: d.peer, local: d.local };
+    match d.protocol {
+        Protocol::Http1 => Ok((Session::H1(d), meta)),
+        Protocol::Http2 => {
+            let parts = h2::handshake(d.io, &setup.opts.http2).await?;
+            Ok((Session::H2(Box::new(parts)), meta))
+        }
+    }
+}
+
+/// What `info()` learns from a successful attempt.
+struct Dialed2 {
+    protocol: Protocol,
+    peer: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+}
+
+async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
+    let mut retry = Reconnector::new(ctx.setup.opts.retry.clone());
+    loop {
+        set_state(&ctx.shared, State::Connecting);
+        // Connect while still taking commands: requests made now wait for the connection.
+        let mut early: Vec<Command> = Vec::new();
+        let attempt = {
+            let fut = establish(ctx.setup.clone());
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    cmd = ctx.cmd_rx.recv() => {
+                        let Some(cmd) = cmd else { return Err(ExitReason::HandlesDropped) };
+                        if let Some(cmd) = ctx.pre(cmd).await? {
+                            early.push(cmd);
+                        }
+                        if ctx.shutting_down {
+                            fail_early(ctx, early, StreamError::ShuttingDown).await?;
+                            return Err(ExitReason::Shutdown);
+                        }
+                    }
+                    _ = ctx.owner.closed() => return Err(ExitReason::OwnerGone),
+                }
+            }
+        };
+        let failure: Failure = match attempt {
+            Err(e) => {
+                fail_early(ctx, early, StreamError::NotConnected).await?;
+                e.into()
+            }
+            Ok((session, meta)) => {
+                retry.on_up();
+                {
+                    let mut info = lock(&ctx.shared.info);
+                    info.state = State::Up;
+                    info.protocol = Some(meta.protocol);
+                    info.peer = Some(meta.peer);
+                    info.local = Some(meta.local);
+                    info.connects += 1;
+                    info.failures = 0;
+                }
+                ctx.setup.em.emit(Step::Up { protocol: meta.protocol });
+                ctx.emit(Event::Up { protocol: meta.protocol }).await?;
+                let end = match session {
+                    Session::H1(d) => h1::run(ctx, d.io, early).await,
+                    Session::H2(parts) => h2::run(ctx, *parts, early).await,
+                };
+                match end {
+                    SessionEnd::Shutdown => return Err(ExitReason::Shutdown),
+                    SessionEnd::Exit(r) => return Err(r),
+                    SessionEnd::Down { reason, possibly_processed, unprocessed } => {
+                        ctx.setup.em.emit(Step::Down { reason: reason.to_string() });
+                        ctx.emit(Event::Down {
+                            protocol: meta.protocol,
+                            reason: reason.clone(),
+                            possibly_processed,
+                            unprocessed,
+                        })
+                        .await?;
+                        if ctx.shutting_down {
+                            return Err(ExitReason::Shutdown);
+                        }
+                        reason.into()
+                    }
+                }
+            }
+        };
+        let decision = retry.on_failure(&failure);
+        lock(&ctx.shared.info).failures = retry.failures();
+        match decision {
+            RetryDecision::GiveUp => {
+                return Err(ExitReason::RetriesExhausted { attempts: retry.failures(), last: failure });
+            }
+            RetryDecision::RetryAfter(delay) => {
+                set_state(&ctx.shared, State::Reconnecting);
+                ctx.setup.em.emit(Step::Retry { attempt: retry.failures(), delay });
+                tracing::info!(connection = ctx.shared.id, %failure, ?delay, "reconnecting");
+                backoff(ctx, delay).await?;
+            }
+        }
+    }
+}
+
+/// Wait before the next try; requests made meanwhile fail at once (nothing is connected).
+async fn backoff(ctx: &mut Ctx, delay: std::time::Duration) -> Result<(), ExitReason> {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return Ok(()),
+            cmd = ctx.cmd_rx.recv() => {
+                let Some(cmd) = cmd else { return Err(ExitReason::HandlesDropped) };
+                match ctx.pre(cmd).await? {
+                    Some(Command::Request(req)) => {
+                        ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::NotConnected }).await?;
+                    }
+                    Some(Command::StreamInfo(_, reply)) => {
+                        let _ = reply.send(None);
+                    }
+                    Some(Command::Cancel(_) | Command::SetOwner(_) | Command::Shutdown) | None => {}
+                }
+                if ctx.shutting_down {
+                    return Err(ExitReason::Shutdown);
+                }
+            }
+            _ = ctx.owner.closed() => return Err(ExitReason::OwnerGone),
+        }
+    }
+}
+
+async fn fail_early(ctx: &mut Ctx, early: Vec<Command>, error: StreamError) -> Result<(), ExitReason> {
+    for cmd in early {
+        match cmd {
+            Command::Request(req) => {
+                ctx.emit(Event::StreamError { stream: req.stream, error: error.clone() }).await?;
+            }
+            Command::StreamInfo(_, reply) => {
+                let _ = reply.send(None);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! Typed errors: why a connection attempt failed, why a connection went down, why the worker
+//! exited, why a stream failed, and why an API call was refused.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::event::StreamRef;
+
+/// Why one attempt to establish a connection failed (before `Up`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The DNS lookup took longer than the lookup timeout.
+    #[error("DNS lookup of {host:?} timed out after {timeout:?}")]
+    LookupTimeout {
+        /// Host being resolved.
+        host: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The DNS lookup failed.
+    #[error("DNS lookup of {host:?} failed: {source}")]
+    Lookup {
+        /// Host being resolved.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The host resolved to no address.
+    #[error("{host:?} resolved to no address")]
+    NoAddress {
+        /// Host being resolved.
+        host: String,
+    },
+    /// The TCP connect took longer than the connect timeout.
+    #[error("TCP connect to {addr} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// Address tried last.
+        addr: SocketAddr,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The TCP connect failed (refused, unreachable...).
+    #[error("TCP connect to {addr} failed: {source}")]
+    Connect {
+        /// Address tried last.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The TLS handshake took longer than the TLS handshake timeout.
+    #[error("TLS handshake with {server_name:?} timed out after {timeout:?}")]
+    TlsHandshakeTimeout {
+        /// Name the certificate was checked against.
+        server_name: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The TLS handshake failed; `cause` says why in plain words.
+    #[error("TLS handshake with {server_name:?} failed: {cause}")]
+    Tls {
+        /// Name the certificate was checked against.
+        server_name: String,
+        /// What went wrong.
+        cause: TlsFailure,
+    },
+    /// ALPN negotiated a protocol we did not offer, or none where one was required.
+    #[error("ALPN negotiation failed: {0}")]
+    Alpn(String),
+    /// The HTTP/2 connection preface/settings exchange failed.
+    #[error("HTTP/2 handshake failed: {0}")]
+    Http2Handshake(String),
+}
+
+/// Why a TLS handshake failed, in words a user can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate chain does not lead to a trusted root.
+    #[error("certificate verification failed: the server certificate is not signed by a trusted CA (unknown issuer)")]
+    UnknownIssuer,
+    /// The certificate does not cover the name we connected to.
+    #[error("certificate verification failed: the certificate is not valid for this server name")]
+    NameMismatch,
+    /// The certificate has expired or is not yet valid.
+    #[error("certificate verification failed: the certificate is expired or not yet valid")]
+    Expired,
+    /// Any other certificate problem (revoked, bad signature, bad encoding...).
+    #[error("certificate verification failed: {0}")]
+    BadCertificate(String),
+    /// The server sent a TLS alert.
+    #[error("the server sent TLS alert {0}")]
+    Alert(String),
+    /// Any other TLS protocol or I/O failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why an established connection went down.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownReason {
+    /// The peer closed the connection (TCP FIN / TLS close_notify).
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The socket failed (reset, broken pipe...).
+    #[error("socket error: {0}")]
+    Io(Arc<io::Error>),
+    /// The peer sent HTTP/2 GOAWAY and the connection ended.
+    #[error("the peer sent GOAWAY (error code {error_code}, last stream {last_stream_id})")]
+    GoAway {
+        /// HTTP/2 error code of the GOAWAY (0 = NO_ERROR).
+        error_code: u32,
+        /// Last stream id the peer may have processed.
+        last_stream_id: u32,
+    },
+    /// Keepalive pings went unanswered: the connection was silently dead.
+    #[error("keepalive: no PING answer within {0:?}")]
+    KeepaliveTimeout(Duration),
+    /// The peer broke the protocol (bad HTTP/1.1 framing, invalid HTTP/2 frames...).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server asked to close the HTTP/1.1 connection after a response (`connection: close`).
+    #[error("the server closed the HTTP/1.1 connection after a response")]
+    ServerRequestedClose,
+    /// A request was cancelled while its body was being written; the connection cannot be reused.
+    #[error("a request was cancelled in the middle of its body")]
+    CancelledMidRequest,
+}
+
+/// Why the connection worker exited. The owner receives it in [`crate::Event::Exit`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// `close()` was called.
+    #[error("closed by the user")]
+    Closed,
+    /// `shutdown()` completed: in-flight streams finished, then the connection closed.
+    #[error("shut down gracefully")]
+    Shutdown,
+    /// The retry policy gave up; `last` is the last failure.
+    #[error("gave up after {attempts} failed attempts; last failure: {last}")]
+    RetriesExhausted {
+        /// Consecutive failures, counting the one that triggered reconnection.
+        attempts: u32,
+        /// The last failure.
+        last: Failure,
+    },
+    /// The owner's event receiver was dropped, so nobody can observe the connection.
+    #[error("the owner dropped its event receiver")]
+    OwnerGone,
+    /// Every `Connection` handle was dropped, so nobody can command the connection.
+    #[error("every connection handle was dropped")]
+    HandlesDropped,
+    /// The worker panicked; this is a bug in moorline, reported instead of lost.
+    #[error("the connection worker panicked: {0}")]
+    Panicked(String),
+}
+
+/// A failed attempt or a lost connection: what the retry policy sees.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// A connection attempt failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// An established connection went down.
+    #[error(transparent)]
+    Down(#[from] DownReason),
+}
+
+/// Why one stream failed while its connection stayed up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The server refused the stream (HTTP/2 REFUSED_STREAM): it was not processed, retry is safe.
+    #[error("the server refused the stream without processing it (REFUSED_STREAM); safe to retry")]
+    Refused,
+    /// The server reset the stream with an HTTP/2 error code.
+    #[error("the server reset the stream (HTTP/2 error code {0})")]
+    Reset(u32),
+    /// The request was issued while no connection was up.
+    #[error("not connected: the request was not sent")]
+    NotConnected,
+    /// The connection is shutting down and refuses new streams.
+    #[error("the connection is shutting down and accepts no new streams")]
+    ShuttingDown,
+    /// The request itself is invalid (bad header, conflicting framing...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Body data or a second request body was sent for a stream that does not accept it.
+    #[error("the stream does not accept body data now: {0}")]
+    UnexpectedData(String),
+    /// A stream-level protocol violation by the server.
+    #[error("protocol error on the stream: {0}")]
+    Protocol(String),
+}
+
+/// Errors of the API calls on [`crate::Connection`] and [`crate::Events`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Options were rejected before anything was started.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// `open` was called outside a tokio runtime.
+    #[error("no tokio runtime: call open() from within a tokio runtime")]
+    NoRuntime,
+    /// The connection worker has exited; the reason is known when the exit was observed.
+    #[error("the connection worker has exited: {}", .0.as_ref().map_or_else(|| "reason unknown (event receiver closed)".to_owned(), ToString::to_string))]
+    Exited(Option<ExitReason>),
+    /// The connection went down while the call waited on a stream of it.
+    #[error("the connection went down while waiting: {0}")]
+    Down(DownReason),
+    /// The stream failed.
+    #[error("stream failed: {0}")]
+    Stream(StreamError),
+    /// The stream is over (answered, failed, cancelled or lost): it takes no more body data.
+    #[error("stream {0:?} is over and takes no more body data")]
+    StreamClosed(StreamRef),
+    /// The call's timeout elapsed.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The stream reference belongs to another connection.
+    #[error("stream {0:?} belongs to another connection")]
+    ForeignStream(StreamRef),
+    /// This receiver no longer owns the connection (`set_owner` moved the events elsewhere).
+    #[error("this event receiver no longer owns the connection: ownership moved")]
+    OwnershipMoved,
+    /// An await stashed too many unrelated events while waiting.
+    #[error("{0} unrelated events piled up while waiting; read events with next() instead")]
+    Backlog(usize),
+}

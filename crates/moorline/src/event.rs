@@ -1,0 +1,182 @@
+//! What the connection tells its owner.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::error::{DownReason, ExitReason, StreamError};
+
+/// Identifies one stream (one request/response exchange) of one connection.
+///
+/// It carries the identity of its connection, so it can never be confused with a stream of
+/// another connection: every call that takes one checks it and refuses a foreign one at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRef {
+    pub(crate) conn: u64,
+    pub(crate) id: u64,
+}
+
+impl StreamRef {
+    /// The identity of the connection this stream belongs to.
+    pub fn connection_id(&self) -> u64 {
+        self.conn
+    }
+    /// The stream's number, unique within its connection (not the HTTP/2 stream id).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// The application protocol negotiated on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2.
+    Http2,
+}
+
+impl Protocol {
+    /// The ALPN identifier of the protocol.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Protocol::Http1 => b"http/1.1",
+            Protocol::Http2 => b"h2",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Http1 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
+        })
+    }
+}
+
+/// An event sent by the connection worker to the connection's single owner.
+///
+/// A stream's events arrive in order: any number of [`Event::Inform`], one
+/// [`Event::Response`], then [`Event::Data`] chunks, the last with `fin: true`, unless
+/// [`Event::Trailers`] end the stream. [`Event::StreamError`] or a [`Event::Down`] listing the
+/// stream ends it early.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The connection is up (again) with this protocol.
+    Up {
+        /// Negotiated protocol.
+        protocol: Protocol,
+    },
+    /// The connection was lost. Streams in flight are over; they are listed in two groups.
+    Down {
+        /// Protocol of the lost connection.
+        protocol: Protocol,
+        /// Why it was lost.
+        reason: DownReason,
+        /// Streams the server may have processed (sent, not fully answered).
+        possibly_processed: Vec<StreamRef>,
+        /// Streams the server certainly did not process: safe to retry.
+        unprocessed: Vec<StreamRef>,
+    },
+    /// A 1xx informational response (other than 101).
+    Inform {
+        /// The stream.
+        stream: StreamRef,
+        /// 1xx status.
+        status: StatusCode,
+        /// Its headers.
+        headers: HeaderMap,
+    },
+    /// The response head.
+    Response {
+        /// The stream.
+        stream: StreamRef,
+        /// Final status.
+        status: StatusCode,
+        /// Response headers.
+        headers: HeaderMap,
+        /// True when the response has no body: the stream is complete.
+        fin: bool,
+    },
+    /// A chunk of the response body.
+    Data {
+        /// The stream.
+        stream: StreamRef,
+        /// The bytes.
+        data: Bytes,
+        /// True on the last chunk: the stream is complete.
+        fin: bool,
+    },
+    /// Response trailers; they complete the stream.
+    Trailers {
+        /// The stream.
+        stream: StreamRef,
+        /// Trailer fields.
+        headers: HeaderMap,
+    },
+    /// The server pushed a response (HTTP/2); the pushed stream's events follow under `pushed`.
+    Push {
+        /// The stream the push is associated with.
+        stream: StreamRef,
+        /// The new stream carrying the pushed response.
+        pushed: StreamRef,
+        /// Method of the promised request.
+        method: Method,
+        /// URI of the promised request.
+        uri: Uri,
+        /// Headers of the promised request.
+        headers: HeaderMap,
+    },
+    /// A stream failed while the connection stayed up; the stream is over.
+    StreamError {
+        /// The stream.
+        stream: StreamRef,
+        /// Why.
+        error: StreamError,
+    },
+    /// Sent to the previous owner after `set_owner`: no more events will come to it.
+    OwnerChanged,
+    /// The worker exited; no more events will come.
+    Exit {
+        /// Why it exited.
+        reason: ExitReason,
+    },
+}
+
+impl Event {
+    /// The stream this event is about, if any.
+    pub fn stream(&self) -> Option<StreamRef> {
+        match self {
+            Event::Inform { stream, .. }
+            | Event::Response { stream, .. }
+            | Event::Data { stream, .. }
+            | Event::Trailers { stream, .. }
+            | Event::Push { stream, .. }
+            | Event::StreamError { stream, .. } => Some(*stream),
+            _ => None,
+        }
+    }
+}
+
+/// A response head returned by [`crate::Events::await_response`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Final status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// 1xx informational responses received before it, in order.
+    pub informs: Vec<(StatusCode, HeaderMap)>,
+    /// True when the response has no body.
+    pub fin: bool,
+}
+
+/// A whole response body returned by [`crate::Events::await_body`].
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    /// The body bytes, concatenated.
+    pub data: Bytes,
+    /// Trailers, if the response had any.
+    pub trailers: Option<HeaderMap>,
+}

@@ -1,0 +1,149 @@
+//! Instrumentation: every step of a connection's life, as it happens.
+//!
+//! A hook set in [`crate::ConnectOptions::hook`] is called synchronously by the worker for
+//! each [`Instrument`] (keep it fast: count, timestamp, forward to a channel). The same steps
+//! are logged through `tracing` at debug level whether or not a hook is set.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+
+use crate::event::{Protocol, StreamRef};
+
+/// One step of a connection's life.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Step {
+    /// A DNS lookup starts.
+    LookupStart {
+        /// Host to resolve.
+        host: String,
+    },
+    /// A DNS lookup ended.
+    LookupEnd {
+        /// Host resolved.
+        host: String,
+        /// Addresses found, or the error text.
+        result: Result<Vec<SocketAddr>, String>,
+    },
+    /// A TCP connect starts.
+    ConnectStart {
+        /// Address tried.
+        addr: SocketAddr,
+    },
+    /// A TCP connect ended.
+    ConnectEnd {
+        /// Address tried.
+        addr: SocketAddr,
+        /// `Ok` or the error text.
+        result: Result<(), String>,
+    },
+    /// A TLS handshake starts.
+    TlsStart {
+        /// Name the certificate is checked against.
+        server_name: String,
+    },
+    /// A TLS handshake ended.
+    TlsEnd {
+        /// Negotiated ALPN protocol, or the error text.
+        result: Result<Option<Vec<u8>>, String>,
+    },
+    /// The connection is up.
+    Up {
+        /// Negotiated protocol.
+        protocol: Protocol,
+    },
+    /// A request head was handed to the socket.
+    RequestStart {
+        /// Stream.
+        stream: StreamRef,
+        /// Method.
+        method: Method,
+        /// Target (path and query).
+        target: String,
+    },
+    /// The whole request (head and body) was handed to the socket.
+    RequestEnd {
+        /// Stream.
+        stream: StreamRef,
+    },
+    /// A 1xx informational response arrived.
+    ResponseInform {
+        /// Stream.
+        stream: StreamRef,
+        /// Status.
+        status: StatusCode,
+    },
+    /// A response head arrived.
+    ResponseHeaders {
+        /// Stream.
+        stream: StreamRef,
+        /// Status.
+        status: StatusCode,
+    },
+    /// A response completed.
+    ResponseEnd {
+        /// Stream.
+        stream: StreamRef,
+    },
+    /// The connection went down.
+    Down {
+        /// Reason, as text.
+        reason: String,
+    },
+    /// The worker will try again after `delay`.
+    Retry {
+        /// 1-based retry number.
+        attempt: u32,
+        /// Delay before it.
+        delay: Duration,
+    },
+    /// The worker is exiting.
+    Exit {
+        /// Reason, as text.
+        reason: String,
+    },
+}
+
+/// A step with the time it happened and the connection it belongs to.
+#[derive(Debug, Clone)]
+pub struct Instrument {
+    /// Connection identity (as in [`StreamRef::connection_id`]).
+    pub connection: u64,
+    /// When the step happened.
+    pub at: Instant,
+    /// What happened.
+    pub step: Step,
+}
+
+/// A callback receiving every [`Instrument`].
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use moorline::{ConnectOptions, Instrument};
+/// let seen: Arc<Mutex<Vec<Instrument>>> = Arc::default();
+/// let sink = seen.clone();
+/// let opts = ConnectOptions::default().hook(move |i: &Instrument| {
+///     if let Ok(mut v) = sink.lock() { v.push(i.clone()) }
+/// });
+/// # let _ = opts;
+/// ```
+pub type Hook = Arc<dyn Fn(&Instrument) + Send + Sync>;
+
+/// Emits instrumentation steps to the hook and to `tracing`.
+#[derive(Clone)]
+pub(crate) struct Emitter {
+    pub(crate) connection: u64,
+    pub(crate) hook: Option<Hook>,
+}
+
+impl Emitter {
+    pub(crate) fn emit(&self, step: Step) {
+        tracing::debug!(connection = self.connection, ?step, "moorline");
+        if let Some(hook) = &self.hook {
+            hook(&Instrument { connection: self.connection, at: Instant::now(), step });
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Connection options, with Gun's defaults where Gun has them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use moorline_proto::retry::RetryPolicy;
+
+use crate::error::Error;
+use crate::event::Protocol;
+use crate::instrument::{Hook, Instrument};
+
+/// The transport under the HTTP protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP (rustls).
+    Tls,
+}
+
+/// TLS settings. Certificate verification is always on unless a full custom
+/// [`rustls::ClientConfig`] that disables it is passed with [`TlsOptions::config`].
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    pub(crate) webpki_roots: Option<bool>,
+    pub(crate) extra_roots: Vec<CertificateDer<'static>>,
+    pub(crate) client_auth: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TlsOptions {
+    /// Trust this CA (PEM, one or more certificates) in addition to the roots in use.
+    /// When custom CAs are added, the built-in webpki roots are no longer trusted unless
+    /// [`TlsOptions::webpki_roots`] is set to `true`.
+    ///
+    /// ```
+    /// let err = moorline::TlsOptions::default().add_ca_pem("not a certificate").unwrap_err();
+    /// assert!(err.to_string().contains("no certificate"));
+    /// ```
+    pub fn add_ca_pem(mut self, pem: &str) -> Result<Self, Error> {
+        let certs = parse_certs(pem)?;
+        self.extra_roots.extend(certs);
+        Ok(self)
+    }
+
+    /// Trust this CA certificate (DER).
+    pub fn add_ca_der(mut self, der: CertificateDer<'static>) -> Self {
+        self.extra_roots.push(der);
+        self
+    }
+
+    /// Whether the Mozilla roots shipped by `webpki-roots` are trusted (default: yes when no
+    /// custom CA was added).
+    pub fn webpki_roots(mut self, on: bool) -> Self {
+        self.webpki_roots = Some(on);
+        self
+    }
+
+    /// Present a client certificate: chain and private key in PEM.
+    pub fn client_cert_pem(mut self, chain_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        let chain = parse_certs(chain_pem)?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .map_err(|e| Error::InvalidOptions(format!("client key PEM: {e}")))?
+            .ok_or_else(|| Error::InvalidOptions("client key PEM: no private key found".into()))?;
+        self.client_auth = Some((chain, Arc::new(key)));
+        Ok(self)
+    }
+
+    /// Check the certificate against (and send as SNI) this name instead of the host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Use this rustls configuration as is (its ALPN list is replaced by the offered
+    /// protocols). Roots, client certificate and verification are then the config's own.
+    pub fn config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.config = Some(config);
+        self
+    }
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("webpki_roots", &self.webpki_roots)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("client_auth", &self.client_auth.is_some())
+            .field("server_name", &self.server_name)
+            .field("custom_config", &self.config.is_some())
+            .finish()
+    }
+}
+
+fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidOptions(format!("certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::InvalidOptions("certificate PEM: no certificate found".into()));
+    }
+    Ok(certs)
+}
+
+/// HTTP/2 keepalive: a PING every `interval`; no answer within `timeout` means the connection
+/// is dead (silently hung) and it is taken down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time between pings.
+    pub interval: Duration,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
+}
+
+/// HTTP/1.1 settings.
+#[derive(Debug, Clone)]
+pub struct Http1Options {
+    /// Requests written before their predecessors are answered (1 = no pipelining).
+    pub pipeline: usize,
+    /// Largest response head accepted, in bytes.
+    pub max_head_bytes: usize,
+    /// Most response header fields accepted.
+    pub max_headers: usize,
+}
+
+impl Default for Http1Options {
+    fn default() -> Self {
+        Self { pipeline: 1, max_head_bytes: 64 * 1024, max_headers: 128 }
+    }
+}
+
+/// HTTP/2 settings.
+#[derive(Debug, Clone)]
+pub struct Http2Options {
+    /// Per-stream receive window: the most bytes the server may send ahead of the owner.
+    pub stream_window: u32,
+    /// Connection receive window.
+    pub connection_window: u32,
+    /// Largest header list accepted.
+    pub max_header_list_size: u32,
+    /// Accept server push.
+    pub enable_push: bool,
+}
+
+impl Default for Http2Options {
+    fn default() -> Self {
+        Self {
+            stream_window: 256 * 1024,
+            connection_window: 1024 * 1024,
+            max_header_list_size: 64 * 1024,
+            enable_push: false,
+        }
+    }
+}
+
+/// Options of [`crate::open`].
+///
+/// ```
+/// use std::time::Duration;
+/// use moorline::{ConnectOptions, Keepalive, RetryPolicy, Transport};
+/// let opts = ConnectOptions::default()
+///     .transport(Transport::Tcp)
+///     .retry(RetryPolicy::fixed(3, Duration::from_millis(500)))
+///     .connect_timeout(Duration::from_secs(2))
+///     .keepalive(Some(Keepalive { interval: Duration::from_secs(10), timeout: Duration::from_secs(5) }));
+/// # let _ = opts;
+/// ```
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub(crate) transport: Option<Transport>,
+    pub(crate) protocols: Option<Vec<Protocol>>,
+    pub(crate) tls: TlsOptions,
+    pub(crate) lookup_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) hook: Option<Hook>,
+    pub(crate) event_buffer: usize,
+    pub(crate) http1: Http1Options,
+    pub(crate) http2: Http2Options,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            transport: None,
+            protocols: None,
+            tls: TlsOptions::default(),
+            lookup_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            keepalive: Some(Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) }),
+            hook: None,
+            event_buffer: 256,
+            http1: Http1Options::default(),
+            http2: Http2Options::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("transport", &self.transport)
+            .field("protocols", &self.protocols)
+            .field("tls", &self.tls)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("retry", &self.retry)
+            .field("keepalive", &self.keepalive)
+            .field("hook", &self.hook.is_some())
+            .field("event_buffer", &self.event_buffer)
+            .field("http1", &self.http1)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// TCP or TLS. Default: TLS on port 443, TCP elsewhere.
+    pub fn transport(mut self, t: Transport) -> Self {
+        self.transport = Some(t);
+        self
+    }
+    /// Protocols offered, in preference order. Default: HTTP/2 then HTTP/1.1 over TLS (chosen
+    /// by ALPN), HTTP/1.1 over TCP. `[Http2]` alone over TCP means HTTP/2 with prior knowledge.
+    pub fn protocols(mut self, p: &[Protocol]) -> Self {
+        self.protocols = Some(p.to_vec());
+        self
+    }
+    /// TLS settings.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+    /// DNS lookup timeout (default 10 s).
+    pub fn lookup_timeout(mut self, d: Duration) -> Self {
+        self.lookup_timeout = d;
+        self
+    }
+    /// TCP connect timeout, per address tried (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// TLS handshake timeout (default 10 s).
+    pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
+        self.tls_handshake_timeout = d;
+        self
+    }
+    /// Reconnection policy (default: Gun's 5 retries, 5 s apart).
+    pub fn retry(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+    /// HTTP/2 keepalive PINGs (default: every 30 s, 10 s to answer). `None` turns them off.
+    pub fn keepalive(mut self, k: Option<Keepalive>) -> Self {
+        self.keepalive = k;
+        self
+    }
+    /// Instrumentation hook, called for every [`Instrument`] step.
+    pub fn hook(mut self, f: impl Fn(&Instrument) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(f));
+        self
+    }
+    /// Events buffered for the owner before the worker stops reading the socket (default 256).
+    pub fn event_buffer(mut self, n: usize) -> Self {
+        self.event_buffer = n;
+        self
+    }
+    /// HTTP/1.1 settings.
+    pub fn http1(mut self, o: Http1Options) -> Self {
+        self.http1 = o;
+        self
+    }
+    /// HTTP/2 settings.
+    pub fn http2(mut self, o: Http2Options) -> Self {
+        self.http2 = o;
+        self
+    }
+
+    /// The transport used for `port`.
+    pub(crate) fn transport_for(&self, port: u16) -> Transport {
+        self.transport.unwrap_or(if port == 443 { Transport::Tls } else { Transport::Tcp })
+    }
+
+    /// The protocols offered for `transport`.
+    pub(crate) fn protocols_for(&self, transport: Transport) -> Vec<Protocol> {
+        match (&self.protocols, transport) {
+            (Some(p), _) => p.clone(),
+            (None, Transport::Tls) => vec![Protocol::Http2, Protocol::Http1],
+            (None, Transport::Tcp) => vec![Protocol::Http1],
+        }
+    }
+
+    /// Reject options that cannot work, with a reason.
+    pub(crate) fn validate(&self, port: u16) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::InvalidOptions(m.to_owned()));
+        if port == 0 {
+            return bad("port 0 is not a valid destination");
+        }
+        let transport = self.transport_for(port);
+        let protocols = self.protocols_for(transport);
+        if protocols.is_empty() {
+            return bad("no protocol offered");
+        }
+        if transport == Transport::Tcp && protocols.len() > 1 {
+            return bad("over plain TCP exactly one protocol must be chosen (there is no ALPN)");
+        }
+        if self.event_buffer == 0 {
+            return bad("event_buffer must be at least 1");
+        }
+        if self.http1.pipeline == 0 {
+            return bad("http1.pipeline must be at least 1");
+        }
+        if self.http1.max_head_bytes < 64 || self.http1.max_headers == 0 {
+            return bad("http1.max_head_bytes must be at least 64 and http1.max_headers at least 1");
+        }
+        if self.http2.stream_window == 0 || self.http2.connection_window == 0 {
+            return bad("HTTP/2 windows must be positive");
+        }
+        for d in [self.lookup_timeout, self.connect_timeout, self.tls_handshake_timeout] {
+            if d.is_zero() {
+                return bad("timeouts must be positive");
+            }
+        }
+        if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
+            return bad("keepalive interval and timeout must be positive");
+        }
+        Ok(())
+    }
+}
