@@ -43,14 +43,19 @@ impl TlsOptions {
     /// ```
     pub fn add_ca_pem(mut self, pem: &str) -> Result<Self, Error> {
         let certs = parse_certs(pem)?;
-        self.extra_roots.extend(certs);
+        for der in certs {
+            self = self.add_ca_der(der)?;
+        }
         Ok(self)
     }
 
-    /// Trust this CA certificate (DER).
-    pub fn add_ca_der(mut self, der: CertificateDer<'static>) -> Self {
+    /// Trust this CA certificate (DER). It is checked to be a usable trust anchor now.
+    pub fn add_ca_der(mut self, der: CertificateDer<'static>) -> Result<Self, Error> {
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| Error::InvalidOptions(format!("CA certificate rejected: {e}")))?;
         self.extra_roots.push(der);
-        self
+        Ok(self)
     }
 
     /// Whether the Mozilla roots shipped by `webpki-roots` are trusted (default: yes when no

@@ -141,6 +141,11 @@ impl Session<'_> {
                     let mut events = Vec::new();
                     let res = drain(&mut self.codec, &mut self.rbuf, &mut events, false);
                     self.deliver(events).await?;
+                    // Answers come in request order, and cancelled ones produce no `End`: whatever
+                    // the codec no longer waits for is over.
+                    while self.inflight.len() > self.codec.pending() {
+                        self.inflight.pop_front();
+                    }
                     if let Err(e) = res {
                         return Err(Stop::Down(protocol(&e)));
                     }

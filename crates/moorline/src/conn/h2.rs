@@ -539,9 +539,41 @@ impl StreamTask {
     }
 
     async fn receive(&self, mut resp: ResponseFuture) -> Result<(), h2::Error> {
-        let stream = self.stream;
         let mut pushes = resp.push_promises();
         let mut pushes_open = self.push;
+        let work = self.head_and_body(resp);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                p = pushes.push_promise(), if pushes_open => match p {
+                    Some(Ok(p)) => self.pushed(p).await?,
+                    Some(Err(e)) => return Err(e),
+                    None => pushes_open = false,
+                },
+                r = &mut work => {
+                    r?;
+                    break;
+                }
+            }
+        }
+        // Promises precede the end of their stream: take those already received.
+        while pushes_open {
+            let next = poll_fn(|cx| match pushes.poll_push_promise(cx) {
+                Poll::Pending => Poll::Ready(None),
+                other => other,
+            })
+            .await;
+            match next {
+                Some(p) => self.pushed(p?).await?,
+                None => pushes_open = false,
+            }
+        }
+        Ok(())
+    }
+
+    async fn head_and_body(&self, mut resp: ResponseFuture) -> Result<(), h2::Error> {
+        let stream = self.stream;
         let response = loop {
             enum Head {
                 Inform(http::Response<()>),
@@ -553,20 +585,13 @@ impl StreamTask {
                 }
                 Pin::new(&mut resp).poll(cx).map(|r| Ok(Head::Final(r)))
             });
-            tokio::select! {
-                h = next => match h? {
-                    Head::Inform(r) => {
-                        self.em.emit(Step::ResponseInform { stream, status: r.status() });
-                        let (parts, ()) = r.into_parts();
-                        self.event(Event::Inform { stream, status: parts.status, headers: parts.headers }).await?;
-                    }
-                    Head::Final(r) => break r?,
-                },
-                p = pushes.push_promise(), if pushes_open => match p {
-                    Some(Ok(p)) => self.pushed(p).await?,
-                    Some(Err(e)) => return Err(e),
-                    None => pushes_open = false,
-                },
+            match next.await? {
+                Head::Inform(r) => {
+                    self.em.emit(Step::ResponseInform { stream, status: r.status() });
+                    let (parts, ()) = r.into_parts();
+                    self.event(Event::Inform { stream, status: parts.status, headers: parts.headers }).await?;
+                }
+                Head::Final(r) => break r?,
             }
         };
         self.em.emit(Step::ResponseHeaders { stream, status: response.status() });
@@ -623,7 +648,13 @@ impl StreamTask {
             push: false,
         };
         let tx = self.tx.clone();
+        // The child waits until the session has registered it, so none of its events can
+        // arrive before the stream is known.
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            if wait.await.is_err() {
+                return;
+            }
             let outcome = match fut.await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
@@ -652,7 +683,9 @@ impl StreamTask {
             };
             let _ = tx.send(Msg::Finished(pushed, outcome)).await;
         });
-        self.tx.send(Msg::Pushed { pushed, task }).await.map_err(|_| h2::Error::from(Reason::CANCEL))
+        self.tx.send(Msg::Pushed { pushed, task }).await.map_err(|_| h2::Error::from(Reason::CANCEL))?;
+        let _ = go.send(());
+        Ok(())
     }
 }
 

@@ -29,7 +29,13 @@ pub struct Events {
     stash_limit: usize,
     moved: bool,
     exit: Option<ExitReason>,
+    /// Streams recently ended by `Down` or `StreamError`, so that a later await on one fails at
+    /// once even after the owner consumed the event that ended it.
+    gone: VecDeque<(StreamRef, Error)>,
 }
+
+/// How many ended streams `Events` remembers.
+const GONE_MEMORY: usize = 4096;
 
 /// What an await makes of one event.
 enum Verdict<T> {
@@ -45,7 +51,15 @@ enum Verdict<T> {
 
 impl Events {
     pub(crate) fn new(conn: u64, rx: mpsc::Receiver<Event>) -> Self {
-        Self { conn, rx, stash: VecDeque::new(), stash_limit: DEFAULT_STASH_LIMIT, moved: false, exit: None }
+        Self {
+            conn,
+            rx,
+            stash: VecDeque::new(),
+            stash_limit: DEFAULT_STASH_LIMIT,
+            moved: false,
+            exit: None,
+            gone: VecDeque::new(),
+        }
     }
 
     /// The identity of the connection these events come from.
@@ -84,8 +98,21 @@ impl Events {
         match ev {
             Event::Exit { reason } => self.exit = Some(reason.clone()),
             Event::OwnerChanged => self.moved = true,
+            Event::Down { reason, possibly_processed, unprocessed, .. } => {
+                for s in possibly_processed.iter().chain(unprocessed) {
+                    self.remember_gone(*s, Error::Down(reason.clone()));
+                }
+            }
+            Event::StreamError { stream, error } => self.remember_gone(*stream, Error::Stream(error.clone())),
             _ => {}
         }
+    }
+
+    fn remember_gone(&mut self, stream: StreamRef, error: Error) {
+        if self.gone.len() >= GONE_MEMORY {
+            self.gone.pop_front();
+        }
+        self.gone.push_back((stream, error));
     }
 
     /// Wait until the connection is up; returns the negotiated protocol.
@@ -172,7 +199,13 @@ impl Events {
     }
 
     fn check(&self, stream: &StreamRef) -> Result<(), Error> {
-        if stream.conn != self.conn { Err(Error::ForeignStream(*stream)) } else { Ok(()) }
+        if stream.conn != self.conn {
+            return Err(Error::ForeignStream(*stream));
+        }
+        match self.gone.iter().rev().find(|(s, _)| s == stream) {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// The selective receive under every await.

@@ -150,11 +150,13 @@ async fn supervise(worker: JoinHandle<ExitReason>, shared: Arc<Shared>, em: Emit
         info.state = State::Exited;
         info.exit = Some(reason.clone());
     }
-    em.emit(Step::Exit { reason: reason.to_string() });
     let owner = lock(&shared.owner).take();
+    let text = reason.to_string();
     if let Some(owner) = owner {
         let _ = owner.send(Event::Exit { reason }).await;
     }
+    // Last, as a panicking hook must not keep the owner from hearing of the exit.
+    em.emit(Step::Exit { reason: text });
 }
 
 async fn run(mut ctx: Ctx) -> ExitReason {

@@ -1,0 +1,228 @@
+//! [`TestServer`]: the handle tests hold, and its builder.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::conn::{self, Config, ConnCtx};
+use super::control::Shared;
+use super::fault::Fault;
+use super::tls::{self, ServerCerts};
+
+/// Pause after a failed `accept` (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Configures and starts a [`TestServer`].
+#[derive(Debug, Clone)]
+pub struct TestServerBuilder {
+    tls: bool,
+    h2: bool,
+    push: bool,
+    fault: Option<Fault>,
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        Self { tls: false, h2: false, push: true, fault: None }
+    }
+}
+
+impl TestServerBuilder {
+    /// Serve over TLS (default off), with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a CA generated at start ([`TestServer::ca_pem`]).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// Enable HTTP/2 (default off).
+    ///
+    /// With TLS, ALPN offers `["h2", "http/1.1"]` when on, only `http/1.1`
+    /// when off. On plain TCP, HTTP/1.1 is always served and, when on,
+    /// connections starting with the HTTP/2 preface are served as HTTP/2
+    /// (prior knowledge).
+    pub fn h2(mut self, on: bool) -> Self {
+        self.h2 = on;
+        self
+    }
+
+    /// Whether `GET /push` sends a PUSH_PROMISE when the HTTP/2 client allows
+    /// push (default on). When off, `/push` just answers `200` `push`.
+    pub fn enable_push(mut self, on: bool) -> Self {
+        self.push = on;
+        self
+    }
+
+    /// A fault in force from the first connection on (default none); same as
+    /// calling [`TestServer::set_fault`] right after start.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving in the current tokio runtime.
+    pub async fn start(self) -> io::Result<TestServer> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let certs = ServerCerts::generate()?;
+        let tls = if self.tls { Some(TlsAcceptor::from(certs.server_config(self.h2)?)) } else { None };
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(runtime, self.fault));
+        let config = Arc::new(Config { tls, h2: self.h2, push: self.push });
+        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), config));
+        tracing::debug!(%addr, tls = self.tls, h2 = self.h2, "test server started");
+        Ok(TestServer { addr, tls: self.tls, h2: self.h2, certs, shared, accept_task })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<Config>) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                tracing::trace!(%peer, "accepted connection");
+                let (s, c) = (Arc::clone(&shared), Arc::clone(&config));
+                shared.spawn_connection(tcp, move |id, tcp| conn::run(tcp, ConnCtx { shared: s, config: c, id }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// A real HTTP/1.1 + HTTP/2 server on `127.0.0.1`, driveable to misbehave.
+///
+/// See the [module documentation](super) for the routes. Dropping the server
+/// stops it: the listener is closed and every connection task is aborted.
+pub struct TestServer {
+    addr: SocketAddr,
+    tls: bool,
+    h2: bool,
+    certs: ServerCerts,
+    shared: Arc<Shared>,
+    accept_task: JoinHandle<()>,
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls)
+            .field("h2", &self.h2)
+            .field("connections_accepted", &self.connections_accepted())
+            .field("open_connections", &self.open_connections())
+            .field("requests_seen", &self.requests_seen())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// A builder with defaults: plain TCP, HTTP/1.1 only, push allowed, no fault.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// The listening address (`127.0.0.1:port`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// A base URL for this server, e.g. `https://localhost:40123`.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://localhost:{}{path}", self.port())
+    }
+
+    /// PEM of the CA that signed the server certificate.
+    ///
+    /// Generated even for plain-TCP servers, where it is simply unused.
+    pub fn ca_pem(&self) -> &str {
+        &self.certs.ca_pem
+    }
+
+    /// DER of the CA that signed the server certificate.
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.certs.ca_der.clone()
+    }
+
+    /// A rustls client configuration (ring provider) trusting only this
+    /// server's CA and offering the given ALPN protocols (e.g. `["h2"]`).
+    pub fn client_tls_config(&self, alpn: &[&str]) -> io::Result<ClientConfig> {
+        tls::client_config(self.ca_der(), alpn)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections_accepted()
+    }
+
+    /// Connections currently open (served, stalled or lingering in a graceful close).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
+    }
+
+    /// Requests whose head was fully received, over both protocols (including
+    /// requests that were then stalled, refused or faulted).
+    pub fn requests_seen(&self) -> usize {
+        self.shared.requests_seen()
+    }
+
+    /// Puts `fault` in force for new connections / new requests from now on.
+    pub fn set_fault(&self, fault: Fault) {
+        tracing::debug!(?fault, "fault set");
+        self.shared.set_fault(Some(fault));
+    }
+
+    /// Removes the fault in force; new connections and requests behave normally.
+    pub fn clear_fault(&self) {
+        self.shared.set_fault(None);
+    }
+
+    /// Gracefully closes (FIN) every open connection; no further bytes are
+    /// written on them (TLS connections get no close_notify either).
+    pub fn close_all(&self) {
+        self.shared.close_all();
+    }
+
+    /// Resets (RST, via `SO_LINGER` 0) every open connection.
+    pub fn reset_all(&self) {
+        self.shared.reset_all();
+    }
+
+    /// Waits until [`requests_seen`](Self::requests_seen) reaches `n`; `false` on timeout.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |s| s.requests_seen() >= n).await
+    }
+
+    /// Waits until [`connections_accepted`](Self::connections_accepted) reaches `n`;
+    /// `false` on timeout.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |s| s.connections_accepted() >= n).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.shared.abort_all();
+    }
+}

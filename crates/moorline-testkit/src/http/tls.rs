@@ -1,0 +1,100 @@
+//! Certificates (generated with `rcgen`) and rustls configurations.
+
+use std::io;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A freshly generated CA and a leaf certificate it signed for `localhost` and `127.0.0.1`.
+pub(crate) struct ServerCerts {
+    /// PEM of the CA certificate.
+    pub(crate) ca_pem: String,
+    /// DER of the CA certificate.
+    pub(crate) ca_der: CertificateDer<'static>,
+    /// DER of the leaf certificate.
+    pub(crate) leaf_der: CertificateDer<'static>,
+    /// PKCS#8 DER of the leaf's private key.
+    leaf_key: Vec<u8>,
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
+}
+
+fn new_ca(common_name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    CertifiedIssuer::self_signed(params, KeyPair::generate()?)
+}
+
+impl ServerCerts {
+    /// Generates a CA and a leaf certificate for `localhost` / `127.0.0.1`.
+    pub(crate) fn generate() -> io::Result<Self> {
+        let ca = new_ca("moorline testkit CA").map_err(other)?;
+        let leaf_key = KeyPair::generate().map_err(other)?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(other)?;
+        params.distinguished_name.push(DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let leaf = params.signed_by(&leaf_key, &ca).map_err(other)?;
+        Ok(Self {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            leaf_der: leaf.der().clone(),
+            leaf_key: leaf_key.serialize_der(),
+        })
+    }
+
+    /// A rustls server configuration presenting the leaf certificate (plus the
+    /// CA) and offering ALPN `h2` + `http/1.1` (or only `http/1.1`).
+    pub(crate) fn server_config(&self, h2: bool) -> io::Result<Arc<ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf_der.clone(), self.ca_der.clone()], key)
+            .map_err(other)?;
+        config.alpn_protocols =
+            if h2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+        Ok(Arc::new(config))
+    }
+}
+
+/// A rustls client configuration (ring provider) trusting only `ca`, offering `alpn`.
+pub(crate) fn client_config(ca: CertificateDer<'static>, alpn: &[&str]) -> io::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca).map_err(other)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
+}
+
+/// PEM of a freshly generated CA that signed nothing the test server presents.
+///
+/// Use it as the only trust anchor of a client to provoke a certificate
+/// verification failure against a TLS [`TestServer`](super::TestServer).
+pub fn unrelated_ca_pem() -> io::Result<String> {
+    Ok(new_ca("moorline testkit unrelated CA").map_err(other)?.pem())
+}
+
+/// DER of a freshly generated CA that signed nothing the test server presents.
+///
+/// See [`unrelated_ca_pem`].
+pub fn unrelated_ca_der() -> io::Result<CertificateDer<'static>> {
+    Ok(new_ca("moorline testkit unrelated CA").map_err(other)?.der().clone())
+}

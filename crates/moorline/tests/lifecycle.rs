@@ -1,0 +1,353 @@
+//! The connection's life: retries measured from timestamps, exits, awaits that cannot hang,
+//! ownership transfer, TLS failures, option checks and panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::HeaderMap;
+use moorline::{
+    ConnectError, ConnectOptions, DownReason, Error, Event, ExitReason, Failure, RetryPolicy, Step, TlsFailure,
+    TlsOptions, Transport,
+};
+use moorline_testkit::http::{Fault, TestServer, unrelated_ca_pem};
+
+/// A loopback port with nothing listening.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+fn connect_starts(rec: &Recorder) -> Vec<Instant> {
+    rec.steps().iter().filter(|i| matches!(i.step, Step::ConnectStart { .. })).map(|i| i.at).collect()
+}
+
+async fn exit_reason(events: &mut moorline::Events) -> ExitReason {
+    match next_matching(events, |e| matches!(e, Event::Exit { .. })).await {
+        Event::Exit { reason } => reason,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn retries_count_and_delay_then_exit() {
+    bounded(async {
+        let rec = Recorder::default();
+        let delay = Duration::from_millis(150);
+        let opts = opts(&rec).retry(RetryPolicy::fixed(3, delay));
+        let (_conn, mut events) = moorline::open("127.0.0.1", closed_port(), opts).unwrap();
+        let err = events.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(ExitReason::RetriesExhausted { attempts, last })) = err else { panic!("{err:?}") };
+        assert_eq!(attempts, 4, "one try and three retries");
+        assert!(matches!(last, Failure::Connect(ConnectError::Connect { .. })), "{last:?}");
+        let starts = connect_starts(&rec);
+        assert_eq!(starts.len(), 4);
+        for gap in starts.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap >= delay, "retried after {gap:?}, before the {delay:?} delay");
+            assert!(gap < delay + Duration::from_millis(250), "retried after {gap:?}, far past {delay:?}");
+        }
+        assert_eq!(rec.count(|s| matches!(s, Step::Retry { .. })), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn custom_retry_function_sets_each_delay() {
+    bounded(async {
+        let rec = Recorder::default();
+        let policy = RetryPolicy::custom(|attempt, _err| {
+            (attempt <= 2).then(|| Duration::from_millis(100 * u64::from(attempt)))
+        });
+        let (_conn, mut events) = moorline::open("127.0.0.1", closed_port(), opts(&rec).retry(policy)).unwrap();
+        assert!(matches!(exit_reason(&mut events).await, ExitReason::RetriesExhausted { attempts: 3, .. }));
+        let starts = connect_starts(&rec);
+        assert_eq!(starts.len(), 3);
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] >= Duration::from_millis(100) && gaps[0] < Duration::from_millis(300), "{gaps:?}");
+        assert!(gaps[1] >= Duration::from_millis(200) && gaps[1] < Duration::from_millis(400), "{gaps:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reconnect_waits_the_delay_after_down_then_up_again() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let rec = Recorder::default();
+        let delay = Duration::from_millis(200);
+        let (_conn, mut events, _) = connect(&server, opts(&rec).retry(RetryPolicy::fixed(2, delay))).await;
+        server.close_all();
+        let down_at = Instant::now();
+        assert!(matches!(next(&mut events).await, Event::Down { .. }));
+        events.await_up(T).await.unwrap();
+        let starts = connect_starts(&rec);
+        assert_eq!(starts.len(), 2);
+        let gap = starts[1].saturating_duration_since(down_at);
+        assert!(gap + Duration::from_millis(20) >= delay, "reconnected after {gap:?}");
+        assert!(gap < delay + Duration::from_millis(300), "reconnected after {gap:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exit_after_the_server_goes_away_for_good() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let port = server.port();
+        let rec = Recorder::default();
+        let (conn, mut events, _) =
+            connect(&server, opts(&rec).retry(RetryPolicy::fixed(2, Duration::from_millis(30)))).await;
+        drop(server);
+        assert!(matches!(next(&mut events).await, Event::Down { .. }));
+        let reason = exit_reason(&mut events).await;
+        let ExitReason::RetriesExhausted { attempts: 3, last: Failure::Connect(ConnectError::Connect { addr, .. }) } =
+            reason
+        else {
+            panic!("{reason:?}")
+        };
+        assert_eq!(addr.port(), port);
+        assert!(events.next().await.is_none(), "nothing after Exit");
+        assert!(matches!(conn.get("/", HeaderMap::new()).await, Err(Error::Exited(Some(_)))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn awaits_return_at_once_when_the_worker_is_closed() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events, _) = connect(&server, opts(&Recorder::default())).await;
+        let s = conn.get("/stall", HeaderMap::new()).await.unwrap();
+        let closer = conn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            closer.close();
+        });
+        let started = Instant::now();
+        let err = events.await_response(&s, Duration::from_secs(20)).await.unwrap_err();
+        assert!(matches!(err, Error::Exited(Some(ExitReason::Closed))), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Every later await fails at once too.
+        assert!(matches!(events.await_body(&s, Duration::from_secs(20)).await, Err(Error::Exited(_))));
+        assert!(matches!(events.await_up(Duration::from_secs(20)).await, Err(Error::Exited(_))));
+        assert!(matches!(conn.get("/", HeaderMap::new()).await, Err(Error::Exited(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn await_body_returns_when_closed_mid_body() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events, _) = connect(&server, opts(&Recorder::default())).await;
+        let s = conn.get("/stall-body", HeaderMap::new()).await.unwrap();
+        events.await_response(&s, T).await.unwrap();
+        let closer = conn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            closer.close();
+        });
+        let started = Instant::now();
+        let err = events.await_body(&s, Duration::from_secs(20)).await.unwrap_err();
+        assert!(matches!(err, Error::Exited(Some(ExitReason::Closed))), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn awaits_time_out_on_a_stalled_server() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events, _) = connect(&server, opts(&Recorder::default())).await;
+        let s = conn.get("/stall", HeaderMap::new()).await.unwrap();
+        let t = Duration::from_millis(200);
+        let started = Instant::now();
+        assert!(matches!(events.await_response(&s, t).await, Err(Error::Timeout(d)) if d == t));
+        assert!(started.elapsed() >= t && started.elapsed() < t * 5);
+        let s = conn.get("/stall-body", HeaderMap::new()).await.unwrap();
+        assert!(matches!(events.await_body(&s, t).await, Err(Error::Timeout(_))));
+        // await_up on a stalled TLS server: the handshake timeout ends the attempt.
+        let silent = TestServer::builder().tls(true).fault(Fault::SilentTls).start().await.unwrap();
+        let o = tls_opts(&Recorder::default(), &silent)
+            .retry(RetryPolicy::Never)
+            .tls_handshake_timeout(Duration::from_millis(200));
+        let (_c, mut ev) = moorline::open("127.0.0.1", silent.port(), o).unwrap();
+        let err = ev.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(ExitReason::RetriesExhausted { last, .. })) = err else { panic!("{err:?}") };
+        assert!(matches!(last, Failure::Connect(ConnectError::TlsHandshakeTimeout { .. })), "{last:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_owner_mid_stream_moves_the_rest() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut old, _) = connect(&server, opts(&Recorder::default())).await;
+        let s = conn.get("/stream?chunks=10&size=100&delay_ms=30", HeaderMap::new()).await.unwrap();
+        let mut old_bytes = 0;
+        loop {
+            if let Event::Data { data, .. } = next(&mut old).await {
+                old_bytes += data.len();
+                break;
+            }
+        }
+        let mut new = conn.set_owner().await.unwrap();
+        // The old owner drains what was queued for it, then gets the notice and its end.
+        let mut finished_on_old = false;
+        loop {
+            match tokio::time::timeout(T, old.next()).await.unwrap() {
+                Some(Event::Data { data, fin, .. }) => {
+                    old_bytes += data.len();
+                    finished_on_old |= fin;
+                }
+                Some(Event::OwnerChanged) => break,
+                Some(other) => panic!("unexpected {other:?}"),
+                None => panic!("ended without OwnerChanged"),
+            }
+        }
+        assert!(old.next().await.is_none());
+        assert!(matches!(old.await_response(&s, T).await, Err(Error::OwnershipMoved)));
+        let rest = if finished_on_old { 0 } else { new.await_body(&s, T).await.unwrap().data.len() };
+        assert_eq!(old_bytes + rest, 1000);
+        // The new owner gets everything from now on.
+        let s2 = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        assert_eq!(&new.await_body(&s2, T).await.unwrap().data[..], b"hello");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_verification_failure_names_the_cause() {
+    bounded(async {
+        let server = tls_server(true).await;
+        let wrong = TlsOptions::default().add_ca_pem(&unrelated_ca_pem().unwrap()).unwrap();
+        let o = opts(&Recorder::default()).transport(Transport::Tls).tls(wrong).retry(RetryPolicy::Never);
+        let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        let err = events.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(ExitReason::RetriesExhausted { last, .. })) = &err else { panic!("{err:?}") };
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
+        assert!(err.to_string().contains("not signed by a trusted CA"), "{err}");
+
+        let right_ca_wrong_name =
+            TlsOptions::default().add_ca_pem(server.ca_pem()).unwrap().server_name("not-this-host.example");
+        let o = opts(&Recorder::default()).transport(Transport::Tls).tls(right_ca_wrong_name).retry(RetryPolicy::Never);
+        let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        let reason = exit_reason(&mut events).await;
+        assert!(
+            matches!(
+                reason,
+                ExitReason::RetriesExhausted {
+                    last: Failure::Connect(ConnectError::Tls { cause: TlsFailure::NameMismatch, .. }),
+                    ..
+                }
+            ),
+            "{reason:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_owner_or_every_handle_ends_the_worker() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, events, _) = connect(&server, opts(&Recorder::default())).await;
+        drop(events);
+        let deadline = Instant::now() + T;
+        while conn.info().exit.is_none() {
+            assert!(Instant::now() < deadline, "worker kept running without an owner");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(conn.info().exit, Some(ExitReason::OwnerGone)));
+
+        let (conn, mut events, _) = connect(&server, opts(&Recorder::default())).await;
+        drop(conn);
+        assert!(matches!(exit_reason(&mut events).await, ExitReason::HandlesDropped));
+        assert!(server.wait_for_connections(2, T).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn foreign_stream_refs_are_refused() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (a, mut ea, _) = connect(&server, opts(&Recorder::default())).await;
+        let (b, _eb, _) = connect(&server, opts(&Recorder::default())).await;
+        let sb = b.get("/hello", HeaderMap::new()).await.unwrap();
+        assert_ne!(sb.connection_id(), a.id());
+        assert!(matches!(ea.await_response(&sb, T).await, Err(Error::ForeignStream(s)) if s == sb));
+        assert!(matches!(a.cancel(&sb).await, Err(Error::ForeignStream(_))));
+        assert!(matches!(a.stream_info(&sb).await, Err(Error::ForeignStream(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_panicking_worker_still_tells_the_owner() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let opts = ConnectOptions::default().hook(|i: &moorline::Instrument| {
+            if matches!(i.step, Step::RequestStart { .. }) {
+                panic!("hook exploded");
+            }
+        });
+        let (conn, mut events, _) = connect(&server, opts).await;
+        let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        let err = events.await_response(&s, T).await.unwrap_err();
+        assert!(matches!(&err, Error::Exited(Some(ExitReason::Panicked(m))) if m.contains("hook exploded")), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_while_reconnecting_fail_at_once() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events, _) =
+            connect(&server, opts(&Recorder::default()).retry(RetryPolicy::fixed(1, Duration::from_secs(3)))).await;
+        server.close_all();
+        assert!(matches!(next(&mut events).await, Event::Down { reason: DownReason::Closed, .. }));
+        let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        let err = events.await_response(&s, T).await.unwrap_err();
+        assert!(matches!(err, Error::Stream(moorline::StreamError::NotConnected)), "{err:?}");
+        assert_eq!(conn.info().state, moorline::State::Reconnecting);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_options_are_refused_with_a_reason() {
+    bounded(async {
+        let e = moorline::open("127.0.0.1", 80, ConnectOptions::default().event_buffer(0)).unwrap_err();
+        assert!(e.to_string().contains("event_buffer"), "{e}");
+        let e = moorline::open("127.0.0.1", 80, ConnectOptions::default().protocols(&[])).unwrap_err();
+        assert!(matches!(e, Error::InvalidOptions(_)));
+        let e = moorline::open("127.0.0.1", 0, ConnectOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::InvalidOptions(_)));
+        let e = moorline::open("", 80, ConnectOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::InvalidOptions(_)));
+        let e = TlsOptions::default().add_ca_pem("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n");
+        assert!(e.is_err());
+        let e =
+            moorline::open("127.0.0.1", 443, ConnectOptions::default().tls(TlsOptions::default().webpki_roots(false)))
+                .unwrap_err();
+        assert!(e.to_string().contains("no trusted root"), "{e}");
+    })
+    .await;
+}
+
+#[test]
+fn open_outside_a_runtime_is_an_error() {
+    let e = moorline::open("127.0.0.1", 80, ConnectOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::NoRuntime));
+}
