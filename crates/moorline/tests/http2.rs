@@ -217,3 +217,50 @@ async fn keepalive_detects_a_silent_server() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancel_resets_only_that_stream() {
+    bounded(async {
+        let server = plain_server(true).await;
+        let (conn, mut events, _) = connect(&server, h2_opts(&Recorder::default())).await;
+        let s = conn.get("/stream?chunks=50&size=100&delay_ms=20", HeaderMap::new()).await.unwrap();
+        events.await_response(&s, T).await.unwrap();
+        conn.cancel(&s).await.unwrap();
+        assert!(conn.stream_info(&s).await.unwrap().is_none());
+        let s2 = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        loop {
+            let ev = next(&mut events).await;
+            if let Event::Data { stream, fin: true, .. } = ev {
+                if stream == s2 {
+                    break;
+                }
+            }
+        }
+        // No event of the cancelled stream arrives later either.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Some(ev) = events.try_next() {
+            assert_ne!(ev.stream(), Some(s), "cancelled stream leaked {ev:?}");
+        }
+        assert_eq!(server.connections_accepted(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_owner_bounds_what_is_buffered_h2() {
+    bounded(async {
+        let server = plain_server(true).await;
+        let (conn, mut events, _) = connect(&server, h2_opts(&Recorder::default()).event_buffer(4)).await;
+        let s = conn.get("/big?bytes=67108864", HeaderMap::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut ready = 0;
+        while events.try_next().is_some() {
+            ready += 1;
+        }
+        assert!(ready <= 5, "{ready} events were buffered for a stalled owner");
+        // The rest still arrives, all of it, in order.
+        let body = events.await_body(&s, Duration::from_secs(20)).await.unwrap();
+        assert!(body.data.len() > 60 * 1024 * 1024, "{}", body.data.len());
+    })
+    .await;
+}

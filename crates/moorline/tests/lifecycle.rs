@@ -351,3 +351,56 @@ fn open_outside_a_runtime_is_an_error() {
     let e = moorline::open("127.0.0.1", 80, ConnectOptions::default()).unwrap_err();
     assert!(matches!(e, Error::NoRuntime));
 }
+
+#[tokio::test]
+async fn await_up_returns_at_once_when_closed_while_connecting() {
+    bounded(async {
+        let silent = TestServer::builder().tls(true).fault(Fault::SilentTls).start().await.unwrap();
+        let o = tls_opts(&Recorder::default(), &silent).tls_handshake_timeout(Duration::from_secs(20));
+        let (conn, mut events) = moorline::open("127.0.0.1", silent.port(), o).unwrap();
+        let closer = conn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            closer.close();
+        });
+        let started = Instant::now();
+        let err = events.await_up(Duration::from_secs(20)).await.unwrap_err();
+        assert!(matches!(err, Error::Exited(Some(ExitReason::Closed))), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(conn.info().state, moorline::State::Exited);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_timeout_ends_the_attempt() {
+    bounded(async {
+        // A listener that never accepts, with its backlog filled: further SYNs go unanswered.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => fillers.push(s),
+                _ => break,
+            }
+        }
+        let rec = Recorder::default();
+        let o = opts(&rec).retry(RetryPolicy::Never).connect_timeout(Duration::from_millis(300));
+        let (_c, mut events) = moorline::open("127.0.0.1", addr.port(), o).unwrap();
+        let started = Instant::now();
+        let reason = exit_reason(&mut events).await;
+        assert!(
+            matches!(
+                reason,
+                ExitReason::RetriesExhausted { last: Failure::Connect(ConnectError::ConnectTimeout { .. }), .. }
+            ),
+            "{reason:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        drop(listener);
+    })
+    .await;
+}
