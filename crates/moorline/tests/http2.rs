@@ -230,10 +230,10 @@ async fn cancel_resets_only_that_stream() {
         let s2 = conn.get("/hello", HeaderMap::new()).await.unwrap();
         loop {
             let ev = next(&mut events).await;
-            if let Event::Data { stream, fin: true, .. } = ev {
-                if stream == s2 {
-                    break;
-                }
+            if let Event::Data { stream, fin: true, .. } = ev
+                && stream == s2
+            {
+                break;
             }
         }
         // No event of the cancelled stream arrives later either.
