@@ -404,3 +404,39 @@ async fn connect_timeout_ends_the_attempt() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn client_certificate_is_presented_when_configured() {
+    bounded(async {
+        let server = TestServer::builder().tls(true).h2(true).require_client_cert(true).start().await.unwrap();
+        // Without a certificate the server refuses the handshake.
+        let o = tls_opts(&Recorder::default(), &server).retry(RetryPolicy::Never);
+        let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        // A TLS 1.3 client learns of the refusal after its handshake, from the server's alert on
+        // the first read: the connection goes down naming the alert, then the worker exits.
+        let mut down = None;
+        let reason = loop {
+            match next(&mut events).await {
+                Event::Down { reason, .. } => down = Some(reason),
+                Event::Exit { reason } => break reason,
+                _ => {}
+            }
+        };
+        let text = format!("{down:?} {reason}");
+        assert!(text.contains("CertificateRequired") || text.contains("alert"), "{text}");
+
+        let tls = TlsOptions::default()
+            .add_ca_pem(server.ca_pem())
+            .unwrap()
+            .client_cert_pem(server.client_cert_pem(), server.client_key_pem())
+            .unwrap();
+        let o = opts(&Recorder::default()).transport(Transport::Tls).tls(tls);
+        let (conn, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        events.await_up(T).await.unwrap();
+        let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        assert_eq!(&events.await_body(&s, T).await.unwrap().data[..], b"hello");
+        let bad = TlsOptions::default().client_cert_pem("nope", "nope");
+        assert!(bad.is_err());
+    })
+    .await;
+}

@@ -26,12 +26,13 @@ pub struct TestServerBuilder {
     tls: bool,
     h2: bool,
     push: bool,
+    client_auth: bool,
     fault: Option<Fault>,
 }
 
 impl Default for TestServerBuilder {
     fn default() -> Self {
-        Self { tls: false, h2: false, push: true, fault: None }
+        Self { tls: false, h2: false, push: true, client_auth: false, fault: None }
     }
 }
 
@@ -61,6 +62,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Require TLS clients to present a certificate signed by the server's CA
+    /// (default off). [`TestServer::client_cert_pem`] and
+    /// [`TestServer::client_key_pem`] give one that passes.
+    pub fn require_client_cert(mut self, on: bool) -> Self {
+        self.client_auth = on;
+        self
+    }
+
     /// A fault in force from the first connection on (default none); same as
     /// calling [`TestServer::set_fault`] right after start.
     pub fn fault(mut self, fault: Fault) -> Self {
@@ -72,7 +81,8 @@ impl TestServerBuilder {
     pub async fn start(self) -> io::Result<TestServer> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let certs = ServerCerts::generate()?;
-        let tls = if self.tls { Some(TlsAcceptor::from(certs.server_config(self.h2)?)) } else { None };
+        let tls =
+            if self.tls { Some(TlsAcceptor::from(certs.server_config(self.h2, self.client_auth)?)) } else { None };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(runtime, self.fault));
@@ -164,8 +174,19 @@ impl TestServer {
         self.certs.ca_der.clone()
     }
 
+    /// PEM of a client certificate signed by the server's CA, accepted when
+    /// [`TestServerBuilder::require_client_cert`] is on.
+    pub fn client_cert_pem(&self) -> &str {
+        &self.certs.client_cert_pem
+    }
+
+    /// PEM (PKCS#8) private key of [`TestServer::client_cert_pem`].
+    pub fn client_key_pem(&self) -> &str {
+        &self.certs.client_key_pem
+    }
+
     /// A rustls client configuration (ring provider) trusting only this
-    /// server's CA and offering the given ALPN protocols (e.g. `["h2"]`).
+    /// server's CA and offering `alpn`; handy for raw clients in tests.
     pub fn client_tls_config(&self, alpn: &[&str]) -> io::Result<ClientConfig> {
         tls::client_config(self.ca_der(), alpn)
     }

@@ -20,6 +20,10 @@ pub(crate) struct ServerCerts {
     pub(crate) leaf_der: CertificateDer<'static>,
     /// PKCS#8 DER of the leaf's private key.
     leaf_key: Vec<u8>,
+    /// PEM of a client certificate signed by the same CA (for mutual TLS).
+    pub(crate) client_cert_pem: String,
+    /// PEM (PKCS#8) of the client certificate's private key.
+    pub(crate) client_key_pem: String,
 }
 
 fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -45,25 +49,43 @@ impl ServerCerts {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let leaf = params.signed_by(&leaf_key, &ca).map_err(other)?;
+        let client_key = KeyPair::generate().map_err(other)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+        params.distinguished_name.push(DnType::CommonName, "moorline testkit client");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let client = params.signed_by(&client_key, &ca).map_err(other)?;
         Ok(Self {
             ca_pem: ca.pem(),
             ca_der: ca.der().clone(),
             leaf_der: leaf.der().clone(),
             leaf_key: leaf_key.serialize_der(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
         })
     }
 
     /// A rustls server configuration presenting the leaf certificate (plus the
     /// CA) and offering ALPN `h2` + `http/1.1` (or only `http/1.1`).
-    pub(crate) fn server_config(&self, h2: bool) -> io::Result<Arc<ServerConfig>> {
+    /// With `client_auth`, clients must present a certificate signed by the CA.
+    pub(crate) fn server_config(&self, h2: bool, client_auth: bool) -> io::Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(other)?
-            .with_no_client_auth()
-            .with_single_cert(vec![self.leaf_der.clone(), self.ca_der.clone()], key)
             .map_err(other)?;
+        let builder = if client_auth {
+            let mut roots = RootCertStore::empty();
+            roots.add(self.ca_der.clone()).map_err(other)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(other)?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config =
+            builder.with_single_cert(vec![self.leaf_der.clone(), self.ca_der.clone()], key).map_err(other)?;
         config.alpn_protocols =
             if h2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
         Ok(Arc::new(config))
