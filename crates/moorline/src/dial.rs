@@ -156,8 +156,13 @@ fn connect_err(addr: SocketAddr, e: io::Error) -> ConnectError {
     ConnectError::Connect { addr, source: Arc::new(e) }
 }
 
+/// Whether an I/O error carries a rustls error.
+pub(crate) fn is_tls_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+}
+
 /// Translate a handshake error into words a user can act on.
-fn tls_failure(e: &io::Error) -> TlsFailure {
+pub(crate) fn tls_failure(e: &io::Error) -> TlsFailure {
     use rustls::CertificateError as C;
     let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return TlsFailure::Other(e.to_string());

@@ -207,10 +207,15 @@ async fn invalid_frames_are_a_protocol_error() {
 #[tokio::test]
 async fn keepalive_detects_a_silent_server() {
     bounded(async {
-        let server = TestServer::builder().h2(true).fault(Fault::HalfOpen).start().await.unwrap();
+        let server = plain_server(true).await;
         let ka = moorline::Keepalive { interval: Duration::from_millis(100), timeout: Duration::from_millis(200) };
         let opts = h2_opts(&Recorder::default()).keepalive(Some(ka)).retry(RetryPolicy::Never);
         let (conn, mut events, _) = connect(&server, opts).await;
+        // Healthy pings for a while, then the peer goes silent without closing.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        assert_eq!(&events.await_body(&s, T).await.unwrap().data[..], b"hello");
+        server.freeze_all();
         let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
         let err = events.await_response(&s, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, Error::Down(DownReason::KeepaliveTimeout(_))), "{err:?}");
@@ -261,6 +266,20 @@ async fn a_slow_owner_bounds_what_is_buffered_h2() {
         // The rest still arrives, all of it, in order.
         let body = events.await_body(&s, Duration::from_secs(20)).await.unwrap();
         assert!(body.data.len() > 60 * 1024 * 1024, "{}", body.data.len());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn up_waits_for_the_servers_settings() {
+    bounded(async {
+        // A peer that accepts TCP but never speaks HTTP/2 is not `Up`.
+        let server = TestServer::builder().h2(true).fault(Fault::HalfOpen).start().await.unwrap();
+        let o = h2_opts(&Recorder::default()).retry(RetryPolicy::Never).connect_timeout(Duration::from_millis(300));
+        let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        let err = events.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(moorline::ExitReason::RetriesExhausted { last, .. })) = &err else { panic!("{err:?}") };
+        assert!(last.to_string().contains("SETTINGS"), "{last}");
     })
     .await;
 }

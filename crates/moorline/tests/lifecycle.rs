@@ -413,17 +413,19 @@ async fn client_certificate_is_presented_when_configured() {
         let o = tls_opts(&Recorder::default(), &server).retry(RetryPolicy::Never);
         let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
         // A TLS 1.3 client learns of the refusal after its handshake, from the server's alert on
-        // the first read: the connection goes down naming the alert, then the worker exits.
-        let mut down = None;
-        let reason = loop {
-            match next(&mut events).await {
-                Event::Down { reason, .. } => down = Some(reason),
-                Event::Exit { reason } => break reason,
-                _ => {}
-            }
-        };
-        let text = format!("{down:?} {reason}");
-        assert!(text.contains("CertificateRequired") || text.contains("alert"), "{text}");
+        // the first read; HTTP/2 waits for the server's SETTINGS before `Up`, so this is a
+        // failed attempt with a TLS cause, never an `Up`.
+        let reason = exit_reason(&mut events).await;
+        assert!(
+            matches!(
+                &reason,
+                ExitReason::RetriesExhausted {
+                    last: Failure::Connect(ConnectError::Tls { cause: TlsFailure::Alert(a), .. }),
+                    ..
+                } if a.contains("CertificateRequired")
+            ),
+            "{reason:?}"
+        );
 
         let tls = TlsOptions::default()
             .add_ca_pem(server.ca_pem())

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     fault: Mutex<Option<Fault>>,
     conns: Mutex<HashMap<u64, ConnEntry>>,
+    /// Sockets of frozen connections, kept open (and unread) until the server is dropped.
+    frozen: Mutex<Vec<std::net::TcpStream>>,
     changed: Notify,
     runtime: Handle,
 }
@@ -49,6 +51,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             fault: Mutex::new(fault),
             conns: Mutex::new(HashMap::new()),
+            frozen: Mutex::new(Vec::new()),
             changed: Notify::new(),
             runtime,
         }
@@ -147,6 +150,19 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
+    /// Makes every open connection half-open: its task stops (nothing is read or written
+    /// any more, not even HTTP/2 PING answers) while the socket stays open.
+    pub(crate) fn freeze_all(&self) {
+        let entries = self.take_all();
+        let mut frozen = lock(&self.frozen);
+        for entry in entries {
+            entry.task.abort();
+            frozen.push(entry.dup);
+        }
+        drop(frozen);
+        self.changed.notify_waiters();
+    }
+
     /// Resets (RST) every open connection.
     pub(crate) fn reset_all(&self) {
         for entry in self.take_all() {
@@ -164,11 +180,12 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
-    /// Aborts every connection task (server shutdown).
+    /// Aborts every connection task (server shutdown) and closes frozen sockets.
     pub(crate) fn abort_all(&self) {
         for entry in self.take_all() {
             entry.task.abort();
         }
+        lock(&self.frozen).clear();
     }
 
     /// Waits until `cond` holds or `timeout` elapses; returns the final value of `cond`.

@@ -224,6 +224,14 @@ impl TestServer {
         self.shared.close_all();
     }
 
+    /// Makes every open connection half-open: the server stops reading and
+    /// writing on it (no responses, no HTTP/2 PING answers, no FIN) while the
+    /// socket stays open, as a peer behind a dead network path would. Only a
+    /// client-side keepalive or timeout can notice.
+    pub fn freeze_all(&self) {
+        self.shared.freeze_all();
+    }
+
     /// Resets (RST, via `SO_LINGER` 0) every open connection.
     pub fn reset_all(&self) {
         self.shared.reset_all();

@@ -38,6 +38,10 @@ use crate::options::{Http2Options, Keepalive};
 pub(crate) struct GoAwaySlot {
     last: Mutex<Option<GoAway>>,
     notify: Notify,
+    /// Signalled once the server's first frame (its SETTINGS) has been read.
+    first_frame: Notify,
+    /// A TLS failure seen on the read path (h2 keeps only the text of I/O errors).
+    tls: Mutex<Option<crate::error::TlsFailure>>,
 }
 
 /// The transport seen through a [`FrameWatcher`], so that GOAWAY's last-stream-id is known.
@@ -51,9 +55,19 @@ impl AsyncRead for WatchedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &res
+            && crate::dial::is_tls_error(e)
+        {
+            *lock(&self.slot.tls) = Some(crate::dial::tls_failure(e));
+        }
         if let Poll::Ready(Ok(())) = res {
             let this = &mut *self;
-            if let Some(g) = this.watcher.observe(&buf.filled()[before..]) {
+            let seen = this.watcher.frames_seen();
+            let goaway = this.watcher.observe(&buf.filled()[before..]);
+            if seen == 0 && this.watcher.frames_seen() > 0 {
+                this.slot.first_frame.notify_one();
+            }
+            if let Some(g) = goaway {
                 *lock(&this.slot.last) = Some(g);
                 this.slot.notify.notify_one();
             }
@@ -87,12 +101,20 @@ impl AsyncWrite for WatchedIo {
 /// An HTTP/2 connection after the client preface was sent.
 pub(crate) struct H2Parts {
     send: SendRequest<Bytes>,
-    conn: h2::client::Connection<WatchedIo, Bytes>,
+    conn_task: TaskGuard<Result<(), h2::Error>>,
+    ping: Option<h2::PingPong>,
     goaway: Arc<GoAwaySlot>,
 }
 
-/// Start HTTP/2 on a connected transport.
-pub(crate) async fn handshake(io: BoxIo, opts: &Http2Options) -> Result<H2Parts, ConnectError> {
+/// Start HTTP/2 on a connected transport: send our preface, then wait (at most `timeout`)
+/// for the server's first frame, so that `Up` means the peer really speaks HTTP/2. Over
+/// TLS 1.3 this is also where a server that refuses our client certificate says so.
+pub(crate) async fn handshake(
+    io: BoxIo,
+    opts: &Http2Options,
+    timeout: std::time::Duration,
+    server_name: String,
+) -> Result<H2Parts, ConnectError> {
     let goaway = Arc::new(GoAwaySlot::default());
     let io = WatchedIo { inner: io, watcher: FrameWatcher::new(), slot: goaway.clone() };
     let (send, conn) = h2::client::Builder::new()
@@ -103,7 +125,23 @@ pub(crate) async fn handshake(io: BoxIo, opts: &Http2Options) -> Result<H2Parts,
         .handshake(io)
         .await
         .map_err(|e| ConnectError::Http2Handshake(e.to_string()))?;
-    Ok(H2Parts { send, conn, goaway })
+    let mut conn = conn;
+    let ping = conn.ping_pong();
+    let mut conn_task = TaskGuard(tokio::spawn(conn));
+    tokio::select! {
+        () = goaway.first_frame.notified() => Ok(H2Parts { send, conn_task, ping, goaway }),
+        r = &mut conn_task.0 => Err(match r {
+            Ok(Err(e)) => match lock(&goaway.tls).take() {
+                Some(cause) => ConnectError::Tls { server_name, cause },
+                None => ConnectError::Http2Handshake(e.to_string()),
+            },
+            Ok(Ok(())) => ConnectError::Http2Handshake("the server closed the connection before its SETTINGS".into()),
+            Err(e) => ConnectError::Http2Handshake(format!("connection task failed: {e}")),
+        }),
+        () = tokio::time::sleep(timeout) => Err(ConnectError::Http2Handshake(format!(
+            "no HTTP/2 SETTINGS from the server within {timeout:?}"
+        ))),
+    }
 }
 
 /// Aborts the task when dropped.
@@ -163,9 +201,7 @@ enum Step2 {
 
 /// Run the session until the connection goes down or shuts down.
 pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> SessionEnd {
-    let H2Parts { send, mut conn, goaway: slot } = parts;
-    let ping = conn.ping_pong();
-    let mut conn_task = TaskGuard(tokio::spawn(conn));
+    let H2Parts { send, mut conn_task, ping, goaway: slot } = parts;
     let keepalive = ctx.setup.opts.keepalive;
     let mut ka_task = TaskGuard(tokio::spawn(async move {
         match (ping, keepalive) {

@@ -178,7 +178,8 @@ async fn establish(setup: Arc<Setup>) -> Result<(Session, Dialed2), ConnectError
     match d.protocol {
         Protocol::Http1 => Ok((Session::H1(d), meta)),
         Protocol::Http2 => {
-            let parts = h2::handshake(d.io, &setup.opts.http2).await?;
+            let parts =
+                h2::handshake(d.io, &setup.opts.http2, setup.opts.connect_timeout, setup.target.server_name()).await?;
             Ok((Session::H2(Box::new(parts)), meta))
         }
     }
