@@ -121,14 +121,20 @@ pub(crate) async fn dial(t: &Target, opts: &ConnectOptions, em: &Emitter) -> Res
 async fn lookup(t: &Target, opts: &ConnectOptions, em: &Emitter) -> Result<Vec<SocketAddr>, ConnectError> {
     em.emit(Step::LookupStart { host: t.host.clone() });
     let host = t.host.trim_start_matches('[').trim_end_matches(']');
-    let res = timeout(opts.lookup_timeout, tokio::net::lookup_host((host, t.port))).await;
+    let res = match &opts.resolver {
+        Some(resolve) => timeout(opts.lookup_timeout, resolve(host.to_owned(), t.port)).await,
+        None => {
+            timeout(opts.lookup_timeout, async {
+                tokio::net::lookup_host((host, t.port)).await.map(Iterator::collect::<Vec<_>>)
+            })
+            .await
+        }
+    };
     let result = match res {
         Err(_) => Err(ConnectError::LookupTimeout { host: t.host.clone(), timeout: opts.lookup_timeout }),
         Ok(Err(e)) => Err(ConnectError::Lookup { host: t.host.clone(), source: Arc::new(e) }),
-        Ok(Ok(it)) => {
-            let addrs: Vec<SocketAddr> = it.collect();
-            if addrs.is_empty() { Err(ConnectError::NoAddress { host: t.host.clone() }) } else { Ok(addrs) }
-        }
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(ConnectError::NoAddress { host: t.host.clone() }),
+        Ok(Ok(addrs)) => Ok(addrs),
     };
     em.emit(Step::LookupEnd { host: t.host.clone(), result: result.clone().map_err(|e| e.to_string()) });
     result

@@ -44,4 +44,6 @@ pub use conn::owner::{DEFAULT_STASH_LIMIT, Events};
 pub use error::{ConnectError, DownReason, Error, ExitReason, Failure, StreamError, TlsFailure};
 pub use event::{Body, Event, Protocol, Response, StreamRef};
 pub use instrument::{Hook, Instrument, Step};
-pub use options::{ConnectOptions, Http1Options, Http2Options, Keepalive, RetryPolicy, TlsOptions, Transport};
+pub use options::{
+    ConnectOptions, Http1Options, Http2Options, Keepalive, Resolver, RetryPolicy, TlsOptions, Transport,
+};

@@ -1,6 +1,9 @@
 //! Connection options, with Gun's defaults where Gun has them.
 
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +14,10 @@ pub use moorline_proto::retry::RetryPolicy;
 use crate::error::Error;
 use crate::event::Protocol;
 use crate::instrument::{Hook, Instrument};
+
+/// A DNS resolver: the addresses of `host:port`. See [`ConnectOptions::resolver`].
+pub type Resolver =
+    Arc<dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
 
 /// The transport under the HTTP protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +192,7 @@ pub struct ConnectOptions {
     pub(crate) retry: RetryPolicy,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) hook: Option<Hook>,
+    pub(crate) resolver: Option<Resolver>,
     pub(crate) event_buffer: usize,
     pub(crate) http1: Http1Options,
     pub(crate) http2: Http2Options,
@@ -202,6 +210,7 @@ impl Default for ConnectOptions {
             retry: RetryPolicy::default(),
             keepalive: Some(Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) }),
             hook: None,
+            resolver: None,
             event_buffer: 256,
             http1: Http1Options::default(),
             http2: Http2Options::default(),
@@ -221,6 +230,7 @@ impl fmt::Debug for ConnectOptions {
             .field("retry", &self.retry)
             .field("keepalive", &self.keepalive)
             .field("hook", &self.hook.is_some())
+            .field("resolver", &self.resolver.is_some())
             .field("event_buffer", &self.event_buffer)
             .field("http1", &self.http1)
             .field("http2", &self.http2)
@@ -270,6 +280,27 @@ impl ConnectOptions {
         self.keepalive = k;
         self
     }
+    /// Resolve host names with this function instead of the system resolver (for pinned
+    /// addresses, a custom DNS client, or tests). The lookup timeout applies to it.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// let pinned: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+    /// let opts = moorline::ConnectOptions::default()
+    ///     .resolver(move |_host, _port| Box::pin(async move { Ok(vec![pinned]) }));
+    /// # let _ = opts;
+    /// ```
+    pub fn resolver(
+        mut self,
+        f: impl Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.resolver = Some(Arc::new(f));
+        self
+    }
+
     /// Instrumentation hook, called for every [`Instrument`] step.
     pub fn hook(mut self, f: impl Fn(&Instrument) + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(f));

@@ -442,3 +442,59 @@ async fn client_certificate_is_presented_when_configured() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn custom_resolver_and_lookup_failures() {
+    bounded(async {
+        let server = tls_server(false).await;
+        let addr = server.addr();
+        // A name only our resolver knows; the certificate is checked against `localhost`.
+        let o = tls_opts(&Recorder::default(), &server)
+            .tls(TlsOptions::default().add_ca_pem(server.ca_pem()).unwrap().server_name("localhost"))
+            .resolver(move |host, _port| {
+                Box::pin(async move {
+                    if host == "exchange.test" { Ok(vec![addr]) } else { Err(std::io::Error::other("unknown host")) }
+                })
+            });
+        let (conn, mut events) = moorline::open("exchange.test", 7000, o).unwrap();
+        events.await_up(T).await.unwrap();
+        assert_eq!(conn.info().peer, Some(addr));
+
+        let slow = opts(&Recorder::default())
+            .retry(RetryPolicy::Never)
+            .lookup_timeout(Duration::from_millis(100))
+            .resolver(|_, _| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok(vec![])
+                })
+            });
+        let (_c, mut events) = moorline::open("slow.test", 80, slow).unwrap();
+        let reason = exit_reason(&mut events).await;
+        assert!(
+            matches!(
+                reason,
+                ExitReason::RetriesExhausted { last: Failure::Connect(ConnectError::LookupTimeout { .. }), .. }
+            ),
+            "{reason:?}"
+        );
+        let empty =
+            opts(&Recorder::default()).retry(RetryPolicy::Never).resolver(|_, _| Box::pin(async { Ok(vec![]) }));
+        let (_c, mut events) = moorline::open("empty.test", 80, empty).unwrap();
+        let reason = exit_reason(&mut events).await;
+        assert!(
+            matches!(
+                reason,
+                ExitReason::RetriesExhausted { last: Failure::Connect(ConnectError::NoAddress { .. }), .. }
+            ),
+            "{reason:?}"
+        );
+        let failing = opts(&Recorder::default())
+            .retry(RetryPolicy::Never)
+            .resolver(|_, _| Box::pin(async { Err(std::io::Error::other("SERVFAIL")) }));
+        let (_c, mut events) = moorline::open("fail.test", 80, failing).unwrap();
+        let reason = exit_reason(&mut events).await;
+        assert!(reason.to_string().contains("SERVFAIL"), "{reason}");
+    })
+    .await;
+}
