@@ -371,3 +371,26 @@ async fn a_slow_owner_bounds_what_is_buffered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancelling_mid_upload_drops_the_connection_but_not_into_the_lists() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events, _) = connect(&server, opts(&Recorder::default())).await;
+        let (s, body) = conn.headers(Method::POST, "/echo", HeaderMap::new()).await.unwrap();
+        body.send("half of it").await.unwrap();
+        let queued = conn.get("/hello", HeaderMap::new()).await.unwrap();
+        conn.cancel(&s).await.unwrap();
+        match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
+            Event::Down { reason, possibly_processed, unprocessed, .. } => {
+                assert!(matches!(reason, DownReason::CancelledMidRequest), "{reason:?}");
+                assert!(!possibly_processed.contains(&s) && !unprocessed.contains(&s));
+                assert_eq!(unprocessed, vec![queued]);
+            }
+            _ => unreachable!(),
+        }
+        assert!(body.send("more").await.is_err(), "the body of a cancelled stream takes no more data");
+        events.await_up(T).await.unwrap();
+    })
+    .await;
+}

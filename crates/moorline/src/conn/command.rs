@@ -5,7 +5,6 @@ use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
 
 use super::info::StreamInfo;
-use super::owner::Events;
 use crate::event::StreamRef;
 
 /// A request body as given by the caller.
@@ -33,6 +32,5 @@ pub(crate) enum Command {
     Request(Request),
     Cancel(StreamRef),
     StreamInfo(StreamRef, oneshot::Sender<Option<StreamInfo>>),
-    SetOwner(oneshot::Sender<Events>),
     Shutdown,
 }

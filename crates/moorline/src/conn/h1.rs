@@ -2,8 +2,10 @@
 //! module moves bytes, maps codec request ids to streams and reports events.
 //!
 //! Requests are written in order, up to `pipeline` of them before their answers; the ones
-//! behind wait in a queue and are reported unprocessed if the connection is lost. The
-//! socket is read only while the owner takes events, so a slow owner slows the server.
+//! behind wait in a queue and are reported unprocessed if the connection is lost. Writing
+//! and reading share one select loop (the socket is split), so a large upload never stops
+//! the response from being read. The socket is read only while the owner takes events, so a
+//! slow owner slows the server; body chunks are taken only while little is left to write.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,12 +13,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use moorline_proto::http1::{BodyKind, Codec, DecodeError, Limits, RequestHead, RequestId, ResponseEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use super::command::{Command, ReqBody, Request};
 use super::info::{StreamInfo, StreamState};
-use super::worker::{Ctx, SessionEnd};
+use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
@@ -24,6 +26,8 @@ use crate::instrument::Step;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Body chunks are taken from the caller only while less than this waits to be written.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 struct InFlight {
     id: RequestId,
@@ -38,7 +42,10 @@ struct InFlight {
 
 struct Session<'a> {
     ctx: &'a mut Ctx,
-    io: BoxIo,
+    rd: ReadHalf<BoxIo>,
+    wr: WriteHalf<BoxIo>,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
     codec: Codec,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -53,9 +60,10 @@ struct Session<'a> {
 
 enum Step1 {
     Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Flushed(std::io::Result<()>),
     Body(Option<(Bytes, bool)>),
-    Cmd(Option<Command>),
-    OwnerGone,
+    Input(Input),
 }
 
 /// Why the session loop stops.
@@ -75,9 +83,12 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
     let o = &ctx.setup.opts.http1;
     let limits = Limits { max_head_bytes: o.max_head_bytes, max_headers: o.max_headers, ..Limits::default() };
     let pipeline = o.pipeline;
+    let (rd, wr) = tokio::io::split(io);
     let mut s = Session {
         ctx,
-        io,
+        rd,
+        wr,
+        unflushed: false,
         codec: Codec::new(limits),
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: BytesMut::new(),
@@ -104,30 +115,36 @@ impl Session<'_> {
         }
         loop {
             self.start_queued().await?;
-            if self.ctx.shutting_down {
-                for req in std::mem::take(&mut self.queue) {
-                    self.ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await?;
-                }
-                if self.inflight.is_empty() && self.writing.is_none() {
-                    let _ = self.io.shutdown().await;
-                    return Err(Stop::End(SessionEnd::Shutdown));
-                }
+            let idle = self.inflight.is_empty() && self.writing.is_none() && self.wbuf.is_empty();
+            // Requests accepted before `shutdown()` are still served; then the socket closes.
+            if self.ctx.shutting_down && idle && self.queue.is_empty() {
+                let _ = self.wr.shutdown().await;
+                return Err(Stop::End(SessionEnd::Shutdown));
             }
-            if !self.codec.is_reusable() && self.inflight.is_empty() && self.writing.is_none() {
+            if !self.codec.is_reusable() && idle {
                 return Err(Stop::Down(DownReason::ServerRequestedClose));
             }
-            let writing = self.writing.is_some();
+            let take_body = self.writing.is_some() && self.wbuf.len() < WRITE_HIGH_WATER;
+            let must_flush = self.unflushed && self.wbuf.is_empty();
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                 self.rbuf.reserve(READ_CHUNK);
             }
             let step = tokio::select! {
                 biased;
-                r = self.io.read_buf(&mut self.rbuf) => Step1::Read(r),
-                c = recv_body(&mut self.writing), if writing => Step1::Body(c),
-                c = self.ctx.cmd_rx.recv() => Step1::Cmd(c),
-                _ = self.ctx.owner.closed() => Step1::OwnerGone,
+                i = self.ctx.input() => Step1::Input(i),
+                r = write_or_flush(&mut self.wr, &self.wbuf), if !self.wbuf.is_empty() || must_flush => r,
+                r = self.rd.read_buf(&mut self.rbuf) => Step1::Read(r),
+                c = recv_body(&mut self.writing), if take_body => Step1::Body(c),
             };
             match step {
+                Step1::Wrote(Ok(0)) => return Err(Stop::Down(DownReason::Closed)),
+                Step1::Wrote(Ok(n)) => {
+                    let _ = self.wbuf.split_to(n);
+                    self.codec.record_flushed(n);
+                    self.unflushed = true;
+                }
+                Step1::Flushed(Ok(())) => self.unflushed = false,
+                Step1::Wrote(Err(e)) | Step1::Flushed(Err(e)) => return Err(Stop::Down(DownReason::Io(Arc::new(e)))),
                 Step1::Read(Ok(0)) => {
                     let mut events = Vec::new();
                     let res = drain(&mut self.codec, &mut self.rbuf, &mut events, true);
@@ -152,9 +169,9 @@ impl Session<'_> {
                 }
                 Step1::Read(Err(e)) => return Err(Stop::Down(DownReason::Io(Arc::new(e)))),
                 Step1::Body(chunk) => self.body_chunk(chunk).await?,
-                Step1::Cmd(None) => return Err(ExitReason::HandlesDropped.into()),
-                Step1::Cmd(Some(cmd)) => self.command(cmd).await?,
-                Step1::OwnerGone => return Err(ExitReason::OwnerGone.into()),
+                Step1::Input(Input::Command(cmd)) => self.command(cmd).await?,
+                Step1::Input(Input::HandlesDropped) => return Err(ExitReason::HandlesDropped.into()),
+                Step1::Input(Input::OwnerGone) => return Err(ExitReason::OwnerGone.into()),
             }
         }
     }
@@ -167,12 +184,13 @@ impl Session<'_> {
             Command::Request(req) => self.queue.push_back(req),
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
-                if matches!(&self.writing, Some((w, _)) if *w == stream) {
-                    return Err(Stop::Down(DownReason::CancelledMidRequest));
-                }
                 if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
                     f.cancelled = true;
                     self.codec.cancel(f.id);
+                }
+                if matches!(&self.writing, Some((w, _)) if *w == stream) {
+                    // Half a request cannot be taken back: the connection goes.
+                    return Err(Stop::Down(DownReason::CancelledMidRequest));
                 }
                 if matches!(&self.held, Some((h, _)) if *h == stream) {
                     self.held = None;
@@ -202,18 +220,14 @@ impl Session<'_> {
                     });
                 let _ = reply.send(info);
             }
-            Command::SetOwner(_) | Command::Shutdown => {}
+            Command::Shutdown => {}
         }
         Ok(())
     }
 
     /// Write queued requests while the connection allows.
     async fn start_queued(&mut self) -> Result<(), Stop> {
-        while self.writing.is_none()
-            && self.codec.is_reusable()
-            && self.inflight.len() < self.pipeline
-            && !self.ctx.shutting_down
-        {
+        while self.writing.is_none() && self.codec.is_reusable() && self.inflight.len() < self.pipeline {
             let Some(req) = self.queue.pop_front() else { break };
             self.start(req).await?;
         }
@@ -232,6 +246,7 @@ impl Session<'_> {
         };
         let authority = self.ctx.setup.authority();
         let head = RequestHead { method: &method, target: &target, authority: &authority, headers: &headers };
+        let mark = self.wbuf.len();
         let encoded = self.codec.encode_head(head, kind, &mut self.wbuf).and_then(|id| {
             if let Some(b) = &full {
                 self.codec.encode_body(b, true, &mut self.wbuf)?;
@@ -241,8 +256,11 @@ impl Session<'_> {
         let id = match encoded {
             Ok(id) => id,
             Err(e) => {
-                self.wbuf.clear();
                 self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
+                if self.wbuf.len() > mark {
+                    // The head went out but its body was refused: the connection is unusable.
+                    return Err(Stop::Down(DownReason::CancelledMidRequest));
+                }
                 return Ok(());
             }
         };
@@ -256,7 +274,6 @@ impl Session<'_> {
             cancelled: false,
             done: false,
         });
-        self.flush().await?;
         self.ctx.setup.em.emit(Step::RequestStart { stream, method, target });
         match streaming {
             Some(rx) => self.writing = Some((stream, rx)),
@@ -275,7 +292,7 @@ impl Session<'_> {
         if let Err(e) = self.codec.encode_body(&data, fin, &mut self.wbuf) {
             // The declared length was overrun or not reached: the stream fails, and the
             // connection with it, since the server now waits for bytes that will not come.
-            self.wbuf.clear();
+            // (The codec wrote nothing for the refused chunk.)
             self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
             if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
                 f.cancelled = true;
@@ -283,30 +300,12 @@ impl Session<'_> {
             }
             return Err(Stop::Down(DownReason::CancelledMidRequest));
         }
-        self.flush().await?;
         if fin {
             self.writing = None;
             if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream && f.state == StreamState::Sending) {
                 f.state = StreamState::AwaitingResponse;
             }
             self.ctx.setup.em.emit(Step::RequestEnd { stream });
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), Stop> {
-        while !self.wbuf.is_empty() {
-            match self.io.write(&self.wbuf).await {
-                Ok(0) => return Err(Stop::Down(DownReason::Closed)),
-                Ok(n) => {
-                    let _ = self.wbuf.split_to(n);
-                    self.codec.record_flushed(n);
-                }
-                Err(e) => return Err(Stop::Down(DownReason::Io(Arc::new(e)))),
-            }
-        }
-        if let Err(e) = self.io.flush().await {
-            return Err(Stop::Down(DownReason::Io(Arc::new(e))));
         }
         Ok(())
     }
@@ -365,6 +364,10 @@ impl Session<'_> {
                     // switch is a protocol error.
                     let stream = self.live(id);
                     tracing::warn!(?stream, %status, "unexpected protocol upgrade");
+                    if let Some(stream) = stream {
+                        let error = StreamError::Protocol(format!("the server switched protocols ({status}) unasked"));
+                        self.ctx.emit(Event::StreamError { stream, error }).await?;
+                    }
                     return Err(Stop::Down(DownReason::Protocol(format!(
                         "the server switched protocols ({status}) without being asked"
                     ))));
@@ -394,6 +397,11 @@ impl Session<'_> {
         unprocessed.extend(self.queue.drain(..).map(|r| r.stream));
         SessionEnd::Down { reason, possibly_processed, unprocessed }
     }
+}
+
+/// Write some pending bytes, or flush once all are written. Cancel-safe.
+async fn write_or_flush(wr: &mut WriteHalf<BoxIo>, wbuf: &[u8]) -> Step1 {
+    if wbuf.is_empty() { Step1::Flushed(wr.flush().await) } else { Step1::Wrote(wr.write(wbuf).await) }
 }
 
 /// Wait for the next chunk of the body being written.

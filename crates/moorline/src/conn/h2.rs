@@ -21,12 +21,12 @@ use http::{HeaderMap, HeaderName};
 use moorline_proto::h2watch::{FrameWatcher, GoAway};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::command::{Command, ReqBody, Request};
 use super::handle::{Shared, lock};
 use super::info::{StreamInfo, StreamState};
-use super::worker::{Ctx, SessionEnd};
+use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{ConnectError, DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
@@ -162,12 +162,27 @@ enum Outcome {
     Failed(StreamError),
 }
 
+/// A pushed stream's task, started by the session once the stream is registered.
+type PushedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Reports from stream tasks to the session.
 enum Msg {
     Event(Event),
     Sent(StreamRef),
-    Pushed { pushed: StreamRef, task: JoinHandle<()> },
+    Pushed { pushed: StreamRef, task: PushedTask },
     Finished(StreamRef, Outcome),
+}
+
+/// How long, after the connection ended, stream tasks may take to hand over what h2 had
+/// already received for them.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Aborts a task when dropped (cancel = drop the stream's entry).
+struct AbortOnDrop(AbortHandle);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct Entry {
@@ -177,31 +192,35 @@ struct Entry {
     state: StreamState,
     /// The connection failed under this stream; it waits for `Down`.
     lost: bool,
-    _task: TaskGuard<()>,
+    _task: AbortOnDrop,
 }
 
 struct Session<'a> {
     ctx: &'a mut Ctx,
     send: SendRequest<Bytes>,
     streams: HashMap<StreamRef, Entry>,
+    /// Every stream task, so that a panic in one is seen (and becomes the worker's).
+    tasks: JoinSet<()>,
     queue: VecDeque<Request>,
+    slot: Arc<GoAwaySlot>,
     goaway: Option<GoAway>,
     msg_tx: mpsc::Sender<Msg>,
 }
 
 enum Step2 {
     Msg(Msg),
+    Task(Result<(), tokio::task::JoinError>),
     ConnDone(Result<Result<(), h2::Error>, tokio::task::JoinError>),
     Keepalive(DownReason),
     GoAway,
-    Cmd(Option<Command>),
     Ready(Result<(), h2::Error>),
-    OwnerGone,
+    Input(Input),
 }
 
 /// Run the session until the connection goes down or shuts down.
 pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> SessionEnd {
-    let H2Parts { send, mut conn_task, ping, goaway: slot } = parts;
+    let H2Parts { send, conn_task, ping, goaway: slot } = parts;
+    let mut conn_task = Some(conn_task);
     let keepalive = ctx.setup.opts.keepalive;
     let mut ka_task = TaskGuard(tokio::spawn(async move {
         match (ping, keepalive) {
@@ -210,26 +229,41 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
         }
     }));
     let (msg_tx, mut msg_rx) = mpsc::channel(64);
-    let mut s = Session { ctx, send, streams: HashMap::new(), queue: VecDeque::new(), goaway: None, msg_tx };
+    let mut s = Session {
+        ctx,
+        send,
+        streams: HashMap::new(),
+        tasks: JoinSet::new(),
+        queue: VecDeque::new(),
+        slot: slot.clone(),
+        goaway: None,
+        msg_tx,
+    };
     for cmd in early {
         if let Err(end) = s.command(cmd).await {
             return end;
         }
     }
     loop {
-        if let Some(end) = s.check_drained().await {
-            return end;
+        match s.check_drained().await {
+            Ok(Some(end)) => return end,
+            Ok(None) => {}
+            Err(r) => return SessionEnd::Exit(r),
         }
         let can_send = !s.queue.is_empty() && s.goaway.is_none();
+        let has_tasks = !s.tasks.is_empty();
+        let Some(conn) = conn_task.as_mut() else {
+            return SessionEnd::Exit(ExitReason::Panicked("HTTP/2 connection task missing".into()));
+        };
         let step = tokio::select! {
             biased;
+            i = s.ctx.input() => Step2::Input(i),
             m = msg_rx.recv() => match m { Some(m) => Step2::Msg(m), None => continue },
-            r = &mut conn_task.0 => Step2::ConnDone(r),
+            Some(r) = s.tasks.join_next(), if has_tasks => Step2::Task(r),
+            r = &mut conn.0 => Step2::ConnDone(r),
             r = &mut ka_task.0 => Step2::Keepalive(match r { Ok(reason) => reason, Err(e) => DownReason::Protocol(format!("keepalive task failed: {e}")) }),
             _ = slot.notify.notified() => Step2::GoAway,
             r = poll_fn(|cx| s.send.poll_ready(cx)), if can_send => Step2::Ready(r),
-            c = s.ctx.cmd_rx.recv() => Step2::Cmd(c),
-            _ = s.ctx.owner.closed() => Step2::OwnerGone,
         };
         match step {
             Step2::Msg(m) => {
@@ -237,33 +271,43 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
                     return SessionEnd::Exit(r);
                 }
             }
+            Step2::Task(r) => s.task_ended(r),
             Step2::ConnDone(r) => {
+                s.refresh_goaway();
                 let reason = s.conn_reason(r);
                 return s.down(reason, &mut msg_rx).await;
             }
-            Step2::Keepalive(reason) => return s.down(reason, &mut msg_rx).await,
+            Step2::Keepalive(reason) => {
+                // Dropping the connection fails every stream under it.
+                drop(conn_task.take());
+                return s.down(reason, &mut msg_rx).await;
+            }
             Step2::GoAway => {
-                s.goaway = *lock(&slot.last);
+                s.refresh_goaway();
                 if let Some(g) = s.goaway {
                     tracing::debug!(last_stream_id = g.last_stream_id, error_code = g.error_code, "GOAWAY received");
                 }
             }
             Step2::Ready(Ok(())) => {
-                if let Some(req) = s.queue.pop_front() {
-                    s.start(req);
+                if let Some(req) = s.queue.pop_front()
+                    && let Err(r) = s.start(req).await
+                {
+                    return SessionEnd::Exit(r);
                 }
             }
             Step2::Ready(Err(e)) => {
+                drop(conn_task.take());
+                s.refresh_goaway();
                 let reason = conn_error_reason(&e, s.goaway);
                 return s.down(reason, &mut msg_rx).await;
             }
-            Step2::Cmd(None) => return SessionEnd::Exit(ExitReason::HandlesDropped),
-            Step2::Cmd(Some(cmd)) => {
+            Step2::Input(Input::HandlesDropped) => return SessionEnd::Exit(ExitReason::HandlesDropped),
+            Step2::Input(Input::OwnerGone) => return SessionEnd::Exit(ExitReason::OwnerGone),
+            Step2::Input(Input::Command(cmd)) => {
                 if let Err(end) = s.command(cmd).await {
                     return end;
                 }
             }
-            Step2::OwnerGone => return SessionEnd::Exit(ExitReason::OwnerGone),
         }
     }
 }
@@ -300,30 +344,27 @@ impl Session<'_> {
                 };
                 let _ = reply.send(info);
             }
-            Command::SetOwner(_) | Command::Shutdown => {}
+            Command::Shutdown => {}
         }
         Ok(())
     }
 
     /// Hand a request to h2 and spawn its stream task.
-    fn start(&mut self, req: Request) {
+    async fn start(&mut self, req: Request) -> Result<(), ExitReason> {
         let Request { stream, method, target, headers, body } = req;
         let em = self.ctx.setup.em.clone();
         let built = build_request(self.ctx.setup.scheme(), &self.ctx.setup.authority(), &method, &target, headers);
-        let request = match built {
-            Ok(r) => r,
-            Err(e) => {
-                self.fail_now(stream, e);
-                return;
-            }
-        };
-        let end_now = matches!(&body, ReqBody::Full(b) if b.is_empty());
-        let (resp, send_stream) = match self.send.send_request(request, end_now) {
-            Ok(pair) => pair,
-            Err(e) => {
-                self.fail_now(stream, StreamError::InvalidRequest(e.to_string()));
-                return;
-            }
+        let sent = built.and_then(|request| {
+            let end_now = matches!(&body, ReqBody::Full(b) if b.is_empty());
+            self.send
+                .send_request(request, end_now)
+                .map(|pair| (pair, end_now))
+                .map_err(|e| StreamError::InvalidRequest(e.to_string()))
+        });
+        let ((resp, send_stream), end_now) = match sent {
+            Ok(ok) => ok,
+            // Never reached the wire: fail it now, in order with everything else.
+            Err(error) => return self.ctx.emit(Event::StreamError { stream, error }).await,
         };
         em.emit(Step::RequestStart { stream, method: method.clone(), target: target.clone() });
         let h2_id = u32::from(resp.stream_id());
@@ -338,26 +379,35 @@ impl Session<'_> {
             shared: self.ctx.shared.clone(),
             push: self.ctx.setup.opts.http2.enable_push,
         };
-        let handle = tokio::spawn(task.run(resp, send_stream, if end_now { None } else { Some(body) }));
-        self.streams.insert(stream, Entry { h2_id, method, target, state, lost: false, _task: TaskGuard(handle) });
+        let abort = self.tasks.spawn(task.run(resp, send_stream, if end_now { None } else { Some(body) }));
+        self.streams.insert(stream, Entry { h2_id, method, target, state, lost: false, _task: AbortOnDrop(abort) });
+        Ok(())
     }
 
-    /// Fail a stream that never reached the wire, through the same ordered channel.
-    fn fail_now(&mut self, stream: StreamRef, error: StreamError) {
-        let tx = self.msg_tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(Msg::Finished(stream, Outcome::Failed(error))).await;
-        });
+    /// A stream task ended. A panic in it is a panic of the connection worker: the
+    /// supervisor reports it to the owner as `Exit { Panicked }`.
+    fn task_ended(&mut self, r: Result<(), tokio::task::JoinError>) {
+        if let Err(e) = r
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    fn refresh_goaway(&mut self) {
+        if let Some(g) = *lock(&self.slot.last) {
+            self.goaway = Some(g);
+        }
     }
 
     async fn message(&mut self, m: Msg) -> Result<(), ExitReason> {
         match m {
             Msg::Event(ev) => {
                 if let Some(stream) = ev.stream() {
-                    if !self.streams.contains_key(&stream) {
+                    let Some(e) = self.streams.get_mut(&stream) else {
                         return Ok(()); // cancelled
-                    }
-                    if let (Event::Response { .. }, Some(e)) = (&ev, self.streams.get_mut(&stream)) {
+                    };
+                    if let Event::Response { .. } = &ev {
                         e.state = StreamState::Receiving;
                     }
                 }
@@ -373,17 +423,17 @@ impl Session<'_> {
                 Ok(())
             }
             Msg::Pushed { pushed, task } => {
-                self.streams.insert(
-                    pushed,
-                    Entry {
-                        h2_id: 0,
-                        method: http::Method::GET,
-                        target: String::new(),
-                        state: StreamState::Receiving,
-                        lost: false,
-                        _task: TaskGuard(task),
-                    },
-                );
+                // Registered before its task starts, so none of its events can come first.
+                let abort = self.tasks.spawn(task);
+                let entry = Entry {
+                    h2_id: 0,
+                    method: http::Method::GET,
+                    target: String::new(),
+                    state: StreamState::Receiving,
+                    lost: false,
+                    _task: AbortOnDrop(abort),
+                };
+                self.streams.insert(pushed, entry);
                 Ok(())
             }
             Msg::Finished(stream, outcome) => match outcome {
@@ -398,9 +448,8 @@ impl Session<'_> {
                     Ok(())
                 }
                 Outcome::Failed(error) => {
-                    let known = self.streams.remove(&stream).is_some();
-                    // Failures before the stream was registered (bad request) are reported too.
-                    if known || !self.queue.iter().any(|r| r.stream == stream) {
+                    // Unknown means cancelled: its owner asked to hear no more of it.
+                    if self.streams.remove(&stream).is_some() {
                         self.ctx.emit(Event::StreamError { stream, error }).await?;
                     }
                     Ok(())
@@ -409,31 +458,26 @@ impl Session<'_> {
         }
     }
 
-    /// After GOAWAY, or during shutdown, end the session once no processed stream remains.
-    async fn check_drained(&mut self) -> Option<SessionEnd> {
-        if self.ctx.shutting_down {
-            for req in std::mem::take(&mut self.queue) {
-                if let Err(r) =
-                    self.ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await
-                {
-                    return Some(SessionEnd::Exit(r));
-                }
-            }
-            if self.streams.is_empty() {
-                return Some(SessionEnd::Shutdown);
-            }
+    /// During shutdown, or after GOAWAY, end the session once no stream the server may still
+    /// answer remains. Requests accepted before `shutdown()` are still served.
+    async fn check_drained(&mut self) -> Result<Option<SessionEnd>, ExitReason> {
+        if self.ctx.shutting_down && self.streams.is_empty() && self.queue.is_empty() {
+            return Ok(Some(SessionEnd::Shutdown));
         }
-        let g = self.goaway?;
+        let Some(g) = self.goaway else { return Ok(None) };
         let live = self.streams.values().any(|e| !e.lost && (e.h2_id == 0 || e.h2_id <= g.last_stream_id));
         if live {
-            return None;
+            return Ok(None);
+        }
+        if self.ctx.shutting_down && self.queue.is_empty() {
+            return Ok(Some(SessionEnd::Shutdown));
         }
         let (possibly, unprocessed) = self.lists();
-        Some(SessionEnd::Down {
+        Ok(Some(SessionEnd::Down {
             reason: DownReason::GoAway { error_code: g.error_code, last_stream_id: g.last_stream_id },
             possibly_processed: possibly,
             unprocessed,
-        })
+        }))
     }
 
     fn lists(&mut self) -> (Vec<StreamRef>, Vec<StreamRef>) {
@@ -460,18 +504,32 @@ impl Session<'_> {
         }
     }
 
-    /// The connection is gone: deliver what the stream tasks already received, then the lists.
+    /// The connection is gone. h2 hands each stream what it had received before failing it,
+    /// so the stream tasks run out (for at most [`DRAIN`]) and their reports are forwarded;
+    /// then the streams still open are listed.
     async fn down(mut self, reason: DownReason, msg_rx: &mut mpsc::Receiver<Msg>) -> SessionEnd {
-        // Stop the stream tasks, then forward what they had already reported.
-        let tasks: Vec<_> = self.streams.values().map(|e| e._task.0.abort_handle()).collect();
-        for t in tasks {
-            t.abort();
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.streams.values().any(|e| !e.lost) {
+            let m = tokio::select! {
+                m = msg_rx.recv() => m,
+                Some(r) = self.tasks.join_next() => {
+                    self.task_ended(r);
+                    continue;
+                }
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some(m) = m else { break };
+            if let Err(r) = self.message(m).await {
+                return SessionEnd::Exit(r);
+            }
         }
+        self.tasks.abort_all();
         while let Ok(m) = msg_rx.try_recv() {
             if let Err(r) = self.message(m).await {
                 return SessionEnd::Exit(r);
             }
         }
+        self.refresh_goaway();
         let (possibly_processed, unprocessed) = self.lists();
         SessionEnd::Down { reason, possibly_processed, unprocessed }
     }
@@ -553,19 +611,29 @@ impl StreamTask {
             let tx = self.tx.clone();
             async move {
                 if let Some(body) = body {
-                    send_body(send, body).await?;
-                    let _ = tx.send(Msg::Sent(stream)).await;
+                    match send_body(send, body).await {
+                        Ok(()) => {
+                            let _ = tx.send(Msg::Sent(stream)).await;
+                        }
+                        Err(SendFailure::Abandoned) => {
+                            return Outcome::Failed(StreamError::InvalidRequest(
+                                "the request body was dropped before finish()".into(),
+                            ));
+                        }
+                        // The server may have answered early and reset our upload (RFC 9113
+                        // §8.1): the receiving side says how the stream ended.
+                        Err(SendFailure::H2(e)) => tracing::debug!(?stream, error = %e, "request body not sent"),
+                    }
                 }
-                std::future::pending::<Result<(), h2::Error>>().await
+                std::future::pending().await
             }
         };
         let outcome = tokio::select! {
-            r = self.receive(resp) => r,
-            Err(e) = sender => Err(e),
-        };
-        let outcome = match outcome {
-            Ok(()) => Outcome::Complete,
-            Err(e) => classify(&e),
+            r = self.receive(resp) => match r {
+                Ok(()) => Outcome::Complete,
+                Err(e) => classify(&e),
+            },
+            o = sender => o,
         };
         let _ = self.tx.send(Msg::Finished(stream, outcome)).await;
     }
@@ -684,13 +752,7 @@ impl StreamTask {
             push: false,
         };
         let tx = self.tx.clone();
-        // The child waits until the session has registered it, so none of its events can
-        // arrive before the stream is known.
-        let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if wait.await.is_err() {
-                return;
-            }
+        let task = Box::pin(async move {
             let outcome = match fut.await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
@@ -719,16 +781,28 @@ impl StreamTask {
             };
             let _ = tx.send(Msg::Finished(pushed, outcome)).await;
         });
-        self.tx.send(Msg::Pushed { pushed, task }).await.map_err(|_| h2::Error::from(Reason::CANCEL))?;
-        let _ = go.send(());
-        Ok(())
+        self.tx.send(Msg::Pushed { pushed, task }).await.map_err(|_| h2::Error::from(Reason::CANCEL))
+    }
+}
+
+/// Why a request body was not sent whole.
+enum SendFailure {
+    /// The caller dropped its [`crate::RequestBody`] before `finish()`.
+    Abandoned,
+    /// h2 refused (stream reset, connection lost...).
+    H2(h2::Error),
+}
+
+impl From<h2::Error> for SendFailure {
+    fn from(e: h2::Error) -> Self {
+        SendFailure::H2(e)
     }
 }
 
 /// Send a request body under HTTP/2 flow control, never buffering more than the window.
-async fn send_body(mut send: SendStream<Bytes>, body: ReqBody) -> Result<(), h2::Error> {
+async fn send_body(mut send: SendStream<Bytes>, body: ReqBody) -> Result<(), SendFailure> {
     match body {
-        ReqBody::Full(data) => send_chunk(&mut send, data, true).await,
+        ReqBody::Full(data) => Ok(send_chunk(&mut send, data, true).await?),
         ReqBody::Streaming(mut rx) => loop {
             match rx.recv().await {
                 Some((data, fin)) => {
@@ -740,7 +814,7 @@ async fn send_body(mut send: SendStream<Bytes>, body: ReqBody) -> Result<(), h2:
                 None => {
                     // The body sender was dropped without finishing: abandon the stream.
                     send.send_reset(Reason::CANCEL);
-                    return Err(h2::Error::from(Reason::CANCEL));
+                    return Err(SendFailure::Abandoned);
                 }
             }
         },

@@ -97,6 +97,9 @@ impl Shared {
 pub struct Connection {
     shared: Arc<Shared>,
     cmd: mpsc::Sender<Command>,
+    /// `set_owner` requests: a channel of their own, served even while the worker waits
+    /// on a stalled owner.
+    owner: mpsc::Sender<oneshot::Sender<Events>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -128,6 +131,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (owner_tx, owner_rx) = mpsc::channel(4);
     let info = Info {
         id,
         host: host.to_owned(),
@@ -148,8 +152,8 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         info: Mutex::new(info),
         abort: Mutex::new(None),
     });
-    worker::spawn(&rt, shared.clone(), target, options, cmd_rx, ev_tx);
-    Ok((Connection { shared, cmd: cmd_tx }, Events::new(id, ev_rx)))
+    worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
+    Ok((Connection { shared, cmd: cmd_tx, owner: owner_tx }, Events::new(id, ev_rx)))
 }
 
 impl Connection {
@@ -225,7 +229,7 @@ impl Connection {
     /// the previous receiver gets [`Event::OwnerChanged`] as its last event.
     pub async fn set_owner(&self) -> Result<Events, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::SetOwner(tx)).await?;
+        self.owner.send(tx).await.map_err(|_| Error::Exited(self.shared.exit_reason()))?;
         rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
     }
 

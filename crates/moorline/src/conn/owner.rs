@@ -209,18 +209,21 @@ impl Events {
     }
 
     /// The selective receive under every await.
+    ///
+    /// Every event pulled from the channel goes into the stash first; the ones the await
+    /// consumed leave it only when the await succeeds. So a timeout, a failure or a dropped
+    /// future loses nothing: a later await or `next` sees every event, in order.
     async fn wait<T>(&mut self, timeout: Duration, mut judge: impl FnMut(&Event) -> Verdict<T>) -> Result<T, Error> {
         let deadline = Instant::now() + timeout;
+        let mut consumed: Vec<usize> = Vec::new();
         // First the events already set aside, in order.
-        let mut i = 0;
-        while i < self.stash.len() {
+        for i in 0..self.stash.len() {
             match judge(&self.stash[i]) {
-                Verdict::Skip => i += 1,
-                Verdict::Consumed => {
-                    self.stash.remove(i);
-                }
+                Verdict::Skip => {}
+                Verdict::Consumed => consumed.push(i),
                 Verdict::Done(v) => {
-                    self.stash.remove(i);
+                    consumed.push(i);
+                    self.take(&consumed);
                     return Ok(v);
                 }
                 Verdict::Fail(e) => return Err(e),
@@ -233,6 +236,9 @@ impl Events {
             return Err(Error::Exited(Some(reason.clone())));
         }
         loop {
+            if self.stash.len() - consumed.len() >= self.stash_limit {
+                return Err(Error::Backlog(self.stash.len() - consumed.len()));
+            }
             let ev = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Err(_) => return Err(Error::Timeout(timeout)),
                 Ok(None) => {
@@ -240,39 +246,48 @@ impl Events {
                 }
                 Ok(Some(ev)) => ev,
             };
-            match &ev {
+            let verdict = judge(&ev);
+            let failure = match &ev {
                 Event::OwnerChanged => {
                     self.moved = true;
-                    self.stash.push_back(ev);
-                    return Err(Error::OwnershipMoved);
+                    Some(Error::OwnershipMoved)
                 }
                 Event::Exit { reason } => {
-                    let reason = reason.clone();
                     self.exit = Some(reason.clone());
-                    if let Verdict::Done(v) = judge(&ev) {
-                        return Ok(v);
-                    }
-                    self.stash.push_back(ev);
-                    return Err(Error::Exited(Some(reason)));
+                    Some(Error::Exited(Some(reason.clone())))
                 }
-                _ => {}
+                _ => None,
+            };
+            let index = self.stash.len();
+            self.stash.push_back(ev);
+            match verdict {
+                Verdict::Skip => {}
+                Verdict::Consumed => consumed.push(index),
+                Verdict::Done(v) => {
+                    consumed.push(index);
+                    self.take(&consumed);
+                    return Ok(v);
+                }
+                Verdict::Fail(e) => return Err(e),
             }
-            match judge(&ev) {
-                Verdict::Skip => {
-                    if self.stash.len() >= self.stash_limit {
-                        self.stash.push_back(ev);
-                        return Err(Error::Backlog(self.stash.len()));
-                    }
-                    self.stash.push_back(ev);
-                }
-                Verdict::Consumed => {}
-                Verdict::Done(v) => return Ok(v),
-                Verdict::Fail(e) => {
-                    self.stash.push_back(ev);
-                    return Err(e);
-                }
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
+    }
+
+    /// Remove the stash entries at these (ascending) indices.
+    fn take(&mut self, indices: &[usize]) {
+        let mut next = indices.iter().peekable();
+        let mut i = 0;
+        self.stash.retain(|_| {
+            let keep = next.peek() != Some(&&i);
+            if !keep {
+                next.next();
+            }
+            i += 1;
+            keep
+        });
     }
 }
 

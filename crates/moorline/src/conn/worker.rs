@@ -55,9 +55,20 @@ impl Setup {
 pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) setup: Arc<Setup>,
-    pub(crate) cmd_rx: mpsc::Receiver<Command>,
+    cmd_rx: mpsc::Receiver<Command>,
+    owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
     pub(crate) owner: mpsc::Sender<Event>,
     pub(crate) shutting_down: bool,
+}
+
+/// What the worker hears from outside, besides its socket.
+pub(crate) enum Input {
+    /// A command from a handle.
+    Command(Command),
+    /// Every handle was dropped.
+    HandlesDropped,
+    /// The owner dropped its receiver.
+    OwnerGone,
 }
 
 /// How a protocol session ended.
@@ -72,17 +83,38 @@ pub(crate) enum SessionEnd {
 
 impl Ctx {
     /// Deliver an event to the owner, waiting while its buffer is full (backpressure).
+    /// A `set_owner` while waiting is served at once, and the event goes to the new owner.
     pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
-        self.owner.send(ev).await.map_err(|_| ExitReason::OwnerGone)
+        loop {
+            let reply = tokio::select! {
+                biased;
+                Some(reply) = self.owner_rx.recv() => reply,
+                permit = self.owner.reserve() => {
+                    let permit = permit.map_err(|_| ExitReason::OwnerGone)?;
+                    permit.send(ev);
+                    return Ok(());
+                }
+            };
+            self.set_owner(reply);
+        }
+    }
+
+    /// The next command, serving `set_owner` requests on the way. Cancel-safe.
+    pub(crate) async fn input(&mut self) -> Input {
+        loop {
+            let reply = tokio::select! {
+                biased;
+                Some(reply) = self.owner_rx.recv() => reply,
+                c = self.cmd_rx.recv() => return c.map_or(Input::HandlesDropped, Input::Command),
+                _ = self.owner.closed() => return Input::OwnerGone,
+            };
+            self.set_owner(reply);
+        }
     }
 
     /// Handle the commands every phase treats alike; return the others.
     pub(crate) async fn pre(&mut self, cmd: Command) -> Result<Option<Command>, ExitReason> {
         match cmd {
-            Command::SetOwner(reply) => {
-                self.set_owner(reply);
-                Ok(None)
-            }
             Command::Shutdown => {
                 self.shutting_down = true;
                 set_state(&self.shared, State::ShuttingDown);
@@ -119,11 +151,12 @@ pub(crate) fn spawn(
     target: Target,
     opts: ConnectOptions,
     cmd_rx: mpsc::Receiver<Command>,
+    owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
     owner: mpsc::Sender<Event>,
 ) {
     let em = Emitter { connection: shared.id, hook: opts.hook.clone() };
     let setup = Arc::new(Setup { target, opts, em: em.clone() });
-    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner, shutting_down: false };
+    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner_rx, owner, shutting_down: false };
     let worker = rt.spawn(run(ctx));
     *lock(&shared.abort) = Some(worker.abort_handle());
     rt.spawn(supervise(worker, shared, em));
@@ -204,8 +237,12 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
             loop {
                 tokio::select! {
                     r = &mut fut => break r,
-                    cmd = ctx.cmd_rx.recv() => {
-                        let Some(cmd) = cmd else { return Err(ExitReason::HandlesDropped) };
+                    input = ctx.input() => {
+                        let cmd = match input {
+                            Input::Command(cmd) => cmd,
+                            Input::HandlesDropped => return Err(ExitReason::HandlesDropped),
+                            Input::OwnerGone => return Err(ExitReason::OwnerGone),
+                        };
                         if let Some(cmd) = ctx.pre(cmd).await? {
                             early.push(cmd);
                         }
@@ -214,7 +251,6 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
                             return Err(ExitReason::Shutdown);
                         }
                     }
-                    _ = ctx.owner.closed() => return Err(ExitReason::OwnerGone),
                 }
             }
         };
@@ -283,8 +319,12 @@ async fn backoff(ctx: &mut Ctx, delay: std::time::Duration) -> Result<(), ExitRe
     loop {
         tokio::select! {
             () = &mut sleep => return Ok(()),
-            cmd = ctx.cmd_rx.recv() => {
-                let Some(cmd) = cmd else { return Err(ExitReason::HandlesDropped) };
+            input = ctx.input() => {
+                let cmd = match input {
+                    Input::Command(cmd) => cmd,
+                    Input::HandlesDropped => return Err(ExitReason::HandlesDropped),
+                    Input::OwnerGone => return Err(ExitReason::OwnerGone),
+                };
                 match ctx.pre(cmd).await? {
                     Some(Command::Request(req)) => {
                         ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::NotConnected }).await?;
@@ -292,13 +332,12 @@ async fn backoff(ctx: &mut Ctx, delay: std::time::Duration) -> Result<(), ExitRe
                     Some(Command::StreamInfo(_, reply)) => {
                         let _ = reply.send(None);
                     }
-                    Some(Command::Cancel(_) | Command::SetOwner(_) | Command::Shutdown) | None => {}
+                    Some(Command::Cancel(_) | Command::Shutdown) | None => {}
                 }
                 if ctx.shutting_down {
                     return Err(ExitReason::Shutdown);
                 }
             }
-            _ = ctx.owner.closed() => return Err(ExitReason::OwnerGone),
         }
     }
 }

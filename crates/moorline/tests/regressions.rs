@@ -1,0 +1,235 @@
+//! Regression tests for races found in review, each against a scripted raw server on
+//! loopback that produces the exact byte sequence (and timing) that broke an invariant.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::HeaderMap;
+use moorline::{ConnectOptions, DownReason, Error, Event, Protocol, RetryPolicy, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn goaway(last: u32) -> Vec<u8> {
+    let mut p = [0u8; 8];
+    p[..4].copy_from_slice(&last.to_be_bytes());
+    frame(7, 0, 0, &p)
+}
+
+async fn read_frame(s: &mut TcpStream) -> Option<(u8, u8, u32)> {
+    let mut h = [0u8; 9];
+    s.read_exact(&mut h).await.ok()?;
+    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).await.ok()?;
+    Some((h[3], h[4], u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff))
+}
+
+/// Accept one HTTP/2 connection: read the preface, send SETTINGS, ACK the client's, and read
+/// until `headers` HEADERS frames arrived.
+async fn h2_accept(l: &TcpListener, headers: usize) -> TcpStream {
+    let (mut s, _) = l.accept().await.unwrap();
+    let mut pre = [0u8; 24];
+    s.read_exact(&mut pre).await.unwrap();
+    s.write_all(&frame(4, 0, 0, &[])).await.unwrap();
+    let mut seen = 0;
+    while seen < headers {
+        let Some((kind, flags, _)) = read_frame(&mut s).await else { break };
+        if kind == 4 && flags & 1 == 0 {
+            s.write_all(&frame(4, 1, 0, &[])).await.unwrap();
+        }
+        if kind == 1 {
+            seen += 1;
+        }
+    }
+    s
+}
+
+fn raw_opts() -> ConnectOptions {
+    ConnectOptions::default().transport(Transport::Tcp).retry(RetryPolicy::Never).keepalive(None)
+}
+
+async fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_then_immediate_close_keeps_exact_lists() {
+    bounded(async {
+        for _ in 0..5 {
+            let (l, port) = listener().await;
+            tokio::spawn(async move {
+                let mut s = h2_accept(&l, 2).await;
+                s.write_all(&goaway(1)).await.unwrap();
+                s.shutdown().await.unwrap();
+            });
+            let (conn, mut ev) = moorline::open("127.0.0.1", port, raw_opts().protocols(&[Protocol::Http2])).unwrap();
+            ev.await_up(T).await.unwrap();
+            let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+            let b = conn.get("/b", HeaderMap::new()).await.unwrap();
+            match next_matching(&mut ev, |e| matches!(e, Event::Down { .. })).await {
+                Event::Down { reason, possibly_processed, unprocessed, .. } => {
+                    assert!(matches!(reason, DownReason::GoAway { last_stream_id: 1, .. }), "{reason:?}");
+                    assert_eq!(possibly_processed, vec![a]);
+                    assert_eq!(unprocessed, vec![b]);
+                }
+                _ => unreachable!(),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_response_survives_an_immediate_close() {
+    bounded(async {
+        for _ in 0..5 {
+            let (l, port) = listener().await;
+            tokio::spawn(async move {
+                let mut s = h2_accept(&l, 1).await;
+                // HEADERS (:status 200, END_HEADERS), DATA "hi" (END_STREAM), GOAWAY, FIN at once.
+                let mut out = frame(1, 0x4, 1, &[0x88]);
+                out.extend(frame(0, 0x1, 1, b"hi"));
+                out.extend(goaway(1));
+                s.write_all(&out).await.unwrap();
+                s.shutdown().await.unwrap();
+            });
+            let (conn, mut ev) = moorline::open("127.0.0.1", port, raw_opts().protocols(&[Protocol::Http2])).unwrap();
+            ev.await_up(T).await.unwrap();
+            let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+            assert_eq!(&ev.await_body(&a, T).await.unwrap().data[..], b"hi");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unasked_upgrade_fails_the_stream_at_once() {
+    bounded(async {
+        let (l, port) = listener().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let (conn, mut ev) =
+            moorline::open("127.0.0.1", port, raw_opts().retry(RetryPolicy::fixed(3, Duration::from_secs(5)))).unwrap();
+        ev.await_up(T).await.unwrap();
+        let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+        let r = ev.await_response(&a, Duration::from_secs(10)).await;
+        assert!(matches!(r, Err(Error::Stream(moorline::StreamError::Protocol(_)))), "{r:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_owner_works_while_the_owner_is_stalled() {
+    bounded(async {
+        let (l, port) = listener().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await.unwrap();
+            for _ in 0..200 {
+                if s.write_all(b"5\r\nhello\r\n").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let (conn, old) = moorline::open("127.0.0.1", port, raw_opts().event_buffer(4)).unwrap();
+        let mut old = old;
+        old.await_up(T).await.unwrap();
+        let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The old owner stopped reading long ago; another task takes over.
+        let mut new = tokio::time::timeout(T, conn.set_owner()).await.expect("set_owner hung").unwrap();
+        drop(old);
+        // The rest of the body reaches the new owner, ending with fin.
+        let mut fin = false;
+        while !fin {
+            match next(&mut new).await {
+                Event::Data { stream, fin: f, .. } if stream == a => fin = f,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_takes_effect_under_a_fast_body() {
+    bounded(async {
+        let (l, port) = listener().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n").await.unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            while s.write_all(&chunk).await.is_ok() {}
+        });
+        let (conn, mut ev) = moorline::open("127.0.0.1", port, raw_opts()).unwrap();
+        ev.await_up(T).await.unwrap();
+        let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+        ev.await_response(&a, T).await.unwrap();
+        for _ in 0..100 {
+            ev.next().await;
+        }
+        conn.cancel(&a).await.unwrap();
+        // What was already queued for the owner may still come, nothing more.
+        let mut after = 0;
+        while let Ok(Some(Event::Data { .. })) = tokio::time::timeout(Duration::from_millis(300), ev.next()).await {
+            after += 1;
+            assert!(after <= 300, "cancel did not take effect");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timed_out_await_body_loses_nothing() {
+    bounded(async {
+        let (l, port) = listener().await;
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            s.write_all(b"world").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let (conn, mut ev) = moorline::open("127.0.0.1", port, raw_opts()).unwrap();
+        ev.await_up(T).await.unwrap();
+        let a = conn.get("/a", HeaderMap::new()).await.unwrap();
+        assert!(matches!(ev.await_body(&a, Duration::from_millis(200)).await, Err(Error::Timeout(_))));
+        // A dropped await loses nothing either.
+        let _ = tokio::time::timeout(Duration::from_millis(50), ev.await_body(&a, T)).await;
+        assert_eq!(ev.await_response(&a, T).await.unwrap().status, http::StatusCode::OK);
+        assert_eq!(&ev.await_body(&a, T).await.unwrap().data[..], b"helloworld");
+    })
+    .await;
+}
