@@ -26,6 +26,8 @@ use crate::instrument::Step;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a graceful close may spend flushing (TLS close_notify) to a peer.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Body chunks are taken from the caller only while less than this waits to be written.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
@@ -118,7 +120,8 @@ impl Session<'_> {
             let idle = self.inflight.is_empty() && self.writing.is_none() && self.wbuf.is_empty();
             // Requests accepted before `shutdown()` are still served; then the socket closes.
             if self.ctx.shutting_down && idle && self.queue.is_empty() {
-                let _ = self.wr.shutdown().await;
+                // Bounded: a peer that stopped reading must not hold the shutdown forever.
+                let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.wr.shutdown()).await;
                 return Err(Stop::End(SessionEnd::Shutdown));
             }
             if !self.codec.is_reusable() && idle {
