@@ -504,11 +504,12 @@ async fn a_panic_in_an_http2_stream_task_is_reported_not_stuck() {
     bounded(async {
         let server = plain_server(true).await;
         // ResponseHeaders is emitted from the stream's own task on HTTP/2.
-        let opts = ConnectOptions::default().protocols(&[moorline::Protocol::Http2]).hook(|i: &moorline::Instrument| {
-            if matches!(i.step, Step::ResponseHeaders { .. }) {
-                panic!("stream hook exploded");
-            }
-        });
+        let opts =
+            ConnectOptions::default().protocols(&[moorline::Protocol::Http2]).hook(|i: &moorline::Instrument| {
+                if matches!(i.step, Step::ResponseHeaders { .. }) {
+                    panic!("stream hook exploded");
+                }
+            });
         let (conn, mut events, _) = connect(&server, opts).await;
         let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
         let err = events.await_body(&s, T).await.unwrap_err();

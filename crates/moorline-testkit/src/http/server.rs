@@ -98,6 +98,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<Con
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 tracing::trace!(%peer, "accepted connection");
+                // Latency over segment count, as a real server tuned for APIs would: without it
+                // a head and a body written apart wait on Nagle and the peer's delayed ACK.
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
                 let (s, c) = (Arc::clone(&shared), Arc::clone(&config));
                 shared.spawn_connection(tcp, move |id, tcp| conn::run(tcp, ConnCtx { shared: s, config: c, id }));
             }
