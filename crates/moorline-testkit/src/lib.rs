@@ -8,3 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod proxy;
+mod tls;
+pub mod ws;

@@ -51,8 +51,7 @@ mod io;
 mod raw_h2;
 mod routes;
 mod server;
-mod tls;
 
+pub use crate::tls::{unrelated_ca_der, unrelated_ca_pem};
 pub use fault::Fault;
 pub use server::{TestServer, TestServerBuilder};
-pub use tls::{unrelated_ca_der, unrelated_ca_pem};

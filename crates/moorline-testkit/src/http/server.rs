@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::{self, Config, ConnCtx};
 use super::control::Shared;
 use super::fault::Fault;
-use super::tls::{self, ServerCerts};
+use crate::tls::{self, ServerCerts};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);

@@ -109,7 +109,7 @@ pub(crate) fn client_config(ca: CertificateDer<'static>, alpn: &[&str]) -> io::R
 /// PEM of a freshly generated CA that signed nothing the test server presents.
 ///
 /// Use it as the only trust anchor of a client to provoke a certificate
-/// verification failure against a TLS [`TestServer`](super::TestServer).
+/// verification failure against a TLS [`TestServer`](crate::http::TestServer).
 pub fn unrelated_ca_pem() -> io::Result<String> {
     Ok(new_ca("moorline testkit unrelated CA").map_err(other)?.pem())
 }

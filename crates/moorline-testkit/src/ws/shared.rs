@@ -1,0 +1,446 @@
+//! State shared by the [`MockServer`](super::MockServer) handle, the accept loop and
+//! every connection task: counters, the client registry, and fault application.
+
+use std::collections::HashMap;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::client::{ClientId, ClientInfo};
+use super::fault::Fault;
+use super::frame::Frame;
+use super::io::IoControl;
+use super::log::Log;
+use super::replay::{Recording, schedule};
+use super::reply::Rules;
+
+/// How long a FIN-closed connection keeps discarding incoming bytes, so that
+/// unread client bytes do not turn the close into a RST.
+const DRAIN_AFTER_FIN: Duration = Duration::from_millis(1000);
+
+/// Stand-in for "forever" in refusal deadlines.
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What a connection task's writer is told to do, in order.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send this frame.
+    Send(Frame),
+    /// Let this many more bytes out, then stall writes.
+    StallAfter(usize),
+    /// Send only the first `usize` bytes of this frame, then stall writes.
+    Partial(Frame, usize),
+    /// Send a close frame, wait a little for the answer, then end the connection.
+    Close(u16, String),
+    /// HTTP/2 connections only: start a graceful shutdown (GOAWAY).
+    GoAway,
+}
+
+/// One accepted connection, as seen from outside its task.
+struct Entry {
+    /// A duplicate of the socket (same kernel socket, other fd) for FIN/RST/half-open.
+    dup: std::net::TcpStream,
+    task: AbortHandle,
+    commands: mpsc::UnboundedSender<Command>,
+    io: Arc<IoControl>,
+    /// Set once the WebSocket upgrade completed.
+    info: Option<ClientInfo>,
+    /// For a WebSocket session on an HTTP/2 connection: that connection's entry.
+    parent: Option<ClientId>,
+    /// Whether this is an HTTP/2 connection (which carries sessions, not frames).
+    h2: bool,
+}
+
+/// Everything one connection task needs from the registry.
+pub(crate) struct ConnParts {
+    pub(crate) id: ClientId,
+    pub(crate) tcp: TcpStream,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) sender: mpsc::UnboundedSender<Command>,
+    pub(crate) io: Arc<IoControl>,
+}
+
+/// Everything one HTTP/2 WebSocket session task needs from the registry.
+pub(crate) struct SessionParts {
+    pub(crate) id: ClientId,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) sender: mpsc::UnboundedSender<Command>,
+    pub(crate) io: Arc<IoControl>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) log: Log,
+    pub(crate) rules: Rules,
+    tcp_accepted: AtomicUsize,
+    upgraded: AtomicUsize,
+    next_id: AtomicU64,
+    clients: Mutex<HashMap<ClientId, Entry>>,
+    frozen: Mutex<Vec<std::net::TcpStream>>,
+    reject: Mutex<Option<u16>>,
+    refusing: watch::Sender<bool>,
+    refuse_until: Mutex<Option<tokio::time::Instant>>,
+    pub(crate) replay_on_connect: Option<(Recording, f64)>,
+    changed: Notify,
+    runtime: Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn new(runtime: Handle, refusing: watch::Sender<bool>, replay: Option<(Recording, f64)>) -> Self {
+        let started = Instant::now();
+        Self {
+            log: Log::new(started),
+            rules: Rules::default(),
+            tcp_accepted: AtomicUsize::new(0),
+            upgraded: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            clients: Mutex::new(HashMap::new()),
+            frozen: Mutex::new(Vec::new()),
+            reject: Mutex::new(None),
+            refusing,
+            refuse_until: Mutex::new(None),
+            replay_on_connect: replay,
+            changed: Notify::new(),
+            runtime,
+        }
+    }
+
+    pub(crate) fn tcp_accepted(&self) -> usize {
+        self.tcp_accepted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn upgraded(&self) -> usize {
+        self.upgraded.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn open(&self) -> usize {
+        lock(&self.clients).values().filter(|e| e.info.is_some()).count()
+    }
+
+    pub(crate) fn clients(&self) -> Vec<ClientInfo> {
+        let mut out: Vec<ClientInfo> = lock(&self.clients).values().filter_map(|e| e.info.clone()).collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// The status new upgrades are rejected with, if any.
+    pub(crate) fn reject_status(&self) -> Option<u16> {
+        *lock(&self.reject)
+    }
+
+    /// Registers an accepted TCP connection and spawns `serve` for it.
+    pub(crate) fn spawn_connection<F, Fut>(self: &Arc<Self>, tcp: TcpStream, serve: F)
+    where
+        F: FnOnce(ConnParts) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tcp_accepted.fetch_add(1, Ordering::SeqCst);
+        let registered = (|| -> std::io::Result<(std::net::TcpStream, TcpStream)> {
+            let std = tcp.into_std()?;
+            let dup = std.try_clone()?;
+            Ok((dup, TcpStream::from_std(std)?))
+        })();
+        let (dup, tcp) = match registered {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not register accepted connection; dropping it");
+                self.changed.notify_waiters();
+                return;
+            }
+        };
+        let id = ClientId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        let (sender, commands) = mpsc::unbounded_channel();
+        let io = Arc::new(IoControl::default());
+        let guard = EntryGuard { shared: Arc::clone(self), id };
+        let fut = serve(ConnParts { id, tcp, commands, sender: sender.clone(), io: Arc::clone(&io) });
+        {
+            // Hold the lock across spawn + insert so the guard cannot deregister first.
+            let mut clients = lock(&self.clients);
+            let handle = tokio::spawn(async move {
+                let _guard = guard;
+                fut.await;
+            });
+            let entry =
+                Entry { dup, task: handle.abort_handle(), commands: sender, io, info: None, parent: None, h2: false };
+            clients.insert(id, entry);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Marks connection `id` as HTTP/2: it carries WebSocket sessions (RFC 8441)
+    /// registered with [`spawn_session`](Self::spawn_session).
+    pub(crate) fn mark_h2(&self, id: ClientId) {
+        if let Some(entry) = lock(&self.clients).get_mut(&id) {
+            entry.h2 = true;
+        }
+    }
+
+    /// Registers a WebSocket session (an extended CONNECT stream) of HTTP/2
+    /// connection `conn` and spawns `serve` for it. `None` if `conn` is gone.
+    pub(crate) fn spawn_session<F, Fut>(self: &Arc<Self>, conn: ClientId, serve: F) -> Option<ClientId>
+    where
+        F: FnOnce(SessionParts) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut clients = lock(&self.clients);
+        let dup = match clients.get(&conn).map(|e| e.dup.try_clone()) {
+            Some(Ok(dup)) => dup,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not register an HTTP/2 WebSocket session");
+                return None;
+            }
+            None => return None,
+        };
+        let id = ClientId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        let (sender, commands) = mpsc::unbounded_channel();
+        let io = Arc::new(IoControl::default());
+        let guard = EntryGuard { shared: Arc::clone(self), id };
+        let fut = serve(SessionParts { id, commands, sender: sender.clone(), io: Arc::clone(&io) });
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            fut.await;
+        });
+        let entry =
+            Entry { dup, task: handle.abort_handle(), commands: sender, io, info: None, parent: Some(conn), h2: false };
+        clients.insert(id, entry);
+        Some(id)
+    }
+
+    /// Records a completed upgrade; starts the on-connect replay, if configured.
+    pub(crate) fn upgraded_client(self: &Arc<Self>, info: ClientInfo) {
+        let id = info.id;
+        if let Some(entry) = lock(&self.clients).get_mut(&id) {
+            entry.info = Some(info);
+        }
+        self.upgraded.fetch_add(1, Ordering::SeqCst);
+        if let Some((recording, speed)) = &self.replay_on_connect {
+            self.replay_to(id, recording, *speed);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn send(&self, id: ClientId, command: Command) -> bool {
+        lock(&self.clients).get(&id).is_some_and(|e| e.commands.send(command).is_ok())
+    }
+
+    /// Queues `frame` to every upgraded client; returns how many.
+    pub(crate) fn inject_all(&self, frame: &Frame) -> usize {
+        let clients = lock(&self.clients);
+        clients.values().filter(|e| e.info.is_some() && e.commands.send(Command::Send(frame.clone())).is_ok()).count()
+    }
+
+    /// Queues `frame` to client `id`.
+    pub(crate) fn inject_to(&self, id: ClientId, frame: Frame) -> bool {
+        self.send(id, Command::Send(frame))
+    }
+
+    /// Plays `recording` to client `id` in a background task.
+    pub(crate) fn replay_to(self: &Arc<Self>, id: ClientId, recording: &Recording, speed: f64) -> bool {
+        let Some(sender) = lock(&self.clients).get(&id).map(|e| e.commands.clone()) else {
+            return false;
+        };
+        let plan = schedule(recording, speed);
+        self.runtime.spawn(async move {
+            let start = tokio::time::Instant::now();
+            for (at, frame) in plan {
+                tokio::time::sleep_until(start + at).await;
+                if sender.send(Command::Send(frame)).is_err() {
+                    return;
+                }
+            }
+        });
+        true
+    }
+
+    /// Applies a connection fault to every registered connection; returns how many.
+    pub(crate) fn fault_all(self: &Arc<Self>, fault: &Fault) -> usize {
+        if fault.is_server_wide() {
+            self.server_fault(fault);
+            return 0;
+        }
+        // Each fault acts once per thing it applies to: TCP faults per TCP
+        // connection, GOAWAY per HTTP/2 connection, frame-level faults per
+        // WebSocket (or not yet upgraded HTTP/1.1) connection.
+        let ids: Vec<ClientId> = lock(&self.clients)
+            .iter()
+            .filter(|(_, e)| match fault {
+                Fault::Fin | Fault::Reset | Fault::HalfOpen => e.parent.is_none(),
+                Fault::GoAway => e.h2,
+                _ => !e.h2,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter(|id| self.fault_one(*id, fault)).count()
+    }
+
+    /// Applies a connection fault to connection `id`; `false` if unknown or server-wide.
+    pub(crate) fn fault_one(&self, id: ClientId, fault: &Fault) -> bool {
+        tracing::debug!(%id, ?fault, "fault");
+        let Some((parent, h2)) = lock(&self.clients).get(&id).map(|e| (e.parent, e.h2)) else {
+            return false;
+        };
+        match fault {
+            // Connection-level faults on an HTTP/2 session act on its connection.
+            Fault::Fin | Fault::Reset | Fault::HalfOpen | Fault::GoAway if parent.is_some() => {
+                return parent.is_some_and(|conn| self.fault_one(conn, fault));
+            }
+            Fault::GoAway => return h2 && self.send(id, Command::GoAway),
+            Fault::Fin | Fault::Reset | Fault::HalfOpen => {}
+            // Frame-level faults need a WebSocket: an HTTP/2 connection has none of its own.
+            _ if h2 => return false,
+            _ => {}
+        }
+        match fault {
+            Fault::Close { code, reason } => self.send(id, Command::Close(*code, reason.clone())),
+            Fault::StallAfter(n) => self.send(id, Command::StallAfter(*n)),
+            Fault::PartialFrame { frame, bytes } => self.send(id, Command::Partial(frame.clone(), *bytes)),
+            Fault::SlowDrip(delay) => lock(&self.clients).get(&id).map(|e| e.io.drip(*delay)).is_some(),
+            Fault::Fin | Fault::Reset | Fault::HalfOpen => {
+                let Some(entry) = self.remove_with_sessions(id) else {
+                    return false;
+                };
+                match fault {
+                    Fault::Fin => self.fin(entry),
+                    Fault::Reset => reset(entry),
+                    _ => {
+                        entry.task.abort();
+                        lock(&self.frozen).push(entry.dup);
+                    }
+                }
+                self.changed.notify_waiters();
+                true
+            }
+            Fault::RefuseConnections(_) | Fault::RejectUpgrade(_) | Fault::GoAway => false,
+        }
+    }
+
+    /// Removes connection `id` from the registry and aborts its HTTP/2 sessions, if any.
+    fn remove_with_sessions(&self, id: ClientId) -> Option<Entry> {
+        let mut clients = lock(&self.clients);
+        let entry = clients.remove(&id)?;
+        clients.retain(|_, e| {
+            let child = e.parent == Some(id);
+            if child {
+                e.task.abort();
+            }
+            !child
+        });
+        Some(entry)
+    }
+
+    fn server_fault(self: &Arc<Self>, fault: &Fault) {
+        tracing::debug!(?fault, "server fault");
+        match fault {
+            Fault::RejectUpgrade(status) => *lock(&self.reject) = Some(*status),
+            Fault::RefuseConnections(duration) => {
+                let until = tokio::time::Instant::now() + (*duration).min(FAR);
+                *lock(&self.refuse_until) = Some(until);
+                self.refusing.send_replace(true);
+                let shared = Arc::downgrade(self);
+                self.runtime.spawn(async move {
+                    tokio::time::sleep_until(until).await;
+                    if let Some(shared) = shared.upgrade() {
+                        shared.end_refusal_due(tokio::time::Instant::now());
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the refusal if its deadline (possibly extended since) has passed.
+    fn end_refusal_due(&self, now: tokio::time::Instant) {
+        let mut until = lock(&self.refuse_until);
+        if until.is_some_and(|u| u <= now) {
+            *until = None;
+            self.refusing.send_replace(false);
+        }
+    }
+
+    /// Ends server-wide faults (refusal, upgrade rejection) now.
+    pub(crate) fn clear_server_faults(&self) {
+        *lock(&self.reject) = None;
+        *lock(&self.refuse_until) = None;
+        self.refusing.send_replace(false);
+    }
+
+    fn fin(&self, entry: Entry) {
+        if let Err(e) = entry.dup.shutdown(Shutdown::Write) {
+            tracing::debug!(error = %e, "shutdown(write) failed");
+        }
+        entry.task.abort();
+        let dup = entry.dup;
+        self.runtime.spawn(async move {
+            if let Ok(mut tcp) = TcpStream::from_std(dup) {
+                let _ = tokio::time::timeout(DRAIN_AFTER_FIN, discard_until_eof(&mut tcp)).await;
+            }
+        });
+    }
+
+    /// Aborts every connection (server shutdown) and closes half-open sockets.
+    pub(crate) fn abort_all(&self) {
+        for (_, entry) in lock(&self.clients).drain() {
+            entry.task.abort();
+        }
+        lock(&self.frozen).clear();
+    }
+
+    /// Waits until `cond` holds or `timeout` elapses; returns the final value of `cond`.
+    pub(crate) async fn wait_until(&self, timeout: Duration, cond: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return cond(self);
+            }
+        }
+    }
+}
+
+/// Sets `SO_LINGER` 0, aborts the task and closes the duplicate: the kernel sends RST.
+fn reset(entry: Entry) {
+    let socket = TcpSocket::from_std_stream(entry.dup);
+    if let Err(e) = socket.set_zero_linger() {
+        tracing::debug!(error = %e, "setting SO_LINGER 0 failed");
+    }
+    entry.task.abort();
+    drop(socket);
+}
+
+async fn discard_until_eof(tcp: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    while let Ok(n) = tcp.read(&mut scratch).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Removes a connection from the registry when its task ends (or is aborted).
+struct EntryGuard {
+    shared: Arc<Shared>,
+    id: ClientId,
+}
+
+impl Drop for EntryGuard {
+    fn drop(&mut self) {
+        let removed = lock(&self.shared.clients).remove(&self.id);
+        drop(removed);
+        self.shared.changed.notify_waiters();
+    }
+}
