@@ -1,6 +1,7 @@
 //! The `moorline` command-line tool.
 
 mod demo;
+mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,6 +25,46 @@ enum Command {
     /// connect, stream, survive a connection reset (Down with its stream lists), reconnect,
     /// shut down gracefully.
     Demo(DemoArgs),
+    /// Run one of the test kit's servers on 127.0.0.1 until Ctrl-C, to try clients against it.
+    #[command(subcommand)]
+    Serve(ServeCommand),
+}
+
+/// The servers `moorline serve` runs.
+#[derive(Debug, Subcommand)]
+enum ServeCommand {
+    /// The WebSocket mock server: logs what clients send, echoes or replays on request,
+    /// accepts any path; HTTP/1.1 upgrades, and HTTP/2 extended CONNECT with --http2.
+    Mock(ServeMockArgs),
+}
+
+/// Options of `moorline serve mock`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeMockArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) port: u16,
+    /// Serve wss:// with a certificate signed by a CA generated at start.
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// Also serve WebSockets over HTTP/2 (RFC 8441).
+    #[arg(long)]
+    pub(crate) http2: bool,
+    /// Answer every text and binary message with the same message.
+    #[arg(long)]
+    pub(crate) echo: bool,
+    /// Play this recorded session (JSONL) to every client that connects.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) replay: Option<std::path::PathBuf>,
+    /// Replay this many times faster than recorded.
+    #[arg(long, default_value_t = 1.0, requires = "replay")]
+    pub(crate) speed: f64,
+    /// Write the CA certificate (PEM) to this file (with --tls).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub(crate) ca_out: Option<std::path::PathBuf>,
+    /// Announce the server as one JSON object on stdout (url, ca_pem) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Options of `moorline demo`.
@@ -57,8 +98,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args, std::io::stdout().is_terminal())),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args, std::io::stdout().is_terminal())).map_err(Into::into),
+        Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,3 +68,97 @@ fn text_output_has_no_colour_when_not_a_terminal() {
     assert!(!text.contains('\x1b'), "escape codes in piped output");
     assert!(text.contains("reconnected"));
 }
+
+/// A running `moorline serve ...`, killed when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `moorline serve <args> --json` and returns it with its announcement.
+fn serve(args: &[&str]) -> (Served, serde_json::Value) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moorline"))
+        .arg("serve")
+        .args(args)
+        .arg("--json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let served = Served(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("no announcement");
+    (served, serde_json::from_str(&line).expect("announcement is JSON"))
+}
+
+#[test]
+fn serve_mock_echoes_and_stops_on_sigterm() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut served, announced) = serve(&["mock", "--echo"]);
+    assert_eq!(announced["server"], "mock");
+    let url = announced["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            ws.send(Message::text("hello")).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+        })
+        .await
+        .expect("echo timed out");
+    });
+    let pid = served.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = served.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_mock_rejects_bad_options_and_files() {
+    let out = run(&["serve", "mock", "--ca-out", "/tmp/x.pem"]);
+    assert_eq!(out.status.code(), Some(2), "--ca-out needs --tls");
+    let out = run(&["serve", "mock", "--replay", "/nonexistent/session.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/session.jsonl"));
+    let dir = std::env::temp_dir().join(format!("moorline-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"ts\": 0, \"dir\": \"in\", \"type\": \"text\"}\nnot json\n").unwrap();
+    let out = run(&["serve", "mock", "--replay", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_mock_tls_writes_the_ca() {
+    let dir = std::env::temp_dir().join(format!("moorline-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let (_served, announced) = serve(&["mock", "--tls", "--http2", "--ca-out", ca.to_str().unwrap()]);
+    assert!(announced["url"].as_str().unwrap().starts_with("wss://127.0.0.1:"));
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(announced["ca_pem"].as_str(), Some(pem.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,6 +30,7 @@ use crate::tls::{self, ServerCerts};
 pub struct MockServerBuilder {
     tls: bool,
     http2: bool,
+    port: u16,
     replies: Vec<(Matcher, Reply)>,
     replay: Option<(Recording, f64)>,
 }
@@ -53,6 +54,12 @@ impl MockServerBuilder {
         self
     }
 
+    /// Listen on this port of `127.0.0.1` (default 0: an ephemeral port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// A scripted reply in force from the start; same as [`MockServer::on`].
     pub fn on(mut self, matcher: Matcher, reply: Reply) -> Self {
         self.replies.push((matcher, reply));
@@ -66,12 +73,12 @@ impl MockServerBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving in the current tokio runtime.
+    /// Binds `127.0.0.1` (port 0 unless [`port`](Self::port) says otherwise) and starts serving in the current tokio runtime.
     pub async fn start(self) -> io::Result<MockServer> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let certs = ServerCerts::generate()?;
         let acceptor = if self.tls { Some(TlsAcceptor::from(certs.server_config(self.http2, false)?)) } else { None };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
         let addr = listener.local_addr()?;
         let (refusing, refusing_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(runtime, refusing, self.replay));

@@ -1,0 +1,111 @@
+//! `moorline serve`: the test kit's servers as standalone processes on 127.0.0.1,
+//! for trying a client (ours or anybody's) against them by hand or from other tools.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use moorline_testkit::ws::{Frame, Matcher, MockServer, Recording, Reply};
+use serde_json::json;
+
+use crate::ServeMockArgs;
+
+/// Everything that can stop `serve` before Ctrl-C.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServeError {
+    /// The server could not start (port taken, no certificate, ...).
+    #[error("cannot start the server: {0}")]
+    Start(#[source] std::io::Error),
+    /// A file named on the command line could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The recording to replay is malformed.
+    #[error("{path}: {source}")]
+    Recording {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: moorline_testkit::ws::ReplayError,
+    },
+    /// Waiting for Ctrl-C failed.
+    #[error("cannot wait for Ctrl-C: {0}")]
+    Signal(#[source] std::io::Error),
+    /// `--speed` is not a positive number.
+    #[error("--speed must be a positive number, got {0}")]
+    Speed(f64),
+}
+
+/// Where a started server is announced: one line of text, or one JSON object.
+pub(crate) struct Announcement<'a> {
+    pub(crate) server: &'a str,
+    pub(crate) url: String,
+    pub(crate) ca_pem: Option<&'a str>,
+}
+
+/// Prints the announcement and writes the CA certificate, if asked.
+pub(crate) fn announce(a: &Announcement<'_>, json: bool, ca_out: Option<&Path>) -> Result<(), ServeError> {
+    if let (Some(path), Some(pem)) = (ca_out, a.ca_pem) {
+        std::fs::write(path, pem).map_err(|source| ServeError::File { path: path.to_owned(), source })?;
+    }
+    if json {
+        println!("{}", json!({ "server": a.server, "url": a.url, "ca_pem": a.ca_pem }));
+    } else {
+        println!("{} server listening on {} (Ctrl-C to stop)", a.server, a.url);
+        if let Some(path) = ca_out.filter(|_| a.ca_pem.is_some()) {
+            println!("CA certificate written to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+pub(crate) async fn until_interrupted() -> Result<(), ServeError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(ServeError::Signal),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(ServeError::Signal)
+    }
+}
+
+/// `moorline serve mock`.
+pub(crate) async fn mock(args: ServeMockArgs) -> Result<(), ServeError> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(ServeError::Speed(args.speed));
+    }
+    let mut builder = MockServer::builder().port(args.port).tls(args.tls).http2(args.http2);
+    if args.echo {
+        builder = builder.on(
+            Matcher::any(),
+            Reply::with(|frame| matches!(frame, Frame::Text(_) | Frame::Binary(_)).then(|| frame.clone())),
+        );
+    }
+    if let Some(path) = &args.replay {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::File { path: path.clone(), source })?;
+        let recording =
+            Recording::from_jsonl(&text).map_err(|source| ServeError::Recording { path: path.clone(), source })?;
+        builder = builder.replay_on_connect(recording, args.speed);
+    }
+    let server = builder.start().await.map_err(ServeError::Start)?;
+    let announcement = Announcement { server: "mock", url: server.url(), ca_pem: args.tls.then(|| server.ca_pem()) };
+    announce(&announcement, args.json, args.ca_out.as_deref())?;
+    let result = until_interrupted().await;
+    tracing::info!(connections = server.connections_accepted(), "mock server stopping");
+    drop(server);
+    // Give aborted connection tasks a moment to close their sockets.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    result
+}
