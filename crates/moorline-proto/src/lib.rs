@@ -6,3 +6,4 @@
 pub mod h2watch;
 pub mod http1;
 pub mod retry;
+pub mod ws;
