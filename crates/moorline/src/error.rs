@@ -130,6 +130,20 @@ pub enum DownReason {
     /// A request was cancelled while its body was being written; the connection cannot be reused.
     #[error("a request was cancelled in the middle of its body")]
     CancelledMidRequest,
+    /// The WebSocket on this HTTP/1.1 connection completed its closing handshake.
+    #[error("the WebSocket closed ({}; {})", .close.as_ref().map_or_else(|| "no code".to_owned(), |c| format!("code {}, {:?}", c.code, c.reason.as_str())), if *.by_us { "we closed first" } else { "the server closed first" })]
+    WsClosed {
+        /// The close frame received from the server (`None`: it carried no code).
+        close: Option<moorline_proto::ws::CloseFrame>,
+        /// Whether we sent our close frame first.
+        by_us: bool,
+    },
+    /// The server did not answer our WebSocket close frame in time.
+    #[error("the server did not finish the WebSocket closing handshake within {0:?}")]
+    WsCloseTimeout(Duration),
+    /// The server broke the WebSocket protocol; we sent a close frame with the matching code.
+    #[error("WebSocket protocol error: {0}")]
+    WsProtocol(moorline_proto::ws::ProtocolError),
 }
 
 /// Why the connection worker exited. The owner receives it in [`crate::Event::Exit`].
@@ -197,6 +211,22 @@ pub enum StreamError {
     /// A stream-level protocol violation by the server.
     #[error("protocol error on the stream: {0}")]
     Protocol(String),
+    /// The server answered a WebSocket upgrade wrongly (status, accept key, subprotocol,
+    /// extensions). A non-101 answer over HTTP/1.1 also comes as a normal response.
+    #[error("WebSocket handshake failed: {0}")]
+    WsHandshake(moorline_proto::ws::HandshakeError),
+    /// The server broke the WebSocket protocol on this stream (see [`DownReason::WsProtocol`]).
+    #[error("WebSocket protocol error: {0}")]
+    WsProtocol(moorline_proto::ws::ProtocolError),
+    /// The WebSocket on this stream is closed (or closing): it takes no more messages.
+    #[error("the WebSocket is closed")]
+    WsClosed,
+    /// The stream is not a WebSocket (or not yet upgraded).
+    #[error("the stream is not an open WebSocket")]
+    NotWebSocket,
+    /// The server does not accept WebSockets over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL).
+    #[error("the server does not support WebSockets over HTTP/2 (RFC 8441)")]
+    Http2WebSocketUnsupported,
 }
 
 /// Errors of the API calls on [`crate::Connection`] and [`crate::Events`].

@@ -135,6 +135,27 @@ pub enum Event {
         /// Why.
         error: StreamError,
     },
+    /// A WebSocket upgrade succeeded: the stream is now a WebSocket (over HTTP/1.1, the
+    /// whole connection is). Its messages follow as [`Event::Ws`].
+    WsUpgraded {
+        /// The stream.
+        stream: StreamRef,
+        /// The subprotocol the server chose, if any.
+        protocol: Option<String>,
+        /// permessage-deflate parameters, if negotiated.
+        deflate: Option<crate::ws::DeflateParams>,
+        /// The response headers.
+        headers: HeaderMap,
+    },
+    /// A WebSocket message (pings and pongs only with `surface_control`). A
+    /// [`Message::Close`](crate::ws::Message::Close) is the server's close frame: the
+    /// WebSocket is over (over HTTP/1.1, a `Down` with [`DownReason::WsClosed`] follows).
+    Ws {
+        /// The stream.
+        stream: StreamRef,
+        /// The message.
+        message: crate::ws::Message,
+    },
     /// Sent to the previous owner after `set_owner`: no more events will come to it.
     OwnerChanged,
     /// The worker exited; no more events will come.
@@ -153,6 +174,8 @@ impl Event {
             | Event::Data { stream, .. }
             | Event::Trailers { stream, .. }
             | Event::Push { stream, .. }
+            | Event::WsUpgraded { stream, .. }
+            | Event::Ws { stream, .. }
             | Event::StreamError { stream, .. } => Some(*stream),
             _ => None,
         }

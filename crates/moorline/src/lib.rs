@@ -37,6 +37,7 @@ pub mod event;
 pub mod instrument;
 pub mod options;
 mod tls;
+pub mod ws;
 
 pub use conn::handle::{Connection, RequestBody, open};
 pub use conn::info::{Info, State, StreamInfo, StreamState};

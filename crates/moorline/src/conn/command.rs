@@ -6,6 +6,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::info::StreamInfo;
 use crate::event::StreamRef;
+use crate::ws::{Message, WsOptions};
+use moorline_proto::ws::ClientHandshake;
 
 /// A request body as given by the caller.
 #[derive(Debug)]
@@ -26,10 +28,21 @@ pub(crate) struct Request {
     pub(crate) body: ReqBody,
 }
 
+/// A WebSocket upgrade to start.
+#[derive(Debug)]
+pub(crate) struct WsUpgrade {
+    pub(crate) stream: StreamRef,
+    pub(crate) target: String,
+    pub(crate) options: WsOptions,
+    pub(crate) handshake: ClientHandshake,
+}
+
 /// What a handle can ask of the worker.
 #[derive(Debug)]
 pub(crate) enum Command {
     Request(Request),
+    WsUpgrade(Box<WsUpgrade>),
+    WsSend(StreamRef, Message),
     Cancel(StreamRef),
     StreamInfo(StreamRef, oneshot::Sender<Option<StreamInfo>>),
     Shutdown,

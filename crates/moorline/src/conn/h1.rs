@@ -7,7 +7,7 @@
 //! the response from being read. The socket is read only while the owner takes events, so a
 //! slow owner slows the server; body chunks are taken only while little is left to write.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,13 +16,16 @@ use moorline_proto::http1::{BodyKind, Codec, DecodeError, Limits, RequestHead, R
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
-use super::command::{Command, ReqBody, Request};
+use moorline_proto::ws::{Carrier, ClientHandshake, Negotiated};
+
+use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::info::{StreamInfo, StreamState};
 use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::Step;
+use crate::ws::{WsCore, WsOptions};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -58,6 +61,16 @@ struct Session<'a> {
     /// The last body chunk, held back one step so that it can carry `fin`.
     held: Option<(StreamRef, Bytes)>,
     pipeline: usize,
+    /// WebSocket upgrade requests (queued or in flight) and their handshakes.
+    ws_requests: HashMap<StreamRef, (ClientHandshake, WsOptions)>,
+}
+
+/// A WebSocket upgrade the server accepted: the session hands the socket over.
+pub(crate) struct Upgraded {
+    stream: StreamRef,
+    negotiated: Negotiated,
+    options: WsOptions,
+    headers: http::HeaderMap,
 }
 
 enum Step1 {
@@ -72,6 +85,8 @@ enum Step1 {
 enum Stop {
     Down(DownReason),
     End(SessionEnd),
+    /// The connection is now a WebSocket.
+    Upgraded(Box<Upgraded>),
 }
 
 impl From<ExitReason> for Stop {
@@ -99,6 +114,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
         writing: None,
         held: None,
         pipeline,
+        ws_requests: HashMap::new(),
     };
     let stop = match s.serve(early).await {
         Ok(never) => match never {},
@@ -107,6 +123,31 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
     match stop {
         Stop::End(end) => end,
         Stop::Down(reason) => s.down(reason),
+        Stop::Upgraded(up) => {
+            // Requests queued behind the upgrade were never written: they fail, not processed.
+            let queued: Vec<StreamRef> = s.queue.drain(..).map(|r| r.stream).collect();
+            let Session { ctx, rd, wr, rbuf, .. } = s;
+            let Upgraded { stream, negotiated, options, headers } = *up;
+            let event = Event::WsUpgraded {
+                stream,
+                protocol: negotiated.protocol.clone(),
+                deflate: negotiated.deflate,
+                headers,
+            };
+            if let Err(reason) = ctx.emit(event).await {
+                return SessionEnd::Exit(reason);
+            }
+            for q in queued {
+                let error = StreamError::InvalidRequest(
+                    "the connection became a WebSocket before this request was sent".into(),
+                );
+                if let Err(reason) = ctx.emit(Event::StreamError { stream: q, error }).await {
+                    return SessionEnd::Exit(reason);
+                }
+            }
+            let core = WsCore::new(&negotiated, &options, rbuf);
+            super::ws_h1::run(ctx, rd, wr, stream, core).await
+        }
     }
 }
 
@@ -185,6 +226,23 @@ impl Session<'_> {
         };
         match cmd {
             Command::Request(req) => self.queue.push_back(req),
+            Command::WsUpgrade(up) => {
+                let WsUpgrade { stream, target, options, handshake } = *up;
+                let mut headers = options.headers.clone();
+                handshake.write_headers(Carrier::Http1, &mut headers);
+                self.queue.push_back(Request {
+                    stream,
+                    method: http::Method::GET,
+                    target,
+                    headers,
+                    body: ReqBody::Full(Bytes::new()),
+                });
+                self.ws_requests.insert(stream, (handshake, options));
+            }
+            Command::WsSend(stream, _) => {
+                // Not (or not yet) a WebSocket: the message cannot go anywhere.
+                self.ctx.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
+            }
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
                 if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
@@ -230,7 +288,12 @@ impl Session<'_> {
 
     /// Write queued requests while the connection allows.
     async fn start_queued(&mut self) -> Result<(), Stop> {
-        while self.writing.is_none() && self.codec.is_reusable() && self.inflight.len() < self.pipeline {
+        // Nothing is written behind a WebSocket upgrade: the socket may switch protocols.
+        while self.writing.is_none()
+            && self.codec.is_reusable()
+            && self.inflight.len() < self.pipeline
+            && !self.inflight.iter().any(|f| self.ws_requests.contains_key(&f.stream))
+        {
             let Some(req) = self.queue.pop_front() else { break };
             self.start(req).await?;
         }
@@ -351,6 +414,8 @@ impl Session<'_> {
                 ResponseEvent::End { id } => {
                     let Some(pos) = self.inflight.iter().position(|f| f.id == id) else { continue };
                     let Some(f) = self.inflight.remove(pos) else { continue };
+                    // A WebSocket upgrade answered without switching is an ordinary response.
+                    self.ws_requests.remove(&f.stream);
                     if f.cancelled {
                         continue;
                     }
@@ -362,10 +427,26 @@ impl Session<'_> {
                         self.ctx.emit(Event::Data { stream: f.stream, data: Bytes::new(), fin: true }).await?;
                     }
                 }
-                ResponseEvent::Upgrade { id, status, .. } => {
-                    // Protocol upgrades arrive with the WebSocket layer; until then an unasked
-                    // switch is a protocol error.
+                ResponseEvent::Upgrade { id, status, headers } => {
                     let stream = self.live(id);
+                    if let Some((handshake, options)) = stream.and_then(|s| self.ws_requests.remove(&s))
+                        && let Some(stream) = stream
+                    {
+                        return match handshake.check_response(Carrier::Http1, status, &headers) {
+                            Ok(negotiated) => {
+                                self.ctx.setup.em.emit(Step::ResponseHeaders { stream, status });
+                                Err(Stop::Upgraded(Box::new(Upgraded { stream, negotiated, options, headers })))
+                            }
+                            Err(e) => {
+                                let reason = DownReason::Protocol(format!("WebSocket handshake: {e}"));
+                                self.ctx
+                                    .emit(Event::StreamError { stream, error: StreamError::WsHandshake(e) })
+                                    .await?;
+                                Err(Stop::Down(reason))
+                            }
+                        };
+                    }
+                    // An unasked switch is a protocol error.
                     tracing::warn!(?stream, %status, "unexpected protocol upgrade");
                     if let Some(stream) = stream {
                         let error = StreamError::Protocol(format!("the server switched protocols ({status}) unasked"));

@@ -319,6 +319,14 @@ impl Session<'_> {
         };
         match cmd {
             Command::Request(req) => self.queue.push_back(req),
+            Command::WsUpgrade(up) => {
+                let error = StreamError::InvalidRequest("WebSocket over HTTP/2 is not implemented yet".into());
+                self.ctx.emit(Event::StreamError { stream: up.stream, error }).await.map_err(SessionEnd::Exit)?;
+            }
+            Command::WsSend(stream, _) => {
+                let error = StreamError::NotWebSocket;
+                self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)?;
+            }
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).

@@ -8,14 +8,17 @@ use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::command::{Command, ReqBody, Request};
+use moorline_proto::ws::ClientHandshake;
+
+use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
 use super::worker;
 use crate::dial::Target;
-use crate::error::{Error, ExitReason};
+use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Event, StreamRef};
 use crate::options::ConnectOptions;
+use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -204,6 +207,49 @@ impl Connection {
         Ok((stream, RequestBody { stream, tx, shared: self.shared.clone() }))
     }
 
+    /// Start a WebSocket on `target` (path and query). Over HTTP/1.1 the connection becomes
+    /// the WebSocket (RFC 6455); over HTTP/2 the WebSocket is one stream among others
+    /// (RFC 8441, when the server allows it). The owner gets [`Event::WsUpgraded`](crate::Event::WsUpgraded)
+    /// (see [`Events::await_ws_upgrade`](crate::Events::await_ws_upgrade)), then the messages.
+    ///
+    /// A WebSocket does not survive a reconnection: after `Down`, upgrade again.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: moorline::Connection, mut events: moorline::Events) -> Result<(), moorline::Error> {
+    /// use std::time::Duration;
+    /// use moorline::ws::{Message, WsOptions};
+    ///
+    /// let ws = conn.ws_upgrade("/ws/api/v2", WsOptions::default()).await?;
+    /// events.await_ws_upgrade(&ws, Duration::from_secs(5)).await?;
+    /// conn.ws_send(&ws, Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"public/test"}"#)).await?;
+    /// let answer = events.await_ws(&ws, Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ws_upgrade(&self, target: &str, options: WsOptions) -> Result<StreamRef, Error> {
+        options.validate()?;
+        let handshake = ClientHandshake::new(rand::random(), options.protocols.clone(), options.deflate)
+            .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        let stream = self.shared.new_stream();
+        let upgrade = WsUpgrade { stream, target: target.to_owned(), options, handshake };
+        self.send(Command::WsUpgrade(Box::new(upgrade))).await?;
+        Ok(stream)
+    }
+
+    /// Send a message on a WebSocket stream. Messages go out in the order sent. Control
+    /// payloads over 125 bytes and close codes that may not be sent are refused here.
+    pub async fn ws_send(&self, stream: &StreamRef, message: Message) -> Result<(), Error> {
+        self.check(stream)?;
+        check_outgoing(&message)?;
+        self.send(Command::WsSend(*stream, message)).await
+    }
+
+    /// Start the closing handshake of a WebSocket with `code` and `reason` (at most 123
+    /// bytes; longer is cut at a character boundary). The server's close frame arrives as
+    /// [`Event::Ws`](crate::Event::Ws) with [`Message::Close`].
+    pub async fn ws_close(&self, stream: &StreamRef, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.ws_send(stream, Message::Close(Some(CloseFrame::new(code, reason)))).await
+    }
+
     /// Cancel a stream: no more events come for it. On HTTP/2 the stream is reset; on
     /// HTTP/1.1 a response in flight is read and discarded (or the connection is closed if
     /// the request body was half sent).
@@ -244,5 +290,16 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         self.send(Command::StreamInfo(*stream, tx)).await?;
         rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
+    }
+}
+
+/// Refuses outgoing messages that can never be sent.
+fn check_outgoing(message: &Message) -> Result<(), Error> {
+    let refuse = |m: &str| Err(Error::Stream(StreamError::InvalidRequest(m.to_owned())));
+    match message {
+        Message::Ping(p) | Message::Pong(p) if p.len() > 125 => refuse("ping and pong payloads are at most 125 bytes"),
+        Message::Close(Some(c)) if !c.code.is_valid_on_wire() => refuse("this close code may not be sent"),
+        Message::Close(Some(c)) if c.reason.len() > 123 => refuse("close reasons are at most 123 bytes"),
+        _ => Ok(()),
     }
 }

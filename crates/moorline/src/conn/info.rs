@@ -63,6 +63,8 @@ pub enum StreamState {
     AwaitingResponse,
     /// Response head received, body arriving.
     Receiving,
+    /// An open WebSocket.
+    WebSocket,
 }
 
 /// A snapshot of one stream, from [`crate::Connection::stream_info`].

@@ -8,3 +8,4 @@ pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod owner;
 pub(crate) mod worker;
+pub(crate) mod ws_h1;

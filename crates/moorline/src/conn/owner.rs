@@ -13,8 +13,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::error::{Error, ExitReason};
+use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
+use crate::ws::{HandshakeError, Message, Upgraded};
 
 /// Default number of unrelated events an await may set aside before giving up.
 pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;
@@ -193,6 +194,43 @@ impl Events {
                 let data = single.take().unwrap_or_else(|| std::mem::take(&mut buf).freeze());
                 Verdict::Done(Body { data, trailers: Some(headers.clone()) })
             }
+            _ => stream_failure(ev, s),
+        })
+        .await
+    }
+
+    /// Wait for the WebSocket upgrade of `stream` to complete.
+    ///
+    /// Fails at once if the server answers without switching protocols (the
+    /// [`StreamError::WsHandshake`] carries the status; the response itself stays queued for
+    /// [`Events::next`]), if the handshake is wrong, or if the connection goes down or exits.
+    pub async fn await_ws_upgrade(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Upgraded, Error> {
+        self.check(stream)?;
+        let s = *stream;
+        self.wait(timeout, move |ev| match ev {
+            Event::WsUpgraded { stream, protocol, deflate, headers } if *stream == s => {
+                Verdict::Done(Upgraded { protocol: protocol.clone(), deflate: *deflate, headers: headers.clone() })
+            }
+            Event::Response { stream, status, .. } if *stream == s => {
+                Verdict::Fail(Error::Stream(StreamError::WsHandshake(HandshakeError::Status {
+                    status: status.as_u16(),
+                })))
+            }
+            _ => stream_failure(ev, s),
+        })
+        .await
+    }
+
+    /// Wait for the next message on WebSocket `stream` (a close frame included: after it, the
+    /// WebSocket is over).
+    ///
+    /// Fails at once if the stream fails (protocol error...), the connection goes down or the
+    /// worker exits.
+    pub async fn await_ws(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Message, Error> {
+        self.check(stream)?;
+        let s = *stream;
+        self.wait(timeout, move |ev| match ev {
+            Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
             _ => stream_failure(ev, s),
         })
         .await

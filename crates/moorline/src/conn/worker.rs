@@ -124,6 +124,10 @@ impl Ctx {
                 self.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await?;
                 Ok(None)
             }
+            Command::WsUpgrade(up) if self.shutting_down => {
+                self.emit(Event::StreamError { stream: up.stream, error: StreamError::ShuttingDown }).await?;
+                Ok(None)
+            }
             other => Ok(Some(other)),
         }
     }
@@ -329,6 +333,12 @@ async fn backoff(ctx: &mut Ctx, delay: std::time::Duration) -> Result<(), ExitRe
                     Some(Command::Request(req)) => {
                         ctx.emit(Event::StreamError { stream: req.stream, error: StreamError::NotConnected }).await?;
                     }
+                    Some(Command::WsUpgrade(up)) => {
+                        ctx.emit(Event::StreamError { stream: up.stream, error: StreamError::NotConnected }).await?;
+                    }
+                    Some(Command::WsSend(stream, _)) => {
+                        ctx.emit(Event::StreamError { stream, error: StreamError::NotConnected }).await?;
+                    }
                     Some(Command::StreamInfo(_, reply)) => {
                         let _ = reply.send(None);
                     }
@@ -347,6 +357,12 @@ async fn fail_early(ctx: &mut Ctx, early: Vec<Command>, error: StreamError) -> R
         match cmd {
             Command::Request(req) => {
                 ctx.emit(Event::StreamError { stream: req.stream, error: error.clone() }).await?;
+            }
+            Command::WsUpgrade(up) => {
+                ctx.emit(Event::StreamError { stream: up.stream, error: error.clone() }).await?;
+            }
+            Command::WsSend(stream, _) => {
+                ctx.emit(Event::StreamError { stream, error: error.clone() }).await?;
             }
             Command::StreamInfo(_, reply) => {
                 let _ = reply.send(None);

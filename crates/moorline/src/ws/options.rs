@@ -1,0 +1,152 @@
+//! [`WsOptions`]: how a WebSocket is opened and run.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use moorline_proto::ws::{DeflateConfig, Limits};
+
+use crate::error::Error;
+
+/// Options of one WebSocket upgrade.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `header(name, value)` | none | extra request headers (e.g. `origin`, auth) |
+/// | `protocols` | none | subprotocols offered, in preference order; the chosen one is reported |
+/// | `deflate` | off | offer permessage-deflate with these parameters |
+/// | `max_frame_size` | 16 MiB | largest frame accepted |
+/// | `max_message_size` | 64 MiB | largest message accepted (after inflation) |
+/// | `max_frame_payload` | none | split outgoing messages into frames of this size |
+/// | `compress_min_size` | 64 B | smaller outgoing messages are not compressed |
+/// | `auto_pong` | on | answer pings with pongs |
+/// | `surface_control` | off | also deliver pings and pongs to the owner |
+/// | `close_timeout` | 5 s | how long the closing handshake may take |
+///
+/// ```
+/// use std::time::Duration;
+/// use moorline::ws::{DeflateConfig, WsOptions};
+///
+/// let options = WsOptions::default()
+///     .protocols(["json.v2"])
+///     .deflate(DeflateConfig::default())
+///     .header("origin", "https://example.org")
+///     .unwrap()
+///     .max_message_size(1 << 20)
+///     .close_timeout(Duration::from_secs(2));
+/// assert_eq!(options.limits.max_message_size, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Extra request headers.
+    pub headers: HeaderMap,
+    /// Subprotocols offered, in preference order.
+    pub protocols: Vec<String>,
+    /// permessage-deflate offer (`None`: not offered).
+    pub deflate: Option<DeflateConfig>,
+    /// Size limits for received frames and messages.
+    pub limits: Limits,
+    /// Split outgoing data messages into frames of at most this many bytes.
+    pub max_frame_payload: Option<usize>,
+    /// With permessage-deflate, outgoing messages shorter than this are sent uncompressed.
+    pub compress_min_size: usize,
+    /// Answer pings with pongs.
+    pub auto_pong: bool,
+    /// Deliver pings and pongs to the owner as well.
+    pub surface_control: bool,
+    /// How long the closing handshake may take before the connection is dropped.
+    pub close_timeout: Duration,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        Self {
+            headers: HeaderMap::new(),
+            protocols: Vec::new(),
+            deflate: None,
+            limits: Limits::default(),
+            max_frame_payload: None,
+            compress_min_size: 64,
+            auto_pong: true,
+            surface_control: false,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WsOptions {
+    /// Adds a request header; fails on an invalid name or value.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let name =
+            HeaderName::try_from(name).map_err(|e| Error::InvalidOptions(format!("header name {name:?}: {e}")))?;
+        let value =
+            HeaderValue::try_from(value).map_err(|e| Error::InvalidOptions(format!("header {name} value: {e}")))?;
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// Sets the subprotocols offered.
+    pub fn protocols<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Offers permessage-deflate.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
+        self
+    }
+
+    /// Sets the largest frame accepted.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.limits.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Splits outgoing messages into frames of at most `bytes`.
+    pub fn max_frame_payload(mut self, bytes: Option<usize>) -> Self {
+        self.max_frame_payload = bytes;
+        self
+    }
+
+    /// Sets whether pings are answered automatically.
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
+    }
+
+    /// Sets whether pings and pongs are delivered to the owner.
+    pub fn surface_control(mut self, on: bool) -> Self {
+        self.surface_control = on;
+        self
+    }
+
+    /// Sets the closing handshake timeout.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Checks the options; [`crate::Connection::ws_upgrade`] does it too.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::InvalidOptions(m));
+        if self.limits.max_frame_size == 0 || self.limits.max_message_size == 0 {
+            return bad("WebSocket size limits must be positive".into());
+        }
+        if self.max_frame_payload == Some(0) {
+            return bad("max_frame_payload must be positive".into());
+        }
+        if self.close_timeout.is_zero() {
+            return bad("close_timeout must be positive".into());
+        }
+        if let Some(d) = &self.deflate {
+            d.validate().map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! WebSocket over HTTP/1.1 against the test kit's mock server and hand-written raw servers.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::{T, bounded, next_matching};
+use moorline::ws::{CloseCode, Message, WsOptions};
+use moorline::{ConnectOptions, Connection, DownReason, Error, Event, Events, RetryPolicy, StreamError, StreamRef};
+use moorline_proto::ws::{Decoder, Limits, Role, accept_key, write_frame};
+use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn opts() -> ConnectOptions {
+    ConnectOptions::default().retry(RetryPolicy::fixed(2, Duration::from_millis(50)))
+}
+
+async fn open_ws(port: u16, options: WsOptions) -> (Connection, Events, StreamRef) {
+    let (conn, mut events) = moorline::open("127.0.0.1", port, opts()).unwrap();
+    events.await_up(T).await.unwrap();
+    let ws = conn.ws_upgrade("/ws?x=1", options).await.unwrap();
+    events.await_ws_upgrade(&ws, T).await.unwrap();
+    (conn, events, ws)
+}
+
+async fn down(events: &mut Events) -> (DownReason, Vec<StreamRef>) {
+    match next_matching(events, |e| matches!(e, Event::Down { .. })).await {
+        Event::Down { reason, possibly_processed, .. } => (reason, possibly_processed),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn messages_both_ways_and_pings_answered() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        assert_eq!(server.clients()[0].path, "/ws?x=1");
+
+        conn.ws_send(&ws, Message::text("hello")).await.unwrap();
+        conn.ws_send(&ws, Message::binary(vec![1u8, 2, 3])).await.unwrap();
+        server.expect_received(Matcher::Exact("hello".into()), T).await.unwrap();
+        server.expect_received(Matcher::predicate(|f| *f == Frame::binary(vec![1u8, 2, 3])), T).await.unwrap();
+
+        server.inject(Frame::text("from server"));
+        server.inject(Frame::binary(vec![0u8; 100_000]));
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::text("from server"));
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::binary(vec![0u8; 100_000]));
+
+        // Pings are answered without bothering the owner.
+        server.inject(Frame::Ping(Bytes::from_static(b"are you there")));
+        server
+            .expect_received(Matcher::predicate(|f| *f == Frame::Pong(Bytes::from_static(b"are you there"))), T)
+            .await
+            .unwrap();
+        server.inject(Frame::text("after ping"));
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::text("after ping"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_close_frame_then_down_then_reconnect() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (_conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        assert_eq!(server.fault(Fault::Close { code: 4000, reason: "maintenance".into() }), 1);
+        match events.await_ws(&ws, T).await.unwrap() {
+            Message::Close(Some(c)) => assert_eq!((c.code, c.reason.as_str()), (CloseCode(4000), "maintenance")),
+            other => panic!("{other:?}"),
+        }
+        // Our answer echoes the code.
+        server.expect_received(Matcher::predicate(|f| matches!(f, Frame::Close(Some((4000, _))))), T).await.unwrap();
+        let (reason, listed) = down(&mut events).await;
+        assert!(matches!(reason, DownReason::WsClosed { by_us: false, close: Some(_) }), "{reason:?}");
+        assert_eq!(listed, [ws]);
+        // The connection comes back as plain HTTP/1.1; the WebSocket is over.
+        events.await_up(T).await.unwrap();
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn our_close_completes_the_handshake() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        conn.ws_close(&ws, CloseCode::NORMAL, "done").await.unwrap();
+        server
+            .expect_received(Matcher::predicate(|f| matches!(f, Frame::Close(Some((1000, r))) if r == "done")), T)
+            .await
+            .unwrap();
+        assert!(
+            matches!(events.await_ws(&ws, T).await.unwrap(), Message::Close(Some(c)) if c.code == CloseCode::NORMAL)
+        );
+        let (reason, _) = down(&mut events).await;
+        assert!(matches!(reason, DownReason::WsClosed { by_us: true, .. }), "{reason:?}");
+        // Sending after the close is refused, with a reason.
+        conn.ws_send(&ws, Message::text("late")).await.unwrap();
+        let ev = next_matching(&mut events, |e| matches!(e, Event::StreamError { .. })).await;
+        assert!(matches!(ev, Event::StreamError { error: StreamError::NotWebSocket | StreamError::NotConnected, .. }));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reset_and_half_open_end_the_websocket_without_hanging() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (_conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        server.fault(Fault::Reset);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))));
+
+        // Half-open server: our close is never answered; the close timeout ends it.
+        let server = MockServer::builder().start().await.unwrap();
+        let options = WsOptions::default().close_timeout(Duration::from_millis(300));
+        let (conn, mut events, ws) = open_ws(server.addr().port(), options).await;
+        server.fault(Fault::HalfOpen);
+        let started = tokio::time::Instant::now();
+        conn.ws_close(&ws, CloseCode::GOING_AWAY, "bye").await.unwrap();
+        let (reason, _) = down(&mut events).await;
+        assert!(matches!(reason, DownReason::WsCloseTimeout(_)), "{reason:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejected_upgrade_is_a_typed_error_and_the_response_is_kept() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        server.fault(Fault::RejectUpgrade(503));
+        let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), opts()).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        match events.await_ws_upgrade(&ws, T).await {
+            Err(Error::Stream(StreamError::WsHandshake(e))) => assert!(e.to_string().contains("503"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let response = events.await_response(&ws, T).await.unwrap();
+        assert_eq!(response.status.as_u16(), 503);
+    })
+    .await;
+}
+
+/// A raw server: answers one upgrade correctly (or with `accept` if given), writes `bytes`,
+/// then returns what the client sent back, decoded.
+async fn raw_server(bytes: Vec<u8>, accept: Option<&'static str>) -> (u16, tokio::task::JoinHandle<Vec<Message>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let head = read_head(&mut tcp).await;
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-key: ").or_else(|| l.strip_prefix("Sec-WebSocket-Key: ")))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let accept = accept.map_or_else(|| accept_key(&key), str::to_owned);
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+        );
+        tcp.write_all(answer.as_bytes()).await.unwrap();
+        tcp.write_all(&bytes).await.unwrap();
+        let mut received = BytesMut::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                let n = tcp.read_buf(&mut received).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = decoder.decode(&mut received) {
+            out.push(m);
+        }
+        out
+    });
+    (port, task)
+}
+
+async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    String::from_utf8(head).unwrap()
+}
+
+fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    write_frame(true, false, 0, payload, None, &mut out);
+    out[0] = b0;
+    out.to_vec()
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_the_right_code_and_a_typed_error() {
+    bounded(async {
+        let masked = {
+            let mut out = BytesMut::new();
+            write_frame(true, false, 1, b"hi", Some([1, 2, 3, 4]), &mut out);
+            out.to_vec()
+        };
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            ("reserved bits", frame(0xc1, b"x"), 1002),
+            ("unknown opcode", frame(0x83, b""), 1002),
+            ("masked server frame", masked, 1002),
+            ("control over 125", frame(0x89, &[0; 126]), 1002),
+            ("fragmented control", frame(0x09, b""), 1002),
+            ("invalid utf-8", frame(0x81, &[0xce, 0xba, 0xff]), 1007),
+            ("invalid close code", frame(0x88, &[0x03, 0xed]), 1002),
+            ("continuation without start", frame(0x80, b"x"), 1002),
+            ("oversized message", frame(0x82, &[0; 2000]), 1009),
+        ];
+        for (name, bytes, code) in cases {
+            let (port, server) = raw_server(bytes, None).await;
+            let options = WsOptions::default().max_message_size(1000);
+            let (conn, mut events) =
+                moorline::open("127.0.0.1", port, ConnectOptions::default().retry(RetryPolicy::Never)).unwrap();
+            events.await_up(T).await.unwrap();
+            let ws = conn.ws_upgrade("/", options).await.unwrap();
+            events.await_ws_upgrade(&ws, T).await.unwrap();
+            match events.await_ws(&ws, T).await {
+                Err(Error::Stream(StreamError::WsProtocol(e))) => assert_eq!(e.close_code().0, code, "{name}: {e}"),
+                other => panic!("{name}: {other:?}"),
+            }
+            let (reason, _) = down(&mut events).await;
+            assert!(matches!(reason, DownReason::WsProtocol(_)), "{name}: {reason:?}");
+            let sent = server.await.unwrap();
+            assert!(
+                matches!(sent.last(), Some(Message::Close(Some(c))) if c.code.0 == code),
+                "{name}: client sent {sent:?}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_accept_key_fails_the_upgrade() {
+    bounded(async {
+        let (port, _server) = raw_server(Vec::new(), Some("d3Jvbmcga2V5")).await;
+        let (conn, mut events) =
+            moorline::open("127.0.0.1", port, ConnectOptions::default().retry(RetryPolicy::Never)).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        match events.await_ws_upgrade(&ws, T).await {
+            Err(Error::Stream(StreamError::WsHandshake(e))) => assert!(e.to_string().contains("accept"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let (reason, _) = down(&mut events).await;
+        assert!(matches!(reason, DownReason::Protocol(_)), "{reason:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn frames_sent_with_the_101_are_not_lost() {
+    bounded(async {
+        let mut bytes = frame(0x81, b"first");
+        bytes.extend(frame(0x82, b"second"));
+        let (port, _server) = raw_server(bytes, None).await;
+        let (_conn, mut events, ws) = open_ws(port, WsOptions::default()).await;
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::text("first"));
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::binary(&b"second"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_messages_are_refused_by_the_handle() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, _events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        let too_long = Message::Ping(Bytes::from(vec![0; 126]));
+        assert!(matches!(conn.ws_send(&ws, too_long).await, Err(Error::Stream(StreamError::InvalidRequest(_)))));
+        assert!(conn.ws_close(&ws, CloseCode(1005), "").await.is_err());
+        assert!(WsOptions::default().max_message_size(0).validate().is_err());
+        assert!(conn.ws_upgrade("/", WsOptions::default().protocols(["bad token"])).await.is_err());
+    })
+    .await;
+}
