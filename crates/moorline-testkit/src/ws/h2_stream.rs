@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// Received data is released to HTTP/2 flow control as it is read, so a slow
 /// reader slows the peer. Shutting down the write side ends the stream
-/// (`END_STREAM`); a reset stream reads and writes as an I/O error.
+/// (`END_STREAM`), and so does dropping it; a reset stream reads and writes as an I/O error.
 ///
 /// ```no_run
 /// # async fn demo(send: h2::SendStream<bytes::Bytes>, recv: h2::RecvStream) {
@@ -53,6 +53,17 @@ fn h2_error(e: h2::Error) -> io::Error {
         e.into_io().unwrap_or_else(|| io::Error::other("HTTP/2 I/O error"))
     } else {
         io::Error::new(io::ErrorKind::ConnectionReset, e)
+    }
+}
+
+impl Drop for H2Stream {
+    fn drop(&mut self) {
+        // End our side cleanly: h2 then flushes what is queued before it cleans the
+        // stream up (a stream dropped open is reset with CANCEL, which discards queued DATA:
+        // a WebSocket close frame just written would be lost).
+        if !self.send_done {
+            let _ = self.send.send_data(Bytes::new(), true);
+        }
     }
 }
 

@@ -23,15 +23,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
-use super::command::{Command, ReqBody, Request};
+use moorline_proto::ws::{Carrier, ClientHandshake};
+
+use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::handle::{Shared, lock};
 use super::info::{StreamInfo, StreamState};
 use super::worker::{Ctx, Input, SessionEnd};
+use super::ws_h2::{self, WsEnd};
 use crate::dial::BoxIo;
 use crate::error::{ConnectError, DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::{Emitter, Step};
 use crate::options::{Http2Options, Keepalive};
+use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
 /// The last GOAWAY seen on the wire, shared between the read path and the session.
 #[derive(Default)]
@@ -173,6 +177,9 @@ enum Msg {
     Finished(StreamRef, Outcome),
 }
 
+/// Outgoing messages queued per WebSocket stream.
+const WS_CHANNEL: usize = 64;
+
 /// How long, after the connection ended, stream tasks may take to hand over what h2 had
 /// already received for them.
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
@@ -192,6 +199,8 @@ struct Entry {
     state: StreamState,
     /// The connection failed under this stream; it waits for `Down`.
     lost: bool,
+    /// A WebSocket stream's outgoing messages.
+    ws_tx: Option<mpsc::Sender<Message>>,
     _task: AbortOnDrop,
 }
 
@@ -205,6 +214,8 @@ struct Session<'a> {
     slot: Arc<GoAwaySlot>,
     goaway: Option<GoAway>,
     msg_tx: mpsc::Sender<Msg>,
+    /// WebSocket upgrades waiting in `queue`.
+    ws_pending: HashMap<StreamRef, Box<WsUpgrade>>,
 }
 
 enum Step2 {
@@ -238,6 +249,7 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
         slot: slot.clone(),
         goaway: None,
         msg_tx,
+        ws_pending: HashMap::new(),
     };
     for cmd in early {
         if let Err(end) = s.command(cmd).await {
@@ -315,18 +327,47 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
 impl Session<'_> {
     async fn command(&mut self, cmd: Command) -> Result<(), SessionEnd> {
         let Some(cmd) = self.ctx.pre(cmd).await.map_err(SessionEnd::Exit)? else {
+            if self.ctx.shutting_down {
+                // Graceful shutdown closes the WebSockets (they would never end on their own).
+                let close = Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown")));
+                let senders: Vec<_> = self.streams.values().filter_map(|e| e.ws_tx.clone()).collect();
+                for tx in senders {
+                    let _ = tx.send(close.clone()).await;
+                }
+            }
             return Ok(());
         };
         match cmd {
             Command::Request(req) => self.queue.push_back(req),
             Command::WsUpgrade(up) => {
-                let error = StreamError::InvalidRequest("WebSocket over HTTP/2 is not implemented yet".into());
-                self.ctx.emit(Event::StreamError { stream: up.stream, error }).await.map_err(SessionEnd::Exit)?;
+                if !self.send.is_extended_connect_protocol_enabled() {
+                    let error = StreamError::Http2WebSocketUnsupported;
+                    self.ctx.emit(Event::StreamError { stream: up.stream, error }).await.map_err(SessionEnd::Exit)?;
+                    return Ok(());
+                }
+                let mut headers = up.options.headers.clone();
+                up.handshake.write_headers(Carrier::Http2, &mut headers);
+                let req = Request {
+                    stream: up.stream,
+                    method: http::Method::CONNECT,
+                    target: up.target.clone(),
+                    headers,
+                    body: ReqBody::Full(Bytes::new()),
+                };
+                self.ws_pending.insert(up.stream, up);
+                self.queue.push_back(req);
             }
-            Command::WsSend(stream, _) => {
-                let error = StreamError::NotWebSocket;
-                self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)?;
-            }
+            Command::WsSend(stream, message) => match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
+                Some(tx) => {
+                    if tx.send(message).await.is_err() {
+                        tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
+                    }
+                }
+                None => {
+                    let error = StreamError::NotWebSocket;
+                    self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)?;
+                }
+            },
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).
@@ -361,9 +402,18 @@ impl Session<'_> {
     async fn start(&mut self, req: Request) -> Result<(), ExitReason> {
         let Request { stream, method, target, headers, body } = req;
         let em = self.ctx.setup.em.clone();
-        let built = build_request(self.ctx.setup.scheme(), &self.ctx.setup.authority(), &method, &target, headers);
+        let ws = self.ws_pending.remove(&stream);
+        let built = build_request(self.ctx.setup.scheme(), &self.ctx.setup.authority(), &method, &target, headers).map(
+            |mut request| {
+                if ws.is_some() {
+                    request.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+                }
+                request
+            },
+        );
         let sent = built.and_then(|request| {
-            let end_now = matches!(&body, ReqBody::Full(b) if b.is_empty());
+            // A WebSocket's stream stays open for its frames.
+            let end_now = ws.is_none() && matches!(&body, ReqBody::Full(b) if b.is_empty());
             self.send
                 .send_request(request, end_now)
                 .map(|pair| (pair, end_now))
@@ -387,8 +437,16 @@ impl Session<'_> {
             shared: self.ctx.shared.clone(),
             push: self.ctx.setup.opts.http2.enable_push,
         };
-        let abort = self.tasks.spawn(task.run(resp, send_stream, if end_now { None } else { Some(body) }));
-        self.streams.insert(stream, Entry { h2_id, method, target, state, lost: false, _task: AbortOnDrop(abort) });
+        let (abort, ws_tx) = match ws {
+            Some(up) => {
+                let (tx, rx) = mpsc::channel(WS_CHANNEL);
+                let WsUpgrade { handshake, options, .. } = *up;
+                (self.tasks.spawn(task.run_ws(resp, send_stream, handshake, options, rx)), Some(tx))
+            }
+            None => (self.tasks.spawn(task.run(resp, send_stream, if end_now { None } else { Some(body) })), None),
+        };
+        let entry = Entry { h2_id, method, target, state, lost: false, ws_tx, _task: AbortOnDrop(abort) };
+        self.streams.insert(stream, entry);
         Ok(())
     }
 
@@ -415,8 +473,10 @@ impl Session<'_> {
                     let Some(e) = self.streams.get_mut(&stream) else {
                         return Ok(()); // cancelled
                     };
-                    if let Event::Response { .. } = &ev {
-                        e.state = StreamState::Receiving;
+                    match &ev {
+                        Event::Response { .. } => e.state = StreamState::Receiving,
+                        Event::WsUpgraded { .. } => e.state = StreamState::WebSocket,
+                        _ => {}
                     }
                 }
                 self.ctx.emit(ev).await
@@ -439,6 +499,7 @@ impl Session<'_> {
                     target: String::new(),
                     state: StreamState::Receiving,
                     lost: false,
+                    ws_tx: None,
                     _task: AbortOnDrop(abort),
                 };
                 self.streams.insert(pushed, entry);
@@ -612,7 +673,32 @@ struct StreamTask {
     push: bool,
 }
 
+impl ws_h2::Report for StreamTask {
+    async fn event(&self, ev: Event) -> Result<(), WsEnd> {
+        self.tx.send(Msg::Event(ev)).await.map_err(|_| WsEnd::Cancelled)
+    }
+}
+
 impl StreamTask {
+    /// A WebSocket stream's task (RFC 8441).
+    async fn run_ws(
+        self,
+        resp: ResponseFuture,
+        send: SendStream<Bytes>,
+        handshake: ClientHandshake,
+        options: WsOptions,
+        outgoing: mpsc::Receiver<Message>,
+    ) {
+        let stream = self.stream;
+        let outcome = match ws_h2::run(&self, stream, resp, send, handshake, options, outgoing).await {
+            Ok(()) => Outcome::Complete,
+            Err(WsEnd::H2(e)) => classify(&e),
+            Err(WsEnd::Failed(error)) => Outcome::Failed(error),
+            Err(WsEnd::Cancelled) => return,
+        };
+        let _ = self.tx.send(Msg::Finished(stream, outcome)).await;
+    }
+
     async fn run(self, resp: ResponseFuture, send: SendStream<Bytes>, body: Option<ReqBody>) {
         let stream = self.stream;
         let sender = {

@@ -9,3 +9,4 @@ pub(crate) mod info;
 pub(crate) mod owner;
 pub(crate) mod worker;
 pub(crate) mod ws_h1;
+pub(crate) mod ws_h2;

@@ -105,6 +105,9 @@ impl Events {
                 }
             }
             Event::StreamError { stream, error } => self.remember_gone(*stream, Error::Stream(error.clone())),
+            Event::Ws { stream, message: Message::Close(_) } => {
+                self.remember_gone(*stream, Error::Stream(StreamError::WsClosed));
+            }
             _ => {}
         }
     }
@@ -229,11 +232,17 @@ impl Events {
     pub async fn await_ws(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Message, Error> {
         self.check(stream)?;
         let s = *stream;
-        self.wait(timeout, move |ev| match ev {
-            Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
-            _ => stream_failure(ev, s),
-        })
-        .await
+        let message = self
+            .wait(timeout, move |ev| match ev {
+                Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
+                _ => stream_failure(ev, s),
+            })
+            .await?;
+        if let Message::Close(_) = message {
+            // The WebSocket is over: a later await on it fails at once.
+            self.remember_gone(s, Error::Stream(StreamError::WsClosed));
+        }
+        Ok(message)
     }
 
     fn check(&self, stream: &StreamRef) -> Result<(), Error> {

@@ -1,0 +1,187 @@
+//! A WebSocket over one HTTP/2 stream (RFC 8441): the stream task behind an extended
+//! CONNECT. It checks the `200`, then moves bytes between the stream's DATA frames and
+//! [`WsCore`], reporting messages through the session's channel (so a slow owner stops
+//! the task, which stops releasing flow-control capacity, which slows the server) and
+//! taking outgoing messages from its own channel, fed by the session.
+
+use std::future::poll_fn;
+
+use bytes::{Bytes, BytesMut};
+use h2::client::ResponseFuture;
+use h2::{Reason, SendStream};
+use moorline_proto::ws::{Carrier, ClientHandshake};
+use tokio::sync::mpsc;
+
+use crate::error::StreamError;
+use crate::event::{Event, StreamRef};
+use crate::ws::{Incoming, Message, WsCore, WsOptions};
+
+/// Outgoing messages are taken only while less than this waits to be written.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// How a WebSocket stream ended, short of completing its closing handshake.
+pub(crate) enum WsEnd {
+    /// An h2 error (the caller sorts connection loss from stream failure).
+    H2(h2::Error),
+    /// The WebSocket failed; the owner gets this error.
+    Failed(StreamError),
+    /// The session dropped the sender: the stream was cancelled.
+    Cancelled,
+}
+
+impl From<h2::Error> for WsEnd {
+    fn from(e: h2::Error) -> Self {
+        WsEnd::H2(e)
+    }
+}
+
+/// Sends events to the session; `Err` when it is gone.
+pub(crate) trait Report {
+    async fn event(&self, ev: Event) -> Result<(), WsEnd>;
+}
+
+/// Runs the WebSocket of `stream` until it ends.
+pub(crate) async fn run(
+    report: &impl Report,
+    stream: StreamRef,
+    resp: ResponseFuture,
+    mut send: SendStream<Bytes>,
+    handshake: ClientHandshake,
+    options: WsOptions,
+    mut outgoing: mpsc::Receiver<Message>,
+) -> Result<(), WsEnd> {
+    let response = resp.await?;
+    let (parts, mut body) = response.into_parts();
+    let negotiated = match handshake.check_response(Carrier::Http2, parts.status, &parts.headers) {
+        Ok(n) => n,
+        Err(e) => {
+            send.send_reset(Reason::CANCEL);
+            return Err(WsEnd::Failed(StreamError::WsHandshake(e)));
+        }
+    };
+    report
+        .event(Event::WsUpgraded {
+            stream,
+            protocol: negotiated.protocol.clone(),
+            deflate: negotiated.deflate,
+            headers: parts.headers,
+        })
+        .await?;
+    let mut core = WsCore::new(&negotiated, &options, BytesMut::new());
+    loop {
+        // Deliver what is decodable.
+        loop {
+            match core.next_incoming() {
+                Ok(None) => break,
+                Ok(Some(Incoming::Message(message))) => report.event(Event::Ws { stream, message }).await?,
+                Ok(Some(Incoming::Closed(frame))) => {
+                    report.event(Event::Ws { stream, message: Message::Close(frame) }).await?;
+                }
+                Err(e) => {
+                    // Tell the owner now, then close properly (our close frame carries the code).
+                    report.event(Event::StreamError { stream, error: StreamError::WsProtocol(e.clone()) }).await?;
+                    core.fail(&e);
+                    end_gracefully(&mut send, &mut body, &mut core).await;
+                    return Ok(());
+                }
+            }
+        }
+        if core.is_closed() {
+            end_gracefully(&mut send, &mut body, &mut core).await;
+            return Ok(());
+        }
+        if !core.wbuf.is_empty() {
+            send.reserve_capacity(core.wbuf.len());
+        }
+        let deadline = core.close_deadline();
+        tokio::select! {
+            biased;
+            m = outgoing.recv(), if core.wbuf.len() < WRITE_HIGH_WATER => match m {
+                Some(message) => {
+                    if let Err(error) = core.send(&message) {
+                        let first = !matches!(error, StreamError::WsClosed) || !core.refused_after_close;
+                        core.refused_after_close |= matches!(error, StreamError::WsClosed);
+                        if first {
+                            report.event(Event::StreamError { stream, error }).await?;
+                        }
+                    }
+                }
+                None => return Err(WsEnd::Cancelled),
+            },
+            cap = poll_fn(|cx| send.poll_capacity(cx)), if !core.wbuf.is_empty() => match cap {
+                Some(Ok(n)) if n > 0 => {
+                    let chunk = core.wbuf.split_to(n.min(core.wbuf.len())).freeze();
+                    send.send_data(chunk, false)?;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(WsEnd::H2(e)),
+                None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
+            },
+            d = body.data() => match d {
+                Some(Ok(data)) => {
+                    // Capacity goes back as the bytes are taken; they are delivered before
+                    // more are read, so what is buffered stays bounded.
+                    let _ = body.flow_control().release_capacity(data.len());
+                    core.rbuf.extend_from_slice(&data);
+                }
+                Some(Err(e)) => return Err(WsEnd::H2(e)),
+                None => {
+                    return Err(WsEnd::Failed(StreamError::Protocol(
+                        "the server ended the WebSocket stream without a close frame".into(),
+                    )));
+                }
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                send.send_reset(Reason::CANCEL);
+                return Err(WsEnd::Failed(StreamError::Protocol(format!(
+                    "the server did not finish the closing handshake within {:?}",
+                    core.close_timeout
+                ))));
+            }
+        }
+    }
+}
+
+/// Sends what is queued (our close frame), ends our side, and waits for the server to end
+/// its side, all within the close timeout. Dropping the stream earlier would reset it, and
+/// h2 discards DATA still queued by a reset.
+async fn end_gracefully(send: &mut SendStream<Bytes>, body: &mut h2::RecvStream, core: &mut WsCore) {
+    let timeout = core.close_timeout;
+    let end = async {
+        flush(send, core).await?;
+        send.send_data(Bytes::new(), true)?;
+        while let Some(data) = body.data().await {
+            let data = data?;
+            let _ = body.flow_control().release_capacity(data.len());
+        }
+        Ok::<(), WsEnd>(())
+    };
+    match tokio::time::timeout(timeout, end).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => tracing::debug!("WebSocket stream not ended cleanly"),
+    }
+}
+
+/// Writes the whole write buffer under flow control.
+async fn flush(send: &mut SendStream<Bytes>, core: &mut WsCore) -> Result<(), WsEnd> {
+    while !core.wbuf.is_empty() {
+        send.reserve_capacity(core.wbuf.len());
+        match poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(0)) => {}
+            Some(Ok(n)) => {
+                let chunk = core.wbuf.split_to(n.min(core.wbuf.len())).freeze();
+                send.send_data(chunk, false)?;
+            }
+            Some(Err(e)) => return Err(WsEnd::H2(e)),
+            None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
