@@ -11,3 +11,5 @@ pub mod http;
 pub mod proxy;
 mod tls;
 pub mod ws;
+
+pub use tls::{PemCertificates, localhost_certificates};

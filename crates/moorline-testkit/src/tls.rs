@@ -120,3 +120,42 @@ pub fn unrelated_ca_pem() -> io::Result<String> {
 pub fn unrelated_ca_der() -> io::Result<CertificateDer<'static>> {
     Ok(new_ca("moorline testkit unrelated CA").map_err(other)?.der().clone())
 }
+
+/// A fresh CA and a server certificate it signed for `localhost` and `127.0.0.1`, as PEM:
+/// for running servers that are not ours (Hypercorn, nginx...) with TLS in tests.
+#[derive(Debug, Clone)]
+pub struct PemCertificates {
+    /// The CA certificate (trust it in the client).
+    pub ca_pem: String,
+    /// The server certificate.
+    pub cert_pem: String,
+    /// The server certificate's private key (PKCS#8).
+    pub key_pem: String,
+}
+
+/// Generates [`PemCertificates`].
+///
+/// ```
+/// let certs = moorline_testkit::localhost_certificates().unwrap();
+/// assert!(certs.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+/// ```
+pub fn localhost_certificates() -> io::Result<PemCertificates> {
+    let certs = ServerCerts::generate()?;
+    Ok(PemCertificates {
+        cert_pem: pem_block("CERTIFICATE", &certs.leaf_der),
+        key_pem: pem_block("PRIVATE KEY", &certs.leaf_key),
+        ca_pem: certs.ca_pem,
+    })
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
