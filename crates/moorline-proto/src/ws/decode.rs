@@ -232,7 +232,7 @@ impl Decoder {
                 // The common case: one frame, no compression, no copy.
                 let bytes = payload.freeze();
                 if h.opcode == TEXT {
-                    std::str::from_utf8(&bytes).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    simdutf8::basic::from_utf8(&bytes).map_err(|_| ProtocolError::InvalidUtf8)?;
                     Ok(Some(Message::Text(Utf8Bytes::from_validated(bytes))))
                 } else {
                     Ok(Some(Message::Binary(bytes)))

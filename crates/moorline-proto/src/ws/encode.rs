@@ -173,10 +173,28 @@ pub fn write_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8], key: Optio
     match key {
         Some(key) => {
             out.put_slice(&key);
-            let start = out.len();
-            out.put_slice(payload);
-            apply_mask(&mut out[start..], key, 0);
+            copy_masked(payload, key, out);
         }
         None => out.put_slice(payload),
     }
+}
+
+/// Appends `payload` XORed with `key` in one pass: blocks of 256 bytes are masked on the
+/// stack (the compiler vectorises the XOR) and appended, the tail byte by byte.
+fn copy_masked(payload: &[u8], key: [u8; 4], out: &mut BytesMut) {
+    const BLOCK: usize = 256;
+    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut blocks = payload.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        let mut masked = [0u8; BLOCK];
+        for (dst, src) in masked.chunks_exact_mut(8).zip(block.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(src);
+            dst.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+        }
+        out.put_slice(&masked);
+    }
+    let start = out.len();
+    out.put_slice(blocks.remainder());
+    apply_mask(&mut out[start..], key, 0);
 }

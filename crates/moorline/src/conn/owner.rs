@@ -286,14 +286,27 @@ impl Events {
             if self.stash.len() - consumed.len() >= self.stash_limit {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
-            let ev = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Err(_) => return Err(Error::Timeout(timeout)),
-                Ok(None) => {
-                    return Err(if self.moved { Error::OwnershipMoved } else { Error::Exited(self.exit.clone()) });
+            // An event already queued is taken without arming a timer.
+            let next = match self.rx.try_recv() {
+                Ok(ev) => Some(ev),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                        Err(_) => return Err(Error::Timeout(timeout)),
+                        Ok(ev) => ev,
+                    }
                 }
-                Ok(Some(ev)) => ev,
             };
-            let verdict = judge(&ev);
+            let Some(ev) = next else {
+                return Err(if self.moved { Error::OwnershipMoved } else { Error::Exited(self.exit.clone()) });
+            };
+            let verdict = match judge(&ev) {
+                // Nothing set aside: the event that ends the wait need not pass through the stash.
+                Verdict::Done(v) if consumed.is_empty() && !matches!(ev, Event::OwnerChanged | Event::Exit { .. }) => {
+                    return Ok(v);
+                }
+                other => other,
+            };
             let failure = match &ev {
                 Event::OwnerChanged => {
                     self.moved = true;

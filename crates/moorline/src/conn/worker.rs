@@ -85,13 +85,28 @@ impl Ctx {
     /// Deliver an event to the owner, waiting while its buffer is full (backpressure).
     /// A `set_owner` while waiting is served at once, and the event goes to the new owner.
     pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
+        // Fast path: no owner change pending and room in the channel.
+        let ev = match self.owner_rx.try_recv() {
+            Ok(reply) => {
+                self.set_owner(reply);
+                ev
+            }
+            Err(_) => match self.owner.try_send(ev) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(ExitReason::OwnerGone),
+                Err(mpsc::error::TrySendError::Full(ev)) => ev,
+            },
+        };
+        let mut ev = Some(ev);
         loop {
             let reply = tokio::select! {
                 biased;
                 Some(reply) = self.owner_rx.recv() => reply,
                 permit = self.owner.reserve() => {
                     let permit = permit.map_err(|_| ExitReason::OwnerGone)?;
-                    permit.send(ev);
+                    if let Some(ev) = ev.take() {
+                        permit.send(ev);
+                    }
                     return Ok(());
                 }
             };
@@ -109,6 +124,19 @@ impl Ctx {
                 _ = self.owner.closed() => return Input::OwnerGone,
             };
             self.set_owner(reply);
+        }
+    }
+
+    /// The next command if one is waiting now (serving `set_owner` requests on the way);
+    /// `None` when there is none yet. Lets a driver take a burst of commands in one go.
+    pub(crate) fn try_input(&mut self) -> Option<Input> {
+        while let Ok(reply) = self.owner_rx.try_recv() {
+            self.set_owner(reply);
+        }
+        match self.cmd_rx.try_recv() {
+            Ok(c) => Some(Input::Command(c)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Input::HandlesDropped),
         }
     }
 

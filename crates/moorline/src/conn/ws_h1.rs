@@ -69,6 +69,18 @@ impl Driver<'_> {
             if self.core.rbuf.capacity() - self.core.rbuf.len() < READ_CHUNK / 4 {
                 self.core.rbuf.reserve(READ_CHUNK);
             }
+            // Take the commands already waiting in one go: their frames then leave in one write.
+            while self.core.wbuf.len() < WRITE_HIGH_WATER && !self.core.is_closed() {
+                match self.ctx.try_input() {
+                    None => break,
+                    Some(Input::Command(cmd)) => self.command(cmd).await?,
+                    Some(Input::HandlesDropped) => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
+                    Some(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
+                }
+            }
+            if self.core.is_closed() {
+                return Ok(self.finish_close().await);
+            }
             let take_input = self.core.wbuf.len() < WRITE_HIGH_WATER;
             let must_flush = self.unflushed && self.core.wbuf.is_empty();
             let deadline = self.core.close_deadline();

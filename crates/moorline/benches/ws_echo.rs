@@ -1,0 +1,371 @@
+//! End-to-end WebSocket echo over loopback: throughput with 64 messages in flight (64 B and
+//! 16 KiB text) and round-trip latency (64 B, one in flight, p50/p99), for moorline's
+//! `Connection` against tokio-tungstenite, fastwebsockets and tokio-websockets as clients,
+//! all in the same run against the same echo server (tokio-websockets' server on its own
+//! thread). Each figure is the median of several runs; clients take turns within a run.
+//!
+//! `cargo bench -p moorline --bench ws_echo` (set `WS_ECHO_RUNS` to change the run count).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use moorline::ws::{Message, WsOptions};
+use moorline::{ConnectOptions, Protocol, RetryPolicy};
+use tokio::net::{TcpListener, TcpStream};
+
+const IN_FLIGHT: usize = 64;
+const T: Duration = Duration::from_secs(30);
+
+/// The shared echo server: tokio-websockets, batching its replies while more are ready.
+fn start_server() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                tokio::spawn(async move {
+                    let limits = tokio_websockets::Limits::default().max_payload_len(Some(64 << 20));
+                    let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().limits(limits).accept(tcp).await
+                    else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if !(m.is_text() || m.is_binary()) {
+                            continue;
+                        }
+                        if ws.feed(m).await.is_err() {
+                            return;
+                        }
+                        while let Some(Some(Ok(m))) = ws.next().now_or_never() {
+                            if (m.is_text() || m.is_binary()) && ws.feed(m).await.is_err() {
+                                return;
+                            }
+                        }
+                        if ws.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn text(len: usize) -> String {
+    "x".repeat(len)
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One client under test: `throughput(addr, size, total)` returns the time to echo `total`
+/// messages with `IN_FLIGHT` outstanding; `latency(addr, size, n)` the round-trip times.
+struct Client {
+    name: &'static str,
+    throughput: fn(SocketAddr, usize, usize) -> BoxFut<'static, Duration>,
+    latency: fn(SocketAddr, usize, usize) -> BoxFut<'static, Vec<Duration>>,
+}
+
+// ---- moorline
+
+async fn moorline_open(addr: SocketAddr) -> (moorline::Connection, moorline::Events, moorline::StreamRef) {
+    let opts = ConnectOptions::default().protocols(&[Protocol::Http1]).retry(RetryPolicy::Never).keepalive(None);
+    let (conn, mut events) = moorline::open("127.0.0.1", addr.port(), opts).unwrap();
+    events.await_up(T).await.unwrap();
+    let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+    events.await_ws_upgrade(&ws, T).await.unwrap();
+    (conn, events, ws)
+}
+
+fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    Box::pin(async move {
+        let (conn, mut events, ws) = moorline_open(addr).await;
+        let message = Message::text(text(size));
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < IN_FLIGHT.min(total) {
+            conn.ws_send(&ws, message.clone()).await.unwrap();
+            sent += 1;
+        }
+        for _ in 0..total {
+            let m = events.await_ws(&ws, T).await.unwrap();
+            debug_assert!(matches!(m, Message::Text(_)));
+            if sent < total {
+                conn.ws_send(&ws, message.clone()).await.unwrap();
+                sent += 1;
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn moorline_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    Box::pin(async move {
+        let (conn, mut events, ws) = moorline_open(addr).await;
+        let message = Message::text(text(size));
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            conn.ws_send(&ws, message.clone()).await.unwrap();
+            events.await_ws(&ws, T).await.unwrap();
+            out.push(start.elapsed());
+        }
+        out
+    })
+}
+
+// ---- tokio-tungstenite
+
+async fn tungstenite_open(
+    addr: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/"), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    ws
+}
+
+fn tungstenite_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    Box::pin(async move {
+        let mut ws = tungstenite_open(addr).await;
+        let message = tungstenite::Message::text(text(size));
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < IN_FLIGHT.min(total) {
+            ws.feed(message.clone()).await.unwrap();
+            sent += 1;
+        }
+        ws.flush().await.unwrap();
+        // Replies that are already here are taken together, and their replacements sent
+        // with one flush: the batching a careful user of a Sink/Stream would do.
+        let mut received = 0;
+        while received < total {
+            ws.next().await.unwrap().unwrap();
+            let mut ready = 1;
+            while let Some(Some(m)) = ws.next().now_or_never() {
+                m.unwrap();
+                ready += 1;
+            }
+            received += ready;
+            let refill = ready.min(total - sent);
+            for _ in 0..refill {
+                ws.feed(message.clone()).await.unwrap();
+            }
+            sent += refill;
+            if refill > 0 {
+                ws.flush().await.unwrap();
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn tungstenite_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    Box::pin(async move {
+        let mut ws = tungstenite_open(addr).await;
+        let message = tungstenite::Message::text(text(size));
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            ws.send(message.clone()).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            out.push(start.elapsed());
+        }
+        out
+    })
+}
+
+// ---- fastwebsockets (handshake done by hand: its client handshake needs hyper)
+
+async fn fast_open(addr: SocketAddr) -> fastwebsockets::FragmentCollector<TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let ws = fastwebsockets::WebSocket::after_handshake(tcp, fastwebsockets::Role::Client);
+    fastwebsockets::FragmentCollector::new(ws)
+}
+
+fn fast_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    Box::pin(async move {
+        let mut ws = fast_open(addr).await;
+        let payload = text(size).into_bytes();
+        let frame = || fastwebsockets::Frame::text(fastwebsockets::Payload::Borrowed(&payload));
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < IN_FLIGHT.min(total) {
+            ws.write_frame(frame()).await.unwrap();
+            sent += 1;
+        }
+        for _ in 0..total {
+            ws.read_frame().await.unwrap();
+            if sent < total {
+                ws.write_frame(frame()).await.unwrap();
+                sent += 1;
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn fast_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    Box::pin(async move {
+        let mut ws = fast_open(addr).await;
+        let payload = text(size).into_bytes();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Borrowed(&payload))).await.unwrap();
+            ws.read_frame().await.unwrap();
+            out.push(start.elapsed());
+        }
+        out
+    })
+}
+
+// ---- tokio-websockets
+
+async fn twss_open(addr: SocketAddr) -> tokio_websockets::WebSocketStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let uri = http::Uri::try_from(format!("ws://{addr}/")).unwrap();
+    let (ws, _) = tokio_websockets::ClientBuilder::from_uri(uri).connect_on(tcp).await.unwrap();
+    ws
+}
+
+fn twss_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    Box::pin(async move {
+        let mut ws = twss_open(addr).await;
+        let message = tokio_websockets::Message::text(text(size));
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < IN_FLIGHT.min(total) {
+            ws.feed(message.clone()).await.unwrap();
+            sent += 1;
+        }
+        ws.flush().await.unwrap();
+        // Replies that are already here are taken together, and their replacements sent
+        // with one flush: the batching a careful user of a Sink/Stream would do.
+        let mut received = 0;
+        while received < total {
+            ws.next().await.unwrap().unwrap();
+            let mut ready = 1;
+            while let Some(Some(m)) = ws.next().now_or_never() {
+                m.unwrap();
+                ready += 1;
+            }
+            received += ready;
+            let refill = ready.min(total - sent);
+            for _ in 0..refill {
+                ws.feed(message.clone()).await.unwrap();
+            }
+            sent += refill;
+            if refill > 0 {
+                ws.flush().await.unwrap();
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn twss_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    Box::pin(async move {
+        let mut ws = twss_open(addr).await;
+        let message = tokio_websockets::Message::text(text(size));
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            ws.send(message.clone()).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            out.push(start.elapsed());
+        }
+        out
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
+    let runs: usize = std::env::var("WS_ECHO_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let clients = [
+        Client { name: "moorline", throughput: moorline_throughput, latency: moorline_latency },
+        Client { name: "tokio-tungstenite", throughput: tungstenite_throughput, latency: tungstenite_latency },
+        Client { name: "fastwebsockets", throughput: fast_throughput, latency: fast_latency },
+        Client { name: "tokio-websockets", throughput: twss_throughput, latency: twss_latency },
+    ];
+    let addr = start_server();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    println!("WebSocket echo over loopback, {runs} runs, median; server: tokio-websockets on its own thread\n");
+    for (label, size, total) in [("64 B", 64usize, 50_000usize), ("16 KiB", 16 << 10, 10_000)] {
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
+        for run in 0..runs {
+            for k in 0..clients.len() {
+                let i = (k + run) % clients.len();
+                let elapsed = rt.block_on((clients[i].throughput)(addr, size, total));
+                rates[i].push(total as f64 / elapsed.as_secs_f64());
+            }
+        }
+        let medians: Vec<f64> = rates.into_iter().map(median).collect();
+        let best_peer = medians[1..].iter().copied().fold(0.0, f64::max);
+        println!("throughput, {label} text, {IN_FLIGHT} in flight, {total} messages");
+        println!("| client | msg/s | MB/s | vs best peer |");
+        println!("|---|---:|---:|---:|");
+        for (c, m) in clients.iter().zip(&medians) {
+            println!("| {} | {:.0} | {:.1} | {:.2}x |", c.name, m, m * size as f64 / 1e6, m / best_peer);
+        }
+        println!();
+    }
+
+    let n = 5_000;
+    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
+    let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
+    for run in 0..runs {
+        for k in 0..clients.len() {
+            let i = (k + run) % clients.len();
+            let mut samples = rt.block_on((clients[i].latency)(addr, 64, n));
+            samples.sort();
+            p50s[i].push(percentile(&samples, 0.50).as_secs_f64() * 1e6);
+            p99s[i].push(percentile(&samples, 0.99).as_secs_f64() * 1e6);
+        }
+    }
+    let p50: Vec<f64> = p50s.into_iter().map(median).collect();
+    let p99: Vec<f64> = p99s.into_iter().map(median).collect();
+    let best50 = p50[1..].iter().copied().fold(f64::MAX, f64::min);
+    let best99 = p99[1..].iter().copied().fold(f64::MAX, f64::min);
+    println!("round-trip latency, 64 B text, one in flight, {n} samples per run");
+    println!("| client | p50 µs | p99 µs | p50 vs best peer | p99 vs best peer |");
+    println!("|---|---:|---:|---:|---:|");
+    for (i, c) in clients.iter().enumerate() {
+        println!("| {} | {:.1} | {:.1} | {:.2}x | {:.2}x |", c.name, p50[i], p99[i], p50[i] / best50, p99[i] / best99);
+    }
+}
