@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod deribit;
 pub mod http;
 pub mod proxy;
 mod tls;

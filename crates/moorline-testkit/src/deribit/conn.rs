@@ -1,0 +1,103 @@
+//! One connection: the WebSocket upgrade (only on [`WS_PATH`]), then reading
+//! requests into the venue and writing its deliveries, with the heartbeat timer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+
+use super::shared::Shared;
+use super::venue::Outgoing;
+
+/// The only path that upgrades (anything else gets `404`).
+pub const WS_PATH: &str = "/ws/api/v2";
+
+/// Largest accepted message or frame; bigger ones end the connection.
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one accepted TCP connection until it ends.
+pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    // The error type is imposed by tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == WS_PATH {
+            Ok(resp)
+        } else {
+            let mut response = ErrorResponse::new(Some(format!("not found; the API is at {WS_PATH}")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            Err(response)
+        }
+    };
+    let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(config)).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "WebSocket upgrade failed or was rejected");
+            return;
+        }
+    };
+    let (outbox, mut deliveries) = mpsc::unbounded_channel();
+    let (conn, _open) = shared.connect(outbox);
+    tracing::debug!(conn, %peer, "client connected");
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        let deadline = shared.deadline(conn);
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => shared.on_text(conn, text.as_str()),
+                Some(Ok(Message::Binary(_))) => shared.on_binary(conn),
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(conn, error = %e, "read failed");
+                    break;
+                }
+            },
+            delivery = deliveries.recv() => match delivery {
+                Some(Outgoing::Text(text)) => {
+                    if let Err(e) = sink.send(Message::text(text)).await {
+                        tracing::debug!(conn, error = %e, "write failed");
+                        break;
+                    }
+                }
+                Some(Outgoing::Close { code, reason }) => {
+                    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                    if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                        // Wait (briefly) for the client's close frame, then drop the TCP connection.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                            while let Some(Ok(m)) = stream.next().await {
+                                if m.is_close() {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                    break;
+                }
+                None => break,
+            },
+            () = timer => shared.on_timer(conn),
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    shared.disconnect(conn);
+    tracing::debug!(conn, "connection ended");
+}

@@ -1,0 +1,87 @@
+//! Deribit's heartbeat: after `public/set_heartbeat` the server sends a
+//! `test_request` every interval, and closes the connection when the previous
+//! one is still unanswered (by `public/test`) at the next.
+
+use std::time::{Duration, Instant};
+
+/// What the heartbeat wants done now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeartbeatAction {
+    /// Send a `test_request` notification.
+    SendTestRequest,
+    /// The last `test_request` went unanswered: close the connection.
+    Close,
+}
+
+/// The heartbeat state of one connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Heartbeat {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+    outstanding: bool,
+}
+
+impl Heartbeat {
+    /// Starts (or restarts) heartbeats every `interval`.
+    pub(crate) fn enable(&mut self, interval: Duration, now: Instant) {
+        self.interval = Some(interval);
+        self.next = now.checked_add(interval);
+        self.outstanding = false;
+    }
+
+    /// Stops heartbeats.
+    pub(crate) fn disable(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The client called `public/test`.
+    pub(crate) fn answered(&mut self) {
+        self.outstanding = false;
+    }
+
+    /// When [`poll`](Self::poll) has something to do next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// What to do at `now`, if anything.
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<HeartbeatAction> {
+        let (interval, next) = (self.interval?, self.next?);
+        if now < next {
+            return None;
+        }
+        if self.outstanding {
+            self.disable();
+            return Some(HeartbeatAction::Close);
+        }
+        self.outstanding = true;
+        self.next = now.checked_add(interval);
+        Some(HeartbeatAction::SendTestRequest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Heartbeat, HeartbeatAction};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn answered_requests_keep_it_alive_and_silence_closes() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut hb = Heartbeat::default();
+        assert_eq!((hb.poll(t0 + s * 100), hb.deadline()), (None, None));
+        hb.enable(s, t0);
+        assert_eq!(hb.poll(t0), None);
+        assert_eq!(hb.deadline(), Some(t0 + s));
+        assert_eq!(hb.poll(t0 + s), Some(HeartbeatAction::SendTestRequest));
+        hb.answered();
+        assert_eq!(hb.poll(t0 + s * 2), Some(HeartbeatAction::SendTestRequest));
+        assert_eq!(hb.poll(t0 + s * 2), None);
+        assert_eq!(hb.poll(t0 + s * 3), Some(HeartbeatAction::Close));
+        assert_eq!(hb.deadline(), None);
+        hb.enable(s, t0);
+        hb.disable();
+        assert_eq!(hb.poll(t0 + s * 5), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! A Deribit-compatible venue simulator on `127.0.0.1`, for testing trading
+//! clients without the network.
+//!
+//! [`DeribitSim`] speaks JSON-RPC 2.0 over WebSocket on `/ws/api/v2` (other
+//! paths get `404`), following Deribit's public API v2 for the subset trading
+//! clients use, with the instruments `BTC-PERPETUAL` (tick 0.5, contract 10
+//! USD) and `ETH-PERPETUAL` (tick 0.05, contract 1 USD). Responses carry
+//! `usIn`, `usOut`, `usDiff` and `testnet: true`; errors are Deribit error
+//! objects (codes in [`codes`]).
+//!
+//! Methods:
+//!
+//! * `public/auth`: grant `client_credentials` (`client_id`, `client_secret`;
+//!   [`TEST_CLIENT_ID`]/[`TEST_CLIENT_SECRET`] or accounts added with
+//!   [`DeribitSimBuilder::account`]; wrong ones: `13004`) or `refresh_token`
+//!   (single use). Authenticates the connection. Private methods need that,
+//!   or an `access_token` parameter, valid and unexpired, else `13009`.
+//! * `public/set_heartbeat` `{interval}` (seconds, at least
+//!   [`DeribitSimBuilder::min_heartbeat_interval`], else `-32602`): every
+//!   interval the server sends `{"method":"heartbeat","params":{"type":"test_request"}}`;
+//!   if one is still unanswered by `public/test` at the next, the server sends
+//!   a close frame (code 1000) and drops the connection. `public/disable_heartbeat`.
+//! * `public/test`, `public/hello` (`{"version": "1.2.26"}`), `public/get_time`,
+//!   `public/get_instruments` `{currency}`, `public/ticker`, `public/get_order_book`.
+//! * `public/subscribe`, `public/unsubscribe`, `public/unsubscribe_all` and the
+//!   `private/` variants, `{channels: [...]}`; the result lists the valid
+//!   channels only (unknown ones are silently left out, as on Deribit). Private
+//!   channels (`user.*`) are only subscribed through `private/subscribe`;
+//!   `public/subscribe` leaves them out of its result. Channels:
+//!   `ticker.{instrument}.{interval}`, `book.{instrument}.{interval}` (a
+//!   `snapshot` first, then `change`s whose `prev_change_id` is the previous
+//!   `change_id`), `trades.{instrument}.{interval}`,
+//!   `user.orders.{instrument}.{interval}` and `user.trades.{instrument}.{interval}`,
+//!   with intervals `raw`, `100ms` and `agg2` (all deliver every event as it
+//!   happens; `user.orders` data is one order on `raw`, a list otherwise).
+//! * `private/buy`, `private/sell` `{instrument_name, amount, type: limit|market,
+//!   price, label, time_in_force, post_only, reject_post_only, reduce_only}`:
+//!   matched in price-time priority against the simulated liquidity and all
+//!   accounts' resting orders; answers `{order, trades}` and notifies
+//!   `user.orders`/`user.trades` (maker and taker), `trades` and `book`.
+//!   Amounts must be multiples of the contract size and prices of the tick size
+//!   (`-32602`). `private/cancel` `{order_id}` (`11044 not_open_order` unless
+//!   open and yours), `private/cancel_all`, `private/cancel_all_by_instrument`,
+//!   `private/get_open_orders_by_instrument`, `private/get_open_orders`,
+//!   `private/get_order_state` (`10004`).
+//!
+//! Every request spends rate-limit credits ([`RateLimit`]); without enough,
+//! the answer is `10028 too_many_requests`. Text that is not JSON gets `-32700`
+//! (id `null`), JSON that is not a request (or a binary frame) `-32600`, unknown
+//! methods `-32601`; the connection stays usable. A request without an `id` is
+//! answered without one.
+//!
+//! The market is deterministic: with the same [`seed`](DeribitSimBuilder::seed)
+//! and the same client actions, the same sequence of market events happens
+//! (use [`DeribitSimBuilder::manual_market`] and [`DeribitSim::step_market`] to
+//! control when).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::{SinkExt, StreamExt};
+//! use moorline_testkit::deribit::{DeribitSim, TEST_CLIENT_ID, TEST_CLIENT_SECRET};
+//! use serde_json::{Value, json};
+//! use tokio_tungstenite::tungstenite::Message;
+//!
+//! let sim = DeribitSim::builder().seed(42).manual_market().start().await?;
+//! let (mut ws, _) = tokio_tungstenite::connect_async(sim.url()).await?;
+//! let auth = json!({"jsonrpc": "2.0", "id": 1, "method": "public/auth", "params": {
+//!     "grant_type": "client_credentials", "client_id": TEST_CLIENT_ID, "client_secret": TEST_CLIENT_SECRET}});
+//! ws.send(Message::text(auth.to_string())).await?;
+//! let reply: Value = serde_json::from_str(ws.next().await.ok_or("closed")??.to_text()?)?;
+//! assert_eq!(reply["result"]["token_type"], "bearer");
+//!
+//! // Buy 10 USD of BTC-PERPETUAL at the market: it fills against the simulated book.
+//! let buy = json!({"jsonrpc": "2.0", "id": 2, "method": "private/buy", "params": {
+//!     "instrument_name": "BTC-PERPETUAL", "amount": 10, "type": "market"}});
+//! ws.send(Message::text(buy.to_string())).await?;
+//! let reply: Value = serde_json::from_str(ws.next().await.ok_or("closed")??.to_text()?)?;
+//! assert_eq!(reply["result"]["order"]["order_state"], "filled");
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod book;
+mod channel;
+mod conn;
+mod error;
+mod heartbeat;
+mod instrument;
+mod market;
+mod orders;
+mod payload;
+mod ratelimit;
+mod rng;
+mod rpc;
+mod server;
+mod shared;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+mod time;
+mod trading;
+mod venue;
+
+/// Deribit error codes the simulator answers with.
+pub mod codes {
+    pub use super::error::{
+        INVALID_CREDENTIALS, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_OPEN_ORDER, ORDER_NOT_FOUND,
+        PARSE_ERROR, POST_ONLY_REJECT, TOO_MANY_REQUESTS, UNAUTHORIZED,
+    };
+}
+
+pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
+pub use conn::WS_PATH;
+pub use ratelimit::RateLimit;
+pub use server::{DeribitSim, DeribitSimBuilder};
+pub use snapshot::{BookLevel, BookSnapshot};
+pub use venue::API_VERSION;

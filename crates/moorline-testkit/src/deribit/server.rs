@@ -1,0 +1,277 @@
+//! [`DeribitSim`]: the handle tests hold, and its builder (the tokio shell
+//! around the sans-IO venue: accept loop and market clock).
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
+use super::conn::{self, WS_PATH};
+use super::ratelimit::RateLimit;
+use super::shared::Shared;
+use super::snapshot::BookSnapshot;
+use super::venue::{Config, Venue};
+
+/// Pause after a failed `accept`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Configures and starts a [`DeribitSim`].
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use moorline_testkit::deribit::{DeribitSim, RateLimit};
+///
+/// let sim = DeribitSim::builder()
+///     .seed(42)
+///     .market_interval(Duration::from_millis(50))
+///     .token_lifetime(Duration::from_secs(2))
+///     .min_heartbeat_interval(Duration::from_millis(200))
+///     .rate_limit(RateLimit { max_credits: 5_000, ..RateLimit::default() })
+///     .start()
+///     .await?;
+/// println!("connect to {}", sim.url());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DeribitSimBuilder {
+    seed: u64,
+    port: u16,
+    market_interval: Option<Duration>,
+    token_lifetime: Duration,
+    refresh_token_lifetime: Duration,
+    min_heartbeat_interval: Duration,
+    rate_limit: RateLimit,
+    credentials: Vec<(String, String)>,
+}
+
+impl Default for DeribitSimBuilder {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            port: 0,
+            market_interval: Some(Duration::from_millis(100)),
+            token_lifetime: Duration::from_secs(900),
+            refresh_token_lifetime: Duration::from_secs(30 * 86_400),
+            min_heartbeat_interval: Duration::from_secs(10),
+            rate_limit: RateLimit::default(),
+            credentials: vec![(TEST_CLIENT_ID.to_owned(), TEST_CLIENT_SECRET.to_owned())],
+        }
+    }
+}
+
+impl DeribitSimBuilder {
+    /// Seed of the market generator (default 0). The same seed and the same
+    /// client actions give the same market events (prices, amounts, ids).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Listen on this port of `127.0.0.1` (default 0: an ephemeral port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Step the simulated market every `interval` (default 100 ms); each step
+    /// may quote, cancel and trade on every instrument and sends one `ticker`
+    /// plus any `book` change and `trades`. `Duration::ZERO` means
+    /// [`manual_market`](Self::manual_market).
+    pub fn market_interval(mut self, interval: Duration) -> Self {
+        self.market_interval = Some(interval).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Never step the market by itself: only [`DeribitSim::step_market`] does.
+    pub fn manual_market(mut self) -> Self {
+        self.market_interval = None;
+        self
+    }
+
+    /// Lifetime of access tokens (default 900 s, as on Deribit); after it,
+    /// private calls with the token answer `13009 unauthorized`.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Lifetime of refresh tokens (default 30 days).
+    pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.refresh_token_lifetime = lifetime;
+        self
+    }
+
+    /// Smallest interval `public/set_heartbeat` accepts (default 10 s, as on
+    /// Deribit); smaller ones answer `-32602`. Intervals may be fractional
+    /// seconds (an extension: Deribit takes whole seconds).
+    pub fn min_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.min_heartbeat_interval = interval;
+        self
+    }
+
+    /// Per-connection rate limit (default [`RateLimit::default`]).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// Adds a test account with these credentials (besides
+    /// [`TEST_CLIENT_ID`]/[`TEST_CLIENT_SECRET`], which always exists).
+    pub fn account(mut self, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        self.credentials.push((client_id.into(), client_secret.into()));
+        self
+    }
+
+    /// Binds `127.0.0.1` and starts serving (and, unless manual, stepping the
+    /// market) in the current tokio runtime.
+    pub async fn start(self) -> io::Result<DeribitSim> {
+        tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
+        let addr = listener.local_addr()?;
+        let venue = Venue::new(Config {
+            seed: self.seed,
+            token_lifetime: self.token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            min_heartbeat_interval: self.min_heartbeat_interval,
+            rate_limit: self.rate_limit,
+            credentials: self.credentials,
+        });
+        let shared = Arc::new(Shared::new(venue));
+        let mut tasks = vec![tokio::spawn(accept_loop(listener, Arc::clone(&shared)))];
+        if let Some(interval) = self.market_interval {
+            tasks.push(tokio::spawn(market_clock(Arc::clone(&shared), interval)));
+        }
+        tracing::debug!(%addr, seed = self.seed, "Deribit simulator started");
+        Ok(DeribitSim { addr, shared, tasks })
+    }
+}
+
+/// Accepts connections; dropping (aborting) this task aborts them all.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+                connections.spawn(conn::run(Arc::clone(&shared), tcp, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Steps the market every `interval`.
+async fn market_clock(shared: Arc<Shared>, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        shared.step_market();
+    }
+}
+
+/// A Deribit-compatible venue on `127.0.0.1`: JSON-RPC 2.0 over WebSocket
+/// at [`url`](Self::url), a seeded simulated market for `BTC-PERPETUAL` and
+/// `ETH-PERPETUAL`, and matching of test accounts' orders against it.
+///
+/// See the [module documentation](super) for the supported API. Dropping the
+/// simulator stops it: the listener closes and every connection is aborted.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use moorline_testkit::deribit::DeribitSim;
+///
+/// let sim = DeribitSim::builder().seed(7).manual_market().start().await?;
+/// assert!(sim.url().ends_with("/ws/api/v2"));
+/// let before = sim.book_snapshot("ETH-PERPETUAL").expect("listed");
+/// sim.step_market(10);
+/// let after = sim.book_snapshot("ETH-PERPETUAL").expect("listed");
+/// assert!(after.change_id > before.change_id);
+/// assert!(after.best_bid().expect("bids").price < after.best_ask().expect("asks").price);
+/// # Ok(())
+/// # }
+/// ```
+pub struct DeribitSim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for DeribitSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeribitSim").field("addr", &self.addr).field("connections", &self.connections()).finish()
+    }
+}
+
+impl DeribitSim {
+    /// A builder with defaults (seed 0, ephemeral port, market step every
+    /// 100 ms, Deribit's token lifetime, heartbeat minimum and rate limit).
+    pub fn builder() -> DeribitSimBuilder {
+        DeribitSimBuilder::default()
+    }
+
+    /// The listening address (`127.0.0.1:port`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws/api/v2`, the only path that upgrades.
+    pub fn url(&self) -> String {
+        format!("ws://{}{WS_PATH}", self.addr)
+    }
+
+    /// WebSocket connections currently open.
+    pub fn connections(&self) -> usize {
+        self.shared.open()
+    }
+
+    /// Waits until exactly `n` connections are open; `false` on timeout.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.connections() != n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// The current book of `instrument_name` (`None` for unknown instruments).
+    pub fn book_snapshot(&self, instrument_name: &str) -> Option<BookSnapshot> {
+        self.shared.book_snapshot(instrument_name)
+    }
+
+    /// Steps the simulated market `steps` times right now (with or without
+    /// the automatic clock), sending the resulting notifications.
+    pub fn step_market(&self, steps: usize) {
+        for _ in 0..steps {
+            self.shared.step_market();
+        }
+    }
+
+    /// Stops the simulator (same as dropping it).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for DeribitSim {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
