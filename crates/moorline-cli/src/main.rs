@@ -36,6 +36,35 @@ enum ServeCommand {
     /// The WebSocket mock server: logs what clients send, echoes or replays on request,
     /// accepts any path; HTTP/1.1 upgrades, and HTTP/2 extended CONNECT with --http2.
     Mock(ServeMockArgs),
+    /// The Deribit-compatible simulator: JSON-RPC 2.0 over WebSocket on /ws/api/v2 (public/auth
+    /// with the test credentials, heartbeats, subscriptions, a seeded market and matching book).
+    Deribit(ServeDeribitArgs),
+}
+
+/// Options of `moorline serve deribit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeDeribitArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) port: u16,
+    /// Seed of the simulated market: the same seed gives the same market.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Milliseconds between market steps (ticker, book changes, trades); 0 stops the market.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub(crate) market_interval_ms: u64,
+    /// Lifetime of access tokens in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub(crate) token_lifetime: u64,
+    /// Smallest heartbeat interval accepted by public/set_heartbeat, in seconds (Deribit: 10).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub(crate) min_heartbeat: f64,
+    /// Turn the credit-based rate limit off.
+    #[arg(long)]
+    pub(crate) no_rate_limit: bool,
+    /// Announce the server as one JSON object on stdout (url, credentials) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Options of `moorline serve mock`.
@@ -101,6 +130,7 @@ fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args, std::io::stdout().is_terminal())).map_err(Into::into),
         Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
+        Command::Serve(ServeCommand::Deribit(args)) => runtime.block_on(serve::deribit(args)).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

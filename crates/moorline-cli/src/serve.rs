@@ -7,7 +7,7 @@ use std::time::Duration;
 use moorline_testkit::ws::{Frame, Matcher, MockServer, Recording, Reply};
 use serde_json::json;
 
-use crate::ServeMockArgs;
+use crate::{ServeDeribitArgs, ServeMockArgs};
 
 /// Everything that can stop `serve` before Ctrl-C.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,9 @@ pub(crate) enum ServeError {
     /// `--speed` is not a positive number.
     #[error("--speed must be a positive number, got {0}")]
     Speed(f64),
+    /// `--min-heartbeat` is not a non-negative number of seconds.
+    #[error("--min-heartbeat must be a number of seconds (0 or more), got {0}")]
+    MinHeartbeat(f64),
 }
 
 /// Where a started server is announced: one line of text, or one JSON object.
@@ -106,6 +109,43 @@ pub(crate) async fn mock(args: ServeMockArgs) -> Result<(), ServeError> {
     tracing::info!(connections = server.connections_accepted(), "mock server stopping");
     drop(server);
     // Give aborted connection tasks a moment to close their sockets.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    result
+}
+
+/// `moorline serve deribit`.
+pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
+    use moorline_testkit::deribit::{DeribitSim, RateLimit, TEST_CLIENT_ID, TEST_CLIENT_SECRET};
+    let min_heartbeat =
+        Duration::try_from_secs_f64(args.min_heartbeat).map_err(|_| ServeError::MinHeartbeat(args.min_heartbeat))?;
+    let mut builder = DeribitSim::builder()
+        .port(args.port)
+        .seed(args.seed)
+        .market_interval(Duration::from_millis(args.market_interval_ms))
+        .token_lifetime(Duration::from_secs(args.token_lifetime))
+        .min_heartbeat_interval(min_heartbeat);
+    if args.no_rate_limit {
+        builder = builder.rate_limit(RateLimit::unlimited());
+    }
+    let sim = builder.start().await.map_err(ServeError::Start)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "server": "deribit",
+                "url": sim.url(),
+                "seed": args.seed,
+                "client_id": TEST_CLIENT_ID,
+                "client_secret": TEST_CLIENT_SECRET,
+            })
+        );
+    } else {
+        println!("deribit simulator listening on {} (seed {}; Ctrl-C to stop)", sim.url(), args.seed);
+        println!("test credentials: client_id={TEST_CLIENT_ID} client_secret={TEST_CLIENT_SECRET}");
+    }
+    let result = until_interrupted().await;
+    tracing::info!(connections = sim.connections(), "deribit simulator stopping");
+    drop(sim);
     tokio::time::sleep(Duration::from_millis(10)).await;
     result
 }

@@ -162,3 +162,48 @@ fn serve_mock_tls_writes_the_ca() {
     assert_eq!(announced["ca_pem"].as_str(), Some(pem.as_str()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (_served, announced) = serve(&["deribit", "--seed", "7", "--market-interval-ms", "20"]);
+    assert_eq!(announced["server"], "deribit");
+    assert_eq!(announced["seed"], 7);
+    let url = announced["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:") && url.ends_with("/ws/api/v2"), "{url}");
+    let (id, secret) = (announced["client_id"].as_str().unwrap(), announced["client_secret"].as_str().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            let mut call = async |request: serde_json::Value| {
+                ws.send(Message::text(request.to_string())).await.unwrap();
+                loop {
+                    let Message::Text(t) = ws.next().await.unwrap().unwrap() else { continue };
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["id"] == request["id"] {
+                        return v;
+                    }
+                }
+            };
+            let test = call(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"public/test","params":{}})).await;
+            assert!(test["result"]["version"].is_string(), "{test}");
+            let auth = call(serde_json::json!({"jsonrpc":"2.0","id":2,"method":"public/auth",
+                "params":{"grant_type":"client_credentials","client_id":id,"client_secret":secret}}))
+            .await;
+            assert_eq!(auth["result"]["token_type"], "bearer", "{auth}");
+            let unknown = call(serde_json::json!({"jsonrpc":"2.0","id":3,"method":"public/nope"})).await;
+            assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+        })
+        .await
+        .expect("JSON-RPC calls timed out");
+    });
+}
+
+#[test]
+fn serve_deribit_rejects_a_bad_heartbeat_floor() {
+    let out = run(&["serve", "deribit", "--min-heartbeat=-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--min-heartbeat"));
+}
