@@ -2,7 +2,8 @@
 //! WebSocket) and RFC 8441 over HTTP/2 (each WebSocket is a stream; several share one
 //! connection).
 //!
-//! Start one with [`Connection::ws_upgrade`](crate::Connection::ws_upgrade); the owner gets
+//! Open one from a URL with [`connect`] (HTTP/1.1 by default, HTTP/2 opt-in), or upgrade a
+//! connection of your own with [`Connection::ws_upgrade`](crate::Connection::ws_upgrade); the owner gets
 //! [`Event::WsUpgraded`](crate::Event::WsUpgraded), then one [`Event::Ws`](crate::Event::Ws)
 //! per message; send with [`Connection::ws_send`](crate::Connection::ws_send) and close with
 //! [`Connection::ws_close`](crate::Connection::ws_close). Awaits:
@@ -14,10 +15,12 @@
 //! (limits checked before buffering, including while inflating), zero-copy for unfragmented
 //! messages, with permessage-deflate.
 
+mod connect;
 mod core;
 mod options;
 
 pub(crate) use self::core::{Incoming, WsCore};
+pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,
 };

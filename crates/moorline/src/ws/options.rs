@@ -21,6 +21,8 @@ use crate::error::Error;
 /// | `auto_pong` | on | answer pings with pongs |
 /// | `surface_control` | off | also deliver pings and pongs to the owner |
 /// | `close_timeout` | 5 s | how long the closing handshake may take |
+/// | `http2` | off | [`connect`](super::connect): offer HTTP/2 by ALPN and use RFC 8441 when the server allows it |
+/// | `fallback_http1` | off | [`connect`](super::connect): if WebSocket over HTTP/2 is refused, retry on a fresh HTTP/1.1 connection |
 ///
 /// ```
 /// use std::time::Duration;
@@ -55,6 +57,11 @@ pub struct WsOptions {
     pub surface_control: bool,
     /// How long the closing handshake may take before the connection is dropped.
     pub close_timeout: Duration,
+    /// [`connect`](super::connect) offers HTTP/2 (opt-in: proxies break WebSockets over it).
+    pub http2: bool,
+    /// [`connect`](super::connect) retries on a fresh HTTP/1.1 connection when the server
+    /// refuses WebSockets over HTTP/2.
+    pub fallback_http1: bool,
 }
 
 impl Default for WsOptions {
@@ -69,6 +76,8 @@ impl Default for WsOptions {
             auto_pong: true,
             surface_control: false,
             close_timeout: Duration::from_secs(5),
+            http2: false,
+            fallback_http1: false,
         }
     }
 }
@@ -111,6 +120,19 @@ impl WsOptions {
     /// Splits outgoing messages into frames of at most `bytes`.
     pub fn max_frame_payload(mut self, bytes: Option<usize>) -> Self {
         self.max_frame_payload = bytes;
+        self
+    }
+
+    /// Lets [`connect`](super::connect) offer HTTP/2 and run the WebSocket over it (RFC 8441).
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
+    }
+
+    /// Lets [`connect`](super::connect) fall back to a fresh HTTP/1.1 connection when the
+    /// server refuses WebSockets over HTTP/2.
+    pub fn fallback_http1(mut self, on: bool) -> Self {
+        self.fallback_http1 = on;
         self
     }
 
