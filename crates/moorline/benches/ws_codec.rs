@@ -4,7 +4,8 @@
 //! moorline's sans-IO codec (`moorline_proto::ws::{Encoder, Decoder}`) against the peers a
 //! user would otherwise pick, each through its own public API over an in-memory stream
 //! (no syscalls): tungstenite (sync `WebSocket`), fastwebsockets (`WebSocket` +
-//! `FragmentCollector`), tokio-websockets (`WebSocketStream`). Criterion reports throughput:
+//! `FragmentCollector`), tokio-websockets (`WebSocketStream`), yawc (`WebSocket::from_stream`,
+//! UTF-8 checks switched on: they are off by default). Criterion reports throughput:
 //! bytes/s for 16 KiB, elements (frames)/s for 64 B.
 //!
 //! `cargo bench -p moorline --bench ws_codec`
@@ -163,6 +164,19 @@ fn decode(c: &mut Criterion) {
                 })
             })
         });
+        g.bench_function(BenchmarkId::from_parameter("yawc"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let options = yawc::Options::default().with_utf8();
+                    let mut ws =
+                        yawc::WebSocket::from_stream(Mem::new(wire.clone()), yawc::Role::Client, options).unwrap();
+                    for _ in 0..count {
+                        let f = ws.next().await.unwrap();
+                        assert_eq!(f.opcode(), yawc::frame::OpCode::Text);
+                    }
+                })
+            })
+        });
         g.finish();
     }
 }
@@ -233,6 +247,23 @@ fn encode(c: &mut Criterion) {
                     }
                     ws.flush().await.unwrap();
                     assert_eq!(ws.get_ref().written, expected);
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::from_parameter("yawc"), |b| {
+            let payload = Bytes::from(payload.clone());
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut ws = yawc::WebSocket::from_stream(
+                        Mem::new(Bytes::new()),
+                        yawc::Role::Client,
+                        yawc::Options::default(),
+                    )
+                    .unwrap();
+                    for _ in 0..count {
+                        ws.feed(yawc::frame::Frame::text(payload.clone())).await.unwrap();
+                    }
+                    ws.flush().await.unwrap();
                 })
             })
         });

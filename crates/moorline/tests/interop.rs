@@ -20,27 +20,38 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// A peer server process, killed when dropped.
+/// A peer server process, killed when dropped. Its stderr goes to a file, shown only if
+/// the test fails (Hypercorn prints tracebacks for its own known bug, see below).
 struct Peer {
     child: Child,
     port: u16,
+    stderr: PathBuf,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            eprintln!("--- peer stderr ({}):\n{log}", self.stderr.display());
+        }
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
 /// Starts `program args` in the interop folder and reads its `PORT <n>` line.
 fn peer(program: &str, args: &[&str]) -> Peer {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stderr = std::env::temp_dir().join(format!("moorline-interop-{}-{n}.stderr", std::process::id()));
+    let log = std::fs::File::create(&stderr).unwrap();
     let mut child = Command::new(program)
         .args(args)
         .current_dir(interop_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {program}: {e} (scripts/test.sh installs the interop peers)"));
     let stdout = child.stdout.take().unwrap();
@@ -53,11 +64,12 @@ fn peer(program: &str, args: &[&str]) -> Peer {
     let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| {
         panic!(
-            "{program} {args:?} did not start (printed {line:?}); install the peers with scripts/test.sh \
-             (pip install websockets hypercorn; npm ci --prefix crates/moorline/tests/interop)"
+            "{program} {args:?} did not start (printed {line:?}, stderr {:?}); install the peers with \
+             scripts/test.sh (pip install websockets hypercorn; npm ci --prefix crates/moorline/tests/interop)",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
         )
     });
-    Peer { child, port }
+    Peer { child, port, stderr }
 }
 
 fn python_peer() -> Peer {
