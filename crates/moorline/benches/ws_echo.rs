@@ -325,8 +325,12 @@ fn main() {
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
+    // `WS_ECHO_ONLY=latency` or `=throughput` runs one half.
+    let only = std::env::var("WS_ECHO_ONLY").unwrap_or_default();
     println!("WebSocket echo over loopback, {runs} runs, median; server: tokio-websockets on its own thread\n");
-    for (label, size, total) in [("64 B", 64usize, 50_000usize), ("16 KiB", 16 << 10, 10_000)] {
+    let sizes: &[(&str, usize, usize)] =
+        if only == "latency" { &[] } else { &[("64 B", 64, 50_000), ("16 KiB", 16 << 10, 10_000)] };
+    for &(label, size, total) in sizes {
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
         for run in 0..runs {
             for k in 0..clients.len() {
@@ -346,6 +350,9 @@ fn main() {
         println!();
     }
 
+    if only == "throughput" {
+        return;
+    }
     let n = 5_000;
     let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
     let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
@@ -81,6 +82,7 @@ impl Driver<'_> {
             if self.core.is_closed() {
                 return Ok(self.finish_close().await);
             }
+            self.write_now()?;
             let take_input = self.core.wbuf.len() < WRITE_HIGH_WATER;
             let must_flush = self.unflushed && self.core.wbuf.is_empty();
             let deadline = self.core.close_deadline();
@@ -111,6 +113,31 @@ impl Driver<'_> {
                 Step::Input(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
             }
         }
+    }
+
+    /// Writes (and flushes) what is queued as far as the socket takes it right now, without
+    /// a trip through the select loop: a message goes out in the same turn it was taken.
+    /// What the socket does not take is left to the loop.
+    fn write_now(&mut self) -> Result<(), SessionEnd> {
+        while !self.core.wbuf.is_empty() {
+            match self.wr.write(&self.core.wbuf).now_or_never() {
+                Some(Ok(0)) => return Err(self.down(DownReason::Closed)),
+                Some(Ok(n)) => {
+                    let _ = self.core.wbuf.split_to(n);
+                    self.unflushed = true;
+                }
+                Some(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
+                None => return Ok(()),
+            }
+        }
+        if self.unflushed {
+            match self.wr.flush().now_or_never() {
+                Some(Ok(())) => self.unflushed = false,
+                Some(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// Delivers everything decodable in the read buffer.
