@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use moorline::ws::{Message, WsOptions};
 use moorline::{ConnectOptions, Protocol, RetryPolicy};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,6 +122,64 @@ fn moorline_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, 
     })
 }
 
+// ---- Sink + Stream clients (tokio-tungstenite, tokio-websockets) share these loops.
+
+/// Echoes `total` messages with `IN_FLIGHT` outstanding. Replies already here are taken
+/// together and their replacements sent with one flush: the batching a careful user of a
+/// `Sink`/`Stream` would do.
+async fn sink_stream_throughput<W, M, R, E>(ws: &mut W, message: M, total: usize) -> Duration
+where
+    W: Sink<M> + Stream<Item = Result<R, E>> + Unpin,
+    <W as Sink<M>>::Error: std::fmt::Debug,
+    M: Clone,
+    E: std::fmt::Debug,
+{
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < IN_FLIGHT.min(total) {
+        ws.feed(message.clone()).await.unwrap();
+        sent += 1;
+    }
+    ws.flush().await.unwrap();
+    let mut received = 0;
+    while received < total {
+        ws.next().await.unwrap().unwrap();
+        let mut ready = 1;
+        while let Some(Some(m)) = ws.next().now_or_never() {
+            m.unwrap();
+            ready += 1;
+        }
+        received += ready;
+        let refill = ready.min(total - sent);
+        for _ in 0..refill {
+            ws.feed(message.clone()).await.unwrap();
+        }
+        sent += refill;
+        if refill > 0 {
+            ws.flush().await.unwrap();
+        }
+    }
+    start.elapsed()
+}
+
+/// `n` round trips of `message`, one in flight.
+async fn sink_stream_latency<W, M, R, E>(ws: &mut W, message: M, n: usize) -> Vec<Duration>
+where
+    W: Sink<M> + Stream<Item = Result<R, E>> + Unpin,
+    <W as Sink<M>>::Error: std::fmt::Debug,
+    M: Clone,
+    E: std::fmt::Debug,
+{
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        ws.send(message.clone()).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        out.push(start.elapsed());
+    }
+    out
+}
+
 // ---- tokio-tungstenite
 
 async fn tungstenite_open(
@@ -139,50 +197,14 @@ async fn tungstenite_open(
 fn tungstenite_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
     Box::pin(async move {
         let mut ws = tungstenite_open(addr).await;
-        let message = tungstenite::Message::text(text(size));
-        let start = Instant::now();
-        let mut sent = 0;
-        while sent < IN_FLIGHT.min(total) {
-            ws.feed(message.clone()).await.unwrap();
-            sent += 1;
-        }
-        ws.flush().await.unwrap();
-        // Replies that are already here are taken together, and their replacements sent
-        // with one flush: the batching a careful user of a Sink/Stream would do.
-        let mut received = 0;
-        while received < total {
-            ws.next().await.unwrap().unwrap();
-            let mut ready = 1;
-            while let Some(Some(m)) = ws.next().now_or_never() {
-                m.unwrap();
-                ready += 1;
-            }
-            received += ready;
-            let refill = ready.min(total - sent);
-            for _ in 0..refill {
-                ws.feed(message.clone()).await.unwrap();
-            }
-            sent += refill;
-            if refill > 0 {
-                ws.flush().await.unwrap();
-            }
-        }
-        start.elapsed()
+        sink_stream_throughput(&mut ws, tungstenite::Message::text(text(size)), total).await
     })
 }
 
 fn tungstenite_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
     Box::pin(async move {
         let mut ws = tungstenite_open(addr).await;
-        let message = tungstenite::Message::text(text(size));
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let start = Instant::now();
-            ws.send(message.clone()).await.unwrap();
-            ws.next().await.unwrap().unwrap();
-            out.push(start.elapsed());
-        }
-        out
+        sink_stream_latency(&mut ws, tungstenite::Message::text(text(size)), n).await
     })
 }
 
@@ -257,50 +279,14 @@ async fn twss_open(addr: SocketAddr) -> tokio_websockets::WebSocketStream<TcpStr
 fn twss_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
     Box::pin(async move {
         let mut ws = twss_open(addr).await;
-        let message = tokio_websockets::Message::text(text(size));
-        let start = Instant::now();
-        let mut sent = 0;
-        while sent < IN_FLIGHT.min(total) {
-            ws.feed(message.clone()).await.unwrap();
-            sent += 1;
-        }
-        ws.flush().await.unwrap();
-        // Replies that are already here are taken together, and their replacements sent
-        // with one flush: the batching a careful user of a Sink/Stream would do.
-        let mut received = 0;
-        while received < total {
-            ws.next().await.unwrap().unwrap();
-            let mut ready = 1;
-            while let Some(Some(m)) = ws.next().now_or_never() {
-                m.unwrap();
-                ready += 1;
-            }
-            received += ready;
-            let refill = ready.min(total - sent);
-            for _ in 0..refill {
-                ws.feed(message.clone()).await.unwrap();
-            }
-            sent += refill;
-            if refill > 0 {
-                ws.flush().await.unwrap();
-            }
-        }
-        start.elapsed()
+        sink_stream_throughput(&mut ws, tokio_websockets::Message::text(text(size)), total).await
     })
 }
 
 fn twss_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
     Box::pin(async move {
         let mut ws = twss_open(addr).await;
-        let message = tokio_websockets::Message::text(text(size));
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let start = Instant::now();
-            ws.send(message.clone()).await.unwrap();
-            ws.next().await.unwrap().unwrap();
-            out.push(start.elapsed());
-        }
-        out
+        sink_stream_latency(&mut ws, tokio_websockets::Message::text(text(size)), n).await
     })
 }
 
