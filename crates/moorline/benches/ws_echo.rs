@@ -64,7 +64,7 @@ fn text(len: usize) -> String {
     "x".repeat(len)
 }
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One client under test: `throughput(addr, size, total)` returns the time to echo `total`
 /// messages with `IN_FLIGHT` outstanding; `latency(addr, size, n)` the round-trip times.
@@ -290,6 +290,12 @@ fn twss_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<
     })
 }
 
+/// Runs a client as a spawned task, as applications run their connection code (not as the
+/// runtime's `block_on` future, which tokio schedules differently), the same for every client.
+fn spawned<T: Send + 'static>(rt: &tokio::runtime::Runtime, f: BoxFut<'static, T>) -> T {
+    rt.block_on(async { tokio::spawn(f).await.unwrap() })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -308,6 +314,11 @@ fn main() {
         Client { name: "fastwebsockets", throughput: fast_throughput, latency: fast_latency },
         Client { name: "tokio-websockets", throughput: twss_throughput, latency: twss_latency },
     ];
+    // `WS_ECHO_CLIENTS=moorline,fastwebsockets` measures only those (profiling one client).
+    let clients: Vec<Client> = match std::env::var("WS_ECHO_CLIENTS") {
+        Ok(list) => clients.into_iter().filter(|c| list.split(',').any(|n| n == c.name)).collect(),
+        Err(_) => clients.into_iter().collect(),
+    };
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
@@ -321,12 +332,12 @@ fn main() {
         for run in 0..runs {
             for k in 0..clients.len() {
                 let i = (k + run) % clients.len();
-                let elapsed = rt.block_on((clients[i].throughput)(addr, size, total));
+                let elapsed = spawned(&rt, (clients[i].throughput)(addr, size, total));
                 rates[i].push(total as f64 / elapsed.as_secs_f64());
             }
         }
         let medians: Vec<f64> = rates.into_iter().map(median).collect();
-        let best_peer = medians[1..].iter().copied().fold(0.0, f64::max);
+        let best_peer = medians.get(1..).unwrap_or_default().iter().copied().fold(0.0, f64::max);
         println!("throughput, {label} text, {IN_FLIGHT} in flight, {total} messages");
         println!("| client | msg/s | MB/s | vs best peer |");
         println!("|---|---:|---:|---:|");
@@ -345,7 +356,7 @@ fn main() {
     for run in 0..runs {
         for k in 0..clients.len() {
             let i = (k + run) % clients.len();
-            let mut samples = rt.block_on((clients[i].latency)(addr, 64, n));
+            let mut samples = spawned(&rt, (clients[i].latency)(addr, 64, n));
             samples.sort();
             p50s[i].push(percentile(&samples, 0.50).as_secs_f64() * 1e6);
             p99s[i].push(percentile(&samples, 0.99).as_secs_f64() * 1e6);
@@ -353,8 +364,8 @@ fn main() {
     }
     let p50: Vec<f64> = p50s.into_iter().map(median).collect();
     let p99: Vec<f64> = p99s.into_iter().map(median).collect();
-    let best50 = p50[1..].iter().copied().fold(f64::MAX, f64::min);
-    let best99 = p99[1..].iter().copied().fold(f64::MAX, f64::min);
+    let best50 = p50.get(1..).unwrap_or_default().iter().copied().fold(f64::MAX, f64::min);
+    let best99 = p99.get(1..).unwrap_or_default().iter().copied().fold(f64::MAX, f64::min);
     println!("round-trip latency, 64 B text, one in flight, {n} samples per run");
     println!("| client | p50 µs | p99 µs | p50 vs best peer | p99 vs best peer |");
     println!("|---|---:|---:|---:|---:|");
