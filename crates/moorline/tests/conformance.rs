@@ -28,8 +28,6 @@
 //! - 13.3/13.5/13.7 use 9-bit windows where Autobahn uses 8 (zlib cannot deflate with 8;
 //!   `13.x-window8` checks what happens then), and 13.7's three offers are one (moorline makes
 //!   one offer; the server takes the first, as in 13.5);
-//! - 6.4.3/6.4.4 accept Autobahn's NON-STRICT outcome: the text of one frame is checked when
-//!   the frame is complete, not chop by chop (6.4.1/6.4.2, across frames, must fail fast);
 //! - 7.13.x (informational in Autobahn) expect 1002, as moorline-proto does for codes outside
 //!   1000-1003, 1007-1014 and 3000-4999; 9.9.1 (commented out in Autobahn) is not here.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -1208,8 +1206,8 @@ fn section_6_cases() -> Vec<Case> {
                 .fails(1007),
         );
     }
-    // Within one frame, the library checks a frame's text when the frame is complete:
-    // Autobahn's NON-STRICT outcome (failing at the end of the frame), which it accepts.
+    // Within one frame: the client checks the text of a frame while it arrives, so it fails
+    // on the bad chop, before the rest of the frame comes (Autobahn's strict OK).
     for (id, cuts) in [("6.4.3", [11, 15]), ("6.4.4", [12, 13])] {
         let [a, b] = cuts;
         let bytes = whole(TEXT, &p);
@@ -1219,7 +1217,7 @@ fn section_6_cases() -> Vec<Case> {
                 .send(bytes[..header + a].to_vec())
                 .pause()
                 .send(bytes[header + a..header + b].to_vec())
-                .pause()
+                .fails_fast(1007)
                 .send(bytes[header + b..].to_vec())
                 .fails(1007),
         );

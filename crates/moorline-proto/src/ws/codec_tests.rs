@@ -120,6 +120,51 @@ fn control_frames_interleave_with_fragments_and_close_parses() {
 }
 
 #[test]
+fn utf8_fails_inside_a_frame_still_arriving() {
+    // A 64 KiB text frame whose first bytes are already invalid: the error comes
+    // before the rest of the frame does (Autobahn 6.4.3/6.4.4).
+    let mut payload = vec![b'a'; 65536];
+    payload[10] = 0xff;
+    let whole = frame(0x81, &payload);
+    let mut d = client();
+    let mut wire = BytesMut::from(&whole[..100]);
+    assert_eq!(d.decode(&mut wire).unwrap_err(), ProtocolError::InvalidUtf8);
+    // The same in a continuation frame.
+    let mut d = client();
+    let mut wire = frame(0x01, b"ok");
+    let cont = frame(0x80, &payload);
+    wire.extend_from_slice(&cont[..100]);
+    assert_eq!(d.decode(&mut wire).unwrap_err(), ProtocolError::InvalidUtf8);
+    // Valid text fed a few bytes at a time, with code points cut at every place,
+    // decodes exactly as when it arrives whole, in one frame or in fragments.
+    let text = "κόσμε €𐍈 ascii ".repeat(50);
+    let mut fragmented = frame(0x01, &text.as_bytes()[..301]);
+    fragmented.extend_from_slice(&frame(0x80, &text.as_bytes()[301..]));
+    for whole in [frame(0x81, text.as_bytes()), fragmented] {
+        for step in [1usize, 3, 7, 64] {
+            let mut d = client();
+            let mut wire = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in whole.chunks(step) {
+                wire.extend_from_slice(chunk);
+                while let Some(m) = d.decode(&mut wire).unwrap() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got, [Message::text(text.clone())], "step {step}");
+        }
+    }
+    // A frame that arrives valid so far but ends inside a code point still fails.
+    let mut d = client();
+    let euro = "€".as_bytes();
+    let whole = frame(0x81, &euro[..2]);
+    let mut wire = BytesMut::from(&whole[..3]);
+    assert_eq!(d.decode(&mut wire).unwrap(), None);
+    wire.extend_from_slice(&whole[3..]);
+    assert_eq!(d.decode(&mut wire).unwrap_err(), ProtocolError::InvalidUtf8);
+}
+
+#[test]
 fn utf8_fails_fast_on_the_first_bad_fragment() {
     let mut d = client();
     let mut wire = frame(0x01, &[0xce, 0xba]);

@@ -94,6 +94,9 @@ pub struct Decoder {
     header: Option<Header>,
     partial: Option<Partial>,
     inflater: Option<Inflater>,
+    /// UTF-8 checked so far of the text frame still arriving (validator, payload bytes
+    /// checked): invalid text fails before the frame is complete (Autobahn 6.4.3/6.4.4).
+    early: Option<(Utf8Validator, usize)>,
 }
 
 impl Decoder {
@@ -105,7 +108,7 @@ impl Decoder {
                 Role::Server => d.client_no_context_takeover,
             })
         });
-        Self { role, limits, header: None, partial: None, inflater }
+        Self { role, limits, header: None, partial: None, inflater, early: None }
     }
 
     /// The next complete message in `src`, consuming its bytes; `None` when more
@@ -122,6 +125,7 @@ impl Decoder {
             };
             if src.len() < header.len {
                 self.header = Some(header);
+                self.check_early(&header, src)?;
                 src.reserve(header.len - src.len());
                 return Ok(None);
             }
@@ -139,6 +143,32 @@ impl Decoder {
     /// Whether a fragmented message is in progress.
     pub fn in_message(&self) -> bool {
         self.partial.is_some()
+    }
+
+    /// Validates the UTF-8 of a text frame's payload that has arrived so far (unmasked,
+    /// uncompressed frames: what a server sends), so that invalid text fails fast.
+    fn check_early(&mut self, h: &Header, arrived: &[u8]) -> Result<(), ProtocolError> {
+        let text = match h.opcode {
+            TEXT => !h.rsv1,
+            CONTINUATION => self.partial.as_ref().is_some_and(|p| p.text && !p.compressed),
+            _ => false,
+        };
+        if !text || h.mask.is_some() {
+            return Ok(());
+        }
+        let (validator, checked) = match self.early.as_mut() {
+            Some(early) => early,
+            None => {
+                let start = match (&self.partial, h.opcode) {
+                    (Some(p), CONTINUATION) => p.utf8.clone(),
+                    _ => Utf8Validator::default(),
+                };
+                self.early.insert((start, 0))
+            }
+        };
+        validator.feed(&arrived[*checked..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        *checked = arrived.len();
+        Ok(())
     }
 
     /// Parses and consumes one frame header, checking everything it can tell.
@@ -232,7 +262,16 @@ impl Decoder {
                 // The common case: one frame, no compression, no copy.
                 let bytes = payload.freeze();
                 if h.opcode == TEXT {
-                    simdutf8::basic::from_utf8(&bytes).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    match self.early.take() {
+                        Some((mut v, checked)) => {
+                            v.feed(&bytes[checked..])
+                                .and_then(|()| v.finish())
+                                .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        }
+                        None => {
+                            simdutf8::basic::from_utf8(&bytes).map_err(|_| ProtocolError::InvalidUtf8)?;
+                        }
+                    }
                     Ok(Some(Message::Text(Utf8Bytes::from_validated(bytes))))
                 } else {
                     Ok(Some(Message::Binary(bytes)))
@@ -255,6 +294,7 @@ impl Decoder {
 
     /// Adds a fragment to the message in progress; returns the message when `fin`.
     fn continue_message(&mut self, fin: bool, payload: BytesMut) -> Result<Option<Message>, ProtocolError> {
+        let early = self.early.take();
         let Some(p) = self.partial.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
@@ -269,7 +309,15 @@ impl Decoder {
             }
         } else {
             if p.text {
-                p.utf8.feed(&payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+                // What was checked while the frame arrived is not checked again.
+                let checked = match early {
+                    Some((v, checked)) => {
+                        p.utf8 = v;
+                        checked
+                    }
+                    None => 0,
+                };
+                p.utf8.feed(&payload[checked..]).map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             if p.plain.is_empty() {
                 p.plain = payload;
