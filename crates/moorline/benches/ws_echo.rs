@@ -2,7 +2,8 @@
 //! 16 KiB text) and round-trip latency (64 B, one in flight, p50/p99), for moorline's
 //! `Connection` against tokio-tungstenite, fastwebsockets and tokio-websockets as clients,
 //! all in the same run against the same echo server (tokio-websockets' server on its own
-//! thread). Each figure is the median of several runs; clients take turns within a run.
+//! thread). Each figure is the median of several runs; clients take turns within a run, and
+//! the ratios are paired: per run, against the peer with the best median, then the median.
 //!
 //! `cargo bench -p moorline --bench ws_echo` (set `WS_ECHO_RUNS` to change the run count).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -20,7 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 const IN_FLIGHT: usize = 64;
 const T: Duration = Duration::from_secs(30);
 
-/// The shared echo server: tokio-websockets, batching its replies while more are ready.
+/// The shared echo server. tokio-websockets answers the upgrade; then a plain loop echoes
+/// with moorline-proto's server-role codec: it reads what is there, decodes every complete
+/// message and writes all the replies with one write. (Echoing through tokio-websockets'
+/// `Stream`/`Sink` wrote one frame per syscall, since its `poll_next` flushes: the server,
+/// not the client under test, set the pace.) Every client talks to this same server.
 fn start_server() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -32,32 +37,50 @@ fn start_server() -> SocketAddr {
                 let (tcp, _) = listener.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 tokio::spawn(async move {
-                    let limits = tokio_websockets::Limits::default().max_payload_len(Some(64 << 20));
-                    let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().limits(limits).accept(tcp).await
-                    else {
+                    let Ok((_, ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await else {
                         return;
                     };
-                    while let Some(Ok(m)) = ws.next().await {
-                        if !(m.is_text() || m.is_binary()) {
-                            continue;
-                        }
-                        if ws.feed(m).await.is_err() {
-                            return;
-                        }
-                        while let Some(Some(Ok(m))) = ws.next().now_or_never() {
-                            if (m.is_text() || m.is_binary()) && ws.feed(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        if ws.flush().await.is_err() {
-                            return;
-                        }
-                    }
+                    let _ = echo(ws.into_inner()).await;
                 });
             }
         });
     });
     rx.recv().unwrap()
+}
+
+/// Echoes text and binary messages, answers pings, returns after the close handshake.
+async fn echo(mut tcp: TcpStream) -> std::io::Result<()> {
+    use moorline_proto::ws::{Decoder, EncodeOptions, Encoder, Limits, Message as M, Role};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+    let mut encoder = Encoder::new(Role::Server, EncodeOptions::default(), None);
+    let (mut rbuf, mut wbuf) = (bytes::BytesMut::with_capacity(256 << 10), bytes::BytesMut::new());
+    loop {
+        if rbuf.capacity() - rbuf.len() < 64 << 10 {
+            rbuf.reserve(256 << 10);
+        }
+        if tcp.read_buf(&mut rbuf).await? == 0 {
+            return Ok(());
+        }
+        let mut closing = false;
+        while let Some(m) = decoder.decode(&mut rbuf).map_err(std::io::Error::other)? {
+            let reply = match m {
+                M::Text(_) | M::Binary(_) => m,
+                M::Ping(p) => M::Pong(p),
+                M::Pong(_) => continue,
+                M::Close(_) => {
+                    closing = true;
+                    M::Close(None)
+                }
+            };
+            encoder.encode(&reply, &mut || [0; 4], &mut wbuf).map_err(std::io::Error::other)?;
+        }
+        tcp.write_all(&wbuf).await?;
+        wbuf.clear();
+        if closing {
+            return Ok(());
+        }
+    }
 }
 
 fn text(len: usize) -> String {
@@ -305,6 +328,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The index (among the peers, not moorline at 0) of the best median: the highest when
+/// `higher_is_better`, else the lowest.
+fn best_peer(medians: &[f64], higher_is_better: bool) -> usize {
+    let mut best = 1;
+    for i in 2..medians.len() {
+        if (medians[i] > medians[best]) == higher_is_better && medians[i] != medians[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Paired ratio: the median over runs of `per_run[i][run] / per_run[best][run]`. Clients of
+/// one run ran back to back, so the host's drift between runs cancels out.
+fn paired_ratio(per_run: &[Vec<f64>], i: usize, best: usize) -> f64 {
+    median(per_run[i].iter().zip(&per_run[best]).map(|(a, b)| a / b).collect())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
     let runs: usize = std::env::var("WS_ECHO_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
@@ -321,12 +362,19 @@ fn main() {
     };
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let has_peers = clients.len() > 1 && clients[0].name == "moorline";
 
-    // `WS_ECHO_ONLY=latency` or `=throughput` runs one half.
+    // `WS_ECHO_ONLY=latency` or `=throughput` runs one half; `=64` or `=16384` one size.
     let only = std::env::var("WS_ECHO_ONLY").unwrap_or_default();
-    println!("WebSocket echo over loopback, {runs} runs, median; server: tokio-websockets on its own thread\n");
-    let sizes: &[(&str, usize, usize)] =
-        if only == "latency" { &[] } else { &[("64 B", 64, 50_000), ("16 KiB", 16 << 10, 10_000)] };
+    println!("WebSocket echo over loopback, {runs} runs; server: batching echo on its own thread");
+    println!("figures: median over runs; \"vs best peer\": median over runs of the ratio to the peer with");
+    println!("the best median, measured in the same run (paired)\n");
+    let sizes = [("64 B", 64, 50_000), ("16 KiB", 16 << 10, 10_000)];
+    let sizes = sizes.iter().filter(|(_, size, _)| match only.as_str() {
+        "" | "throughput" => true,
+        "latency" => false,
+        only => only == size.to_string(),
+    });
     for &(label, size, total) in sizes {
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
         for run in 0..runs {
@@ -336,18 +384,19 @@ fn main() {
                 rates[i].push(total as f64 / elapsed.as_secs_f64());
             }
         }
-        let medians: Vec<f64> = rates.into_iter().map(median).collect();
-        let best_peer = medians.get(1..).unwrap_or_default().iter().copied().fold(0.0, f64::max);
+        let medians: Vec<f64> = rates.iter().cloned().map(median).collect();
         println!("throughput, {label} text, {IN_FLIGHT} in flight, {total} messages");
         println!("| client | msg/s | MB/s | vs best peer |");
         println!("|---|---:|---:|---:|");
-        for (c, m) in clients.iter().zip(&medians) {
-            println!("| {} | {:.0} | {:.1} | {:.2}x |", c.name, m, m * size as f64 / 1e6, m / best_peer);
+        let best = has_peers.then(|| best_peer(&medians, true));
+        for (i, (c, m)) in clients.iter().zip(&medians).enumerate() {
+            let ratio = best.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&rates, i, b)));
+            println!("| {} | {:.0} | {:.1} | {ratio} |", c.name, m, m * size as f64 / 1e6);
         }
         println!();
     }
 
-    if only == "throughput" {
+    if !only.is_empty() && only != "latency" {
         return;
     }
     let n = 5_000;
@@ -362,14 +411,16 @@ fn main() {
             p99s[i].push(percentile(&samples, 0.99).as_secs_f64() * 1e6);
         }
     }
-    let p50: Vec<f64> = p50s.into_iter().map(median).collect();
-    let p99: Vec<f64> = p99s.into_iter().map(median).collect();
-    let best50 = p50.get(1..).unwrap_or_default().iter().copied().fold(f64::MAX, f64::min);
-    let best99 = p99.get(1..).unwrap_or_default().iter().copied().fold(f64::MAX, f64::min);
+    let p50: Vec<f64> = p50s.iter().cloned().map(median).collect();
+    let p99: Vec<f64> = p99s.iter().cloned().map(median).collect();
+    let best50 = has_peers.then(|| best_peer(&p50, false));
+    let best99 = has_peers.then(|| best_peer(&p99, false));
     println!("round-trip latency, 64 B text, one in flight, {n} samples per run");
     println!("| client | p50 µs | p99 µs | p50 vs best peer | p99 vs best peer |");
     println!("|---|---:|---:|---:|---:|");
     for (i, c) in clients.iter().enumerate() {
-        println!("| {} | {:.1} | {:.1} | {:.2}x | {:.2}x |", c.name, p50[i], p99[i], p50[i] / best50, p99[i] / best99);
+        let r50 = best50.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&p50s, i, b)));
+        let r99 = best99.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&p99s, i, b)));
+        println!("| {} | {:.1} | {:.1} | {r50} | {r99} |", c.name, p50[i], p99[i]);
     }
 }

@@ -123,10 +123,11 @@ pub enum Event {
         pushed: StreamRef,
         /// Method of the promised request.
         method: Method,
-        /// URI of the promised request.
-        uri: Uri,
-        /// Headers of the promised request.
-        headers: HeaderMap,
+        /// URI of the promised request (boxed, as pushes are rare and every event's size is
+        /// that of the largest kind).
+        uri: Box<Uri>,
+        /// Headers of the promised request (boxed, as the URI).
+        headers: Box<HeaderMap>,
     },
     /// A stream failed while the connection stayed up; the stream is over.
     StreamError {

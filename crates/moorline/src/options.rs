@@ -306,7 +306,8 @@ impl ConnectOptions {
         self.hook = Some(Arc::new(f));
         self
     }
-    /// Events buffered for the owner before the worker stops reading the socket (default 256).
+    /// Deliveries buffered for the owner before the worker stops reading the socket (default
+    /// 256). A delivery is one event, or up to 32 WebSocket messages decoded from one read.
     pub fn event_buffer(mut self, n: usize) -> Self {
         self.event_buffer = n;
         self

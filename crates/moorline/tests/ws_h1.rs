@@ -290,3 +290,46 @@ async fn invalid_messages_are_refused_by_the_handle() {
     })
     .await;
 }
+
+/// Messages decoded from one read reach the owner in batches; with a tiny event buffer, a
+/// slow owner and a change of owner in the middle, every message still arrives once, in
+/// order, split between the old owner (up to its `OwnerChanged`) and the new one.
+#[tokio::test]
+async fn many_small_messages_survive_backpressure_and_an_owner_change() {
+    bounded(async {
+        const N: usize = 5000;
+        let mut bytes = Vec::new();
+        for i in 0..N {
+            bytes.extend(frame(0x81, format!("m{i}").as_bytes()));
+        }
+        let (port, _server) = raw_server(bytes, None).await;
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts().event_buffer(2)).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/ws", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            got.push(events.await_ws(&ws, T).await.unwrap());
+            if got.len() % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await; // a slow owner
+            }
+        }
+        let mut new_events = conn.set_owner().await.unwrap();
+        // The old receiver keeps what was delivered to it, then hears of the change.
+        loop {
+            match tokio::time::timeout(T, events.next()).await.unwrap() {
+                Some(Event::Ws { message, .. }) => got.push(message),
+                Some(Event::OwnerChanged) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(events.next().await.is_none());
+        while got.len() < N {
+            got.push(new_events.await_ws(&ws, T).await.unwrap());
+        }
+        let want: Vec<Message> = (0..N).map(|i| Message::text(format!("m{i}"))).collect();
+        assert_eq!(got, want);
+        assert!(new_events.try_next().is_none(), "nothing more, nothing twice");
+    })
+    .await;
+}

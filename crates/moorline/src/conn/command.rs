@@ -40,7 +40,9 @@ pub(crate) struct WsUpgrade {
 /// What a handle can ask of the worker.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Request(Request),
+    /// Boxed: commands travel by value through the channel, and a WebSocket send (the hot
+    /// path) should not copy the room a request takes.
+    Request(Box<Request>),
     WsUpgrade(Box<WsUpgrade>),
     WsSend(StreamRef, Message),
     Cancel(StreamRef),

@@ -225,7 +225,7 @@ impl Session<'_> {
             return Ok(());
         };
         match cmd {
-            Command::Request(req) => self.queue.push_back(req),
+            Command::Request(req) => self.queue.push_back(*req),
             Command::WsUpgrade(up) => {
                 let WsUpgrade { stream, target, options, handshake } = *up;
                 let mut headers = options.headers.clone();

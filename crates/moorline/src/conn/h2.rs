@@ -338,7 +338,7 @@ impl Session<'_> {
             return Ok(());
         };
         match cmd {
-            Command::Request(req) => self.queue.push_back(req),
+            Command::Request(req) => self.queue.push_back(*req),
             Command::WsUpgrade(up) => {
                 if !self.send.is_extended_connect_protocol_enabled() {
                     let error = StreamError::Http2WebSocketUnsupported;
@@ -834,8 +834,8 @@ impl StreamTask {
             stream: self.stream,
             pushed,
             method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
+            uri: Box::new(parts.uri),
+            headers: Box::new(parts.headers),
         })
         .await?;
         let child = StreamTask {

@@ -11,12 +11,13 @@ use tokio::task::AbortHandle;
 use moorline_proto::ws::ClientHandshake;
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::delivery::Delivery;
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
 use super::worker;
 use crate::dial::Target;
 use crate::error::{Error, ExitReason, StreamError};
-use crate::event::{Event, StreamRef};
+use crate::event::StreamRef;
 use crate::options::ConnectOptions;
 use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
@@ -75,7 +76,7 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     next_stream: AtomicU64,
     /// The current owner's sender; the supervisor takes it to send `Exit`.
-    pub(crate) owner: Mutex<Option<mpsc::Sender<Event>>>,
+    pub(crate) owner: Mutex<Option<mpsc::Sender<Delivery>>>,
     pub(crate) info: Mutex<Info>,
     pub(crate) abort: Mutex<Option<AbortHandle>>,
 }
@@ -170,6 +171,12 @@ impl Connection {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), Error> {
+        // Room in the channel (the usual case): no waiting machinery.
+        let cmd = match self.cmd.try_send(cmd) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(cmd)) => cmd,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Exited(self.shared.exit_reason())),
+        };
         self.cmd.send(cmd).await.map_err(|_| Error::Exited(self.shared.exit_reason()))
     }
 
@@ -183,7 +190,7 @@ impl Connection {
     ) -> Result<StreamRef, Error> {
         let stream = self.shared.new_stream();
         let req = Request { stream, method, target: target.to_owned(), headers, body: ReqBody::Full(body.into()) };
-        self.send(Command::Request(req)).await?;
+        self.send(Command::Request(Box::new(req))).await?;
         Ok(stream)
     }
 
@@ -203,7 +210,7 @@ impl Connection {
         let stream = self.shared.new_stream();
         let (tx, rx) = mpsc::channel(BODY_CHANNEL);
         let req = Request { stream, method, target: target.to_owned(), headers, body: ReqBody::Streaming(rx) };
-        self.send(Command::Request(req)).await?;
+        self.send(Command::Request(Box::new(req))).await?;
         Ok((stream, RequestBody { stream, tx, shared: self.shared.clone() }))
     }
 

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::delivery::Delivery;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
 use crate::ws::{HandshakeError, Message, Upgraded};
@@ -25,7 +26,9 @@ pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Events {
     conn: u64,
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<Delivery>,
+    /// The rest of the last batch received: delivered, not yet looked at.
+    inbox: VecDeque<Event>,
     stash: VecDeque<Event>,
     stash_limit: usize,
     moved: bool,
@@ -51,10 +54,11 @@ enum Verdict<T> {
 }
 
 impl Events {
-    pub(crate) fn new(conn: u64, rx: mpsc::Receiver<Event>) -> Self {
+    pub(crate) fn new(conn: u64, rx: mpsc::Receiver<Delivery>) -> Self {
         Self {
             conn,
             rx,
+            inbox: VecDeque::new(),
             stash: VecDeque::new(),
             stash_limit: DEFAULT_STASH_LIMIT,
             moved: false,
@@ -79,7 +83,7 @@ impl Events {
     pub async fn next(&mut self) -> Option<Event> {
         let ev = match self.stash.pop_front() {
             Some(ev) => ev,
-            None => self.rx.recv().await?,
+            None => self.recv().await?,
         };
         self.observe(&ev);
         Some(ev)
@@ -89,10 +93,36 @@ impl Events {
     pub fn try_next(&mut self) -> Option<Event> {
         let ev = match self.stash.pop_front() {
             Some(ev) => ev,
-            None => self.rx.try_recv().ok()?,
+            None => self.try_recv().ok()?,
         };
         self.observe(&ev);
         Some(ev)
+    }
+
+    /// The next event delivered: the rest of the last batch first, then the channel.
+    /// Cancel-safe (a batch is unpacked in the same poll that receives it).
+    async fn recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.inbox.pop_front() {
+                return Some(ev);
+            }
+            match self.rx.recv().await? {
+                Delivery::One(ev) => return Some(ev),
+                Delivery::Many(batch) => self.inbox = VecDeque::from(batch),
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        loop {
+            if let Some(ev) = self.inbox.pop_front() {
+                return Ok(ev);
+            }
+            match self.rx.try_recv()? {
+                Delivery::One(ev) => return Ok(ev),
+                Delivery::Many(batch) => self.inbox = VecDeque::from(batch),
+            }
+        }
     }
 
     fn observe(&mut self, ev: &Event) {
@@ -261,7 +291,8 @@ impl Events {
     /// consumed leave it only when the await succeeds. So a timeout, a failure or a dropped
     /// future loses nothing: a later await or `next` sees every event, in order.
     async fn wait<T>(&mut self, timeout: Duration, mut judge: impl FnMut(&Event) -> Verdict<T>) -> Result<T, Error> {
-        let deadline = Instant::now() + timeout;
+        // Read the clock only when the wait has to block (an event already queued needs none).
+        let mut deadline: Option<Instant> = None;
         let mut consumed: Vec<usize> = Vec::new();
         // First the events already set aside, in order.
         for i in 0..self.stash.len() {
@@ -287,11 +318,12 @@ impl Events {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
             // An event already queued is taken without arming a timer.
-            let next = match self.rx.try_recv() {
+            let next = match self.try_recv() {
                 Ok(ev) => Some(ev),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                    match tokio::time::timeout_at(deadline, self.recv()).await {
                         Err(_) => return Err(Error::Timeout(timeout)),
                         Ok(ev) => ev,
                     }

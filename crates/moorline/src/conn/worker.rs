@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use moorline_proto::retry::{Reconnector, RetryDecision};
 
 use super::command::Command;
+use super::delivery::{Delivery, MAX_BATCH};
 use super::handle::{Shared, lock};
 use super::info::State;
 use super::owner::Events;
@@ -57,8 +58,11 @@ pub(crate) struct Ctx {
     pub(crate) setup: Arc<Setup>,
     cmd_rx: mpsc::Receiver<Command>,
     owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
-    pub(crate) owner: mpsc::Sender<Event>,
+    pub(crate) owner: mpsc::Sender<Delivery>,
     pub(crate) shutting_down: bool,
+    /// Events held back by [`Ctx::emit_batched`], sent together by [`Ctx::flush_events`] (or
+    /// before the next [`Ctx::emit`], so order holds).
+    batch: Vec<Event>,
 }
 
 /// What the worker hears from outside, besides its socket.
@@ -85,6 +89,32 @@ impl Ctx {
     /// Deliver an event to the owner, waiting while its buffer is full (backpressure).
     /// A `set_owner` while waiting is served at once, and the event goes to the new owner.
     pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
+        self.flush_events().await?;
+        self.deliver(Delivery::One(ev)).await
+    }
+
+    /// Like [`Ctx::emit`], but the event may wait (at most [`MAX_BATCH`] of them) to leave
+    /// with the next ones in one delivery. The caller must call [`Ctx::flush_events`] before
+    /// it waits for anything.
+    pub(crate) async fn emit_batched(&mut self, ev: Event) -> Result<(), ExitReason> {
+        self.batch.push(ev);
+        if self.batch.len() >= MAX_BATCH { self.flush_events().await } else { Ok(()) }
+    }
+
+    /// Sends the events [`Ctx::emit_batched`] held back.
+    pub(crate) async fn flush_events(&mut self) -> Result<(), ExitReason> {
+        let delivery = match self.batch.len() {
+            0 => return Ok(()),
+            1 => match self.batch.pop() {
+                Some(ev) => Delivery::One(ev),
+                None => return Ok(()),
+            },
+            _ => Delivery::Many(std::mem::replace(&mut self.batch, Vec::with_capacity(MAX_BATCH))),
+        };
+        self.deliver(delivery).await
+    }
+
+    async fn deliver(&mut self, ev: Delivery) -> Result<(), ExitReason> {
         // Fast path: no owner change pending and room in the channel.
         let ev = match self.owner_rx.try_recv() {
             Ok(reply) => {
@@ -166,7 +196,7 @@ impl Ctx {
         *lock(&self.shared.owner) = Some(tx);
         // The old owner gets the notice after what was already queued for it, then its end.
         tokio::spawn(async move {
-            let _ = old.send(Event::OwnerChanged).await;
+            let _ = old.send(Delivery::One(Event::OwnerChanged)).await;
         });
         let _ = reply.send(Events::new(self.shared.id, rx));
     }
@@ -184,11 +214,11 @@ pub(crate) fn spawn(
     opts: ConnectOptions,
     cmd_rx: mpsc::Receiver<Command>,
     owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
-    owner: mpsc::Sender<Event>,
+    owner: mpsc::Sender<Delivery>,
 ) {
     let em = Emitter { connection: shared.id, hook: opts.hook.clone() };
     let setup = Arc::new(Setup { target, opts, em: em.clone() });
-    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner_rx, owner, shutting_down: false };
+    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner_rx, owner, shutting_down: false, batch: Vec::new() };
     let worker = rt.spawn(run(ctx));
     *lock(&shared.abort) = Some(worker.abort_handle());
     rt.spawn(supervise(worker, shared, em));
@@ -218,7 +248,7 @@ async fn supervise(worker: JoinHandle<ExitReason>, shared: Arc<Shared>, em: Emit
     let owner = lock(&shared.owner).take();
     let text = reason.to_string();
     if let Some(owner) = owner {
-        let _ = owner.send(Event::Exit { reason }).await;
+        let _ = owner.send(Delivery::One(Event::Exit { reason })).await;
     }
     // Last, as a panicking hook must not keep the owner from hearing of the exit.
     em.emit(Step::Exit { reason: text });

@@ -140,12 +140,16 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Delivers everything decodable in the read buffer.
+    /// Delivers everything decodable in the read buffer: the messages of one read leave in
+    /// batches (one channel operation for up to `MAX_BATCH` of them).
     async fn deliver(&mut self) -> Result<(), SessionEnd> {
         loop {
             match self.core.next_incoming() {
-                Ok(None) => return Ok(()),
-                Ok(Some(Incoming::Message(message))) => self.emit(Event::Ws { stream: self.stream, message }).await?,
+                Ok(None) => return self.ctx.flush_events().await.map_err(SessionEnd::Exit),
+                Ok(Some(Incoming::Message(message))) => {
+                    let event = Event::Ws { stream: self.stream, message };
+                    self.ctx.emit_batched(event).await.map_err(SessionEnd::Exit)?;
+                }
                 Ok(Some(Incoming::Closed(frame))) => {
                     self.emit(Event::Ws { stream: self.stream, message: Message::Close(frame) }).await?;
                 }
