@@ -262,6 +262,17 @@ impl Events {
     pub async fn await_ws(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Message, Error> {
         self.check(stream)?;
         let s = *stream;
+        // Fast path (a busy stream): nothing set aside and the next event is a data message for
+        // this stream; it is taken by value. Anything else goes back where it was, for the wait.
+        if self.stash.is_empty() {
+            match self.try_recv() {
+                Ok(Event::Ws { stream, message }) if stream == s && !matches!(message, Message::Close(_)) => {
+                    return Ok(message);
+                }
+                Ok(other) => self.inbox.push_front(other),
+                Err(_) => {}
+            }
+        }
         let message = self
             .wait(timeout, move |ev| match ev {
                 Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
