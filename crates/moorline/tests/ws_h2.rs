@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{T, bounded, next_matching};
 use moorline::ws::{CloseCode, Message, WsOptions};
 use moorline::{
-    ConnectOptions, Connection, DownReason, Error, Event, Events, Protocol, RetryPolicy, StreamError, TlsOptions,
-    Transport,
+    ConnectOptions, Connection, DownReason, Error, Event, Events, Protocol, RetryPolicy, StreamError, StreamRef,
+    TlsOptions, Transport,
 };
 use moorline_testkit::http::TestServer;
 use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer};
@@ -21,15 +21,21 @@ async fn h2c(server: &MockServer) -> (Connection, Events) {
     (conn, events)
 }
 
+/// Two WebSockets, on `/a` and `/b`, upgraded on the same connection.
+async fn upgrade_two(conn: &Connection, events: &mut Events) -> (StreamRef, StreamRef) {
+    let a = conn.ws_upgrade("/a", WsOptions::default()).await.unwrap();
+    let b = conn.ws_upgrade("/b", WsOptions::default()).await.unwrap();
+    events.await_ws_upgrade(&a, T).await.unwrap();
+    events.await_ws_upgrade(&b, T).await.unwrap();
+    (a, b)
+}
+
 #[tokio::test]
 async fn several_websockets_share_one_connection() {
     bounded(async {
         let server = MockServer::builder().http2(true).start().await.unwrap();
         let (conn, mut events) = h2c(&server).await;
-        let a = conn.ws_upgrade("/a", WsOptions::default()).await.unwrap();
-        let b = conn.ws_upgrade("/b", WsOptions::default()).await.unwrap();
-        events.await_ws_upgrade(&a, T).await.unwrap();
-        events.await_ws_upgrade(&b, T).await.unwrap();
+        let (a, b) = upgrade_two(&conn, &mut events).await;
         assert_eq!(server.tcp_connections_accepted(), 1);
         let clients = server.clients();
         assert_eq!(clients.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
@@ -109,10 +115,7 @@ async fn connection_loss_lists_every_websocket() {
     bounded(async {
         let server = MockServer::builder().http2(true).start().await.unwrap();
         let (conn, mut events) = h2c(&server).await;
-        let a = conn.ws_upgrade("/a", WsOptions::default()).await.unwrap();
-        let b = conn.ws_upgrade("/b", WsOptions::default()).await.unwrap();
-        events.await_ws_upgrade(&a, T).await.unwrap();
-        events.await_ws_upgrade(&b, T).await.unwrap();
+        let (a, b) = upgrade_two(&conn, &mut events).await;
         server.fault(Fault::Reset);
         match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
             Event::Down { possibly_processed, reason, .. } => {
