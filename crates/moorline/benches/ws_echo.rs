@@ -114,15 +114,17 @@ fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'s
         let message = Message::text(text(size));
         let start = Instant::now();
         let mut sent = 0;
+        // `ws_feed` queues; what is fed leaves in one write once this task waits (the
+        // `feed`-then-`flush` of the Sink clients below).
         while sent < IN_FLIGHT.min(total) {
-            conn.ws_send(&ws, message.clone()).await.unwrap();
+            conn.ws_feed(&ws, message.clone()).await.unwrap();
             sent += 1;
         }
         for _ in 0..total {
             let m = events.await_ws(&ws, T).await.unwrap();
             debug_assert!(matches!(m, Message::Text(_)));
             if sent < total {
-                conn.ws_send(&ws, message.clone()).await.unwrap();
+                conn.ws_feed(&ws, message.clone()).await.unwrap();
                 sent += 1;
             }
         }

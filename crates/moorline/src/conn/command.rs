@@ -1,5 +1,8 @@
 //! Commands sent by [`crate::Connection`] handles to the worker.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
@@ -44,8 +47,29 @@ pub(crate) enum Command {
     /// path) should not copy the room a request takes.
     Request(Box<Request>),
     WsUpgrade(Box<WsUpgrade>),
-    WsSend(StreamRef, Message),
+    WsSend(StreamRef, Message, InChannel),
     Cancel(StreamRef),
     StreamInfo(StreamRef, oneshot::Sender<Option<StreamInfo>>),
     Shutdown,
+}
+
+/// Rides with a WebSocket message sent through the command channel. While any is on its way,
+/// handles send through the channel too rather than write directly, so a caller's messages
+/// keep their order. It is dropped after its message was encoded (or refused), which lets
+/// direct sends resume.
+#[derive(Debug)]
+pub(crate) struct InChannel(Arc<AtomicUsize>);
+
+impl InChannel {
+    /// Counts one more message on its way through `count`.
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InChannel {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

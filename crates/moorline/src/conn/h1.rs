@@ -128,6 +128,9 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
             let queued: Vec<StreamRef> = s.queue.drain(..).map(|r| r.stream).collect();
             let Session { ctx, rd, wr, rbuf, .. } = s;
             let Upgraded { stream, negotiated, options, headers } = *up;
+            // Handles send directly from now on: before the owner hears of the upgrade.
+            let core = WsCore::new(&negotiated, &options, rbuf, Some(wr));
+            let registration = super::ws_h1::Registration::new(&ctx.shared, stream, core.out.clone());
             let event = Event::WsUpgraded {
                 stream,
                 protocol: negotiated.protocol.clone(),
@@ -145,8 +148,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
                     return SessionEnd::Exit(reason);
                 }
             }
-            let core = WsCore::new(&negotiated, &options, rbuf);
-            super::ws_h1::run(ctx, rd, wr, stream, core).await
+            super::ws_h1::run(ctx, rd, stream, core, registration).await
         }
     }
 }
@@ -239,7 +241,7 @@ impl Session<'_> {
                 });
                 self.ws_requests.insert(stream, (handshake, options));
             }
-            Command::WsSend(stream, _) => {
+            Command::WsSend(stream, ..) => {
                 // Not (or not yet) a WebSocket: the message cannot go anywhere.
                 self.ctx.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
             }

@@ -357,17 +357,19 @@ impl Session<'_> {
                 self.ws_pending.insert(up.stream, up);
                 self.queue.push_back(req);
             }
-            Command::WsSend(stream, message) => match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
-                Some(tx) => {
-                    if tx.send(message).await.is_err() {
-                        tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
+            Command::WsSend(stream, message, _in_channel) => {
+                match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
+                    Some(tx) => {
+                        if tx.send(message).await.is_err() {
+                            tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
+                        }
+                    }
+                    None => {
+                        let error = StreamError::NotWebSocket;
+                        self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)?;
                     }
                 }
-                None => {
-                    let error = StreamError::NotWebSocket;
-                    self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)?;
-                }
-            },
+            }
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).

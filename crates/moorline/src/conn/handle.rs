@@ -1,6 +1,6 @@
 //! The cloneable handle and `open`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 
 use moorline_proto::ws::ClientHandshake;
 
-use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::command::{Command, InChannel, ReqBody, Request, WsUpgrade};
 use super::delivery::Delivery;
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
@@ -19,7 +19,7 @@ use crate::dial::Target;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::StreamRef;
 use crate::options::ConnectOptions;
-use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
+use crate::ws::{CloseCode, CloseFrame, Message, Outbox, Queued, WsOptions};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -79,6 +79,10 @@ pub(crate) struct Shared {
     pub(crate) owner: Mutex<Option<mpsc::Sender<Delivery>>>,
     pub(crate) info: Mutex<Info>,
     pub(crate) abort: Mutex<Option<AbortHandle>>,
+    /// The HTTP/1.1 WebSocket's outbox while its session runs: handles send through it.
+    pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
+    /// WebSocket messages on their way through the command channel (see [`InChannel`]).
+    ws_in_channel: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -89,6 +93,18 @@ impl Shared {
 
     fn exit_reason(&self) -> Option<ExitReason> {
         lock(&self.info).exit.clone()
+    }
+
+    /// The outbox to send on `stream` directly, unless messages sent earlier are still on
+    /// their way through the command channel (they must go first).
+    fn direct_outbox(&self, stream: &StreamRef) -> Option<Arc<Outbox>> {
+        if self.ws_in_channel.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        match &*lock(&self.ws_out) {
+            Some((s, out)) if s == stream => Some(out.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -155,6 +171,8 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         owner: Mutex::new(Some(ev_tx.clone())),
         info: Mutex::new(info),
         abort: Mutex::new(None),
+        ws_out: Mutex::new(None),
+        ws_in_channel: Arc::new(AtomicUsize::new(0)),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
     Ok((Connection { shared, cmd: cmd_tx, owner: owner_tx }, Events::new(id, ev_rx)))
@@ -242,12 +260,51 @@ impl Connection {
         Ok(stream)
     }
 
-    /// Send a message on a WebSocket stream. Messages go out in the order sent. Control
-    /// payloads over 125 bytes and close codes that may not be sent are refused here.
+    /// Send a message on a WebSocket stream, written at once (with anything queued by
+    /// [`Connection::ws_feed`] before it). Messages go out in the order sent.
+    ///
+    /// It returns when the message is written or queued for writing; while a server does
+    /// not read and 256 KiB are already queued, it waits. Over HTTP/1.1 the calling task
+    /// encodes and writes the message itself, with no hop through the connection's worker.
+    ///
+    /// Errors known at once are returned: control payloads over 125 bytes, close codes that
+    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). Errors
+    /// the worker finds later (the stream is not, or no longer, a WebSocket) reach the
+    /// owner as [`Event::StreamError`](crate::Event::StreamError).
     pub async fn ws_send(&self, stream: &StreamRef, message: Message) -> Result<(), Error> {
+        self.ws_queue(stream, message, true).await
+    }
+
+    /// Queue a message on a WebSocket stream without writing it yet: it leaves with the next
+    /// [`Connection::ws_send`], or when the connection's worker next runs (at the latest once
+    /// the calling task waits). A burst of messages fed one by one thus leaves in one write,
+    /// as with `SinkExt::feed` and `flush`. Errors as for [`Connection::ws_send`].
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: moorline::Connection, ws: moorline::StreamRef) -> Result<(), moorline::Error> {
+    /// use moorline::ws::Message;
+    /// for i in 0..10 {
+    ///     conn.ws_feed(&ws, Message::text(format!("{{\"id\":{i}}}"))).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn ws_feed(&self, stream: &StreamRef, message: Message) -> Result<(), Error> {
+        self.ws_queue(stream, message, false).await
+    }
+
+    async fn ws_queue(&self, stream: &StreamRef, message: Message, now: bool) -> Result<(), Error> {
         self.check(stream)?;
         check_outgoing(&message)?;
-        self.send(Command::WsSend(*stream, message)).await
+        if let Some(out) = self.shared.direct_outbox(stream) {
+            match out.send(&message, now).await {
+                Ok(Queued::Done) => return Ok(()),
+                // The session just ended: the worker reports what became of the stream.
+                Ok(Queued::Ended) => {}
+                Err(e) => return Err(Error::Stream(e)),
+            }
+        }
+        let in_channel = InChannel::new(&self.shared.ws_in_channel);
+        self.send(Command::WsSend(*stream, message, in_channel)).await
     }
 
     /// Start the closing handshake of a WebSocket with `code` and `reason` (at most 123

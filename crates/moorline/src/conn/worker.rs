@@ -394,7 +394,7 @@ async fn backoff(ctx: &mut Ctx, delay: std::time::Duration) -> Result<(), ExitRe
                     Some(Command::WsUpgrade(up)) => {
                         ctx.emit(Event::StreamError { stream: up.stream, error: StreamError::NotConnected }).await?;
                     }
-                    Some(Command::WsSend(stream, _)) => {
+                    Some(Command::WsSend(stream, ..)) => {
                         ctx.emit(Event::StreamError { stream, error: StreamError::NotConnected }).await?;
                     }
                     Some(Command::StreamInfo(_, reply)) => {
@@ -419,7 +419,7 @@ async fn fail_early(ctx: &mut Ctx, early: Vec<Command>, error: StreamError) -> R
             Command::WsUpgrade(up) => {
                 ctx.emit(Event::StreamError { stream: up.stream, error: error.clone() }).await?;
             }
-            Command::WsSend(stream, _) => {
+            Command::WsSend(stream, ..) => {
                 ctx.emit(Event::StreamError { stream, error: error.clone() }).await?;
             }
             Command::StreamInfo(_, reply) => {

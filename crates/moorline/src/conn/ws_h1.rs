@@ -6,53 +6,76 @@
 //! `WsCloseTimeout` if the server never answered ours, `WsProtocol` after a violation (our
 //! close frame with the matching code is sent first), or the socket's own failure.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
+use super::handle::{Shared, lock};
 use super::info::{StreamInfo, StreamState};
 use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
-use crate::ws::{CloseCode, CloseFrame, Incoming, Message, WsCore};
+use crate::ws::{CloseCode, CloseFrame, Incoming, Message, Outbox, WsCore};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
-/// Messages from handles are taken only while less than this waits to be written.
-const WRITE_HIGH_WATER: usize = 256 * 1024;
 
 enum Step {
     Read(std::io::Result<usize>),
-    Wrote(std::io::Result<usize>),
-    Flushed(std::io::Result<()>),
+    WriteFailed(std::io::Error),
+    Woken,
     Input(Input),
     CloseTimeout,
+}
+
+/// While it lives, handles send on `stream` through its outbox directly (and may write the
+/// socket themselves). Dropping it ends that: the outbox refuses further direct sends and
+/// lets go of the socket's write half.
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    out: Arc<Outbox>,
+}
+
+impl Registration {
+    /// Registers `out` as the outbox of `stream`, the connection's WebSocket.
+    pub(crate) fn new(shared: &Arc<Shared>, stream: StreamRef, out: Arc<Outbox>) -> Self {
+        *lock(&shared.ws_out) = Some((stream, out.clone()));
+        Self { shared: shared.clone(), out }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        *lock(&self.shared.ws_out) = None;
+        let _ = self.out.end();
+    }
 }
 
 struct Driver<'a> {
     ctx: &'a mut Ctx,
     rd: ReadHalf<BoxIo>,
-    wr: WriteHalf<BoxIo>,
     stream: StreamRef,
     core: WsCore,
-    unflushed: bool,
 }
 
-/// Runs the WebSocket until it (or the connection) ends.
+/// Runs the WebSocket until it (or the connection) ends. The socket's write half is in the
+/// outbox of `core` (registered for the handles by `registration`).
 pub(crate) async fn run(
     ctx: &mut Ctx,
     rd: ReadHalf<BoxIo>,
-    wr: WriteHalf<BoxIo>,
     stream: StreamRef,
     core: WsCore,
+    registration: Registration,
 ) -> SessionEnd {
-    let mut d = Driver { ctx, rd, wr, stream, core, unflushed: false };
-    match d.serve().await {
+    let mut d = Driver { ctx, rd, stream, core };
+    let end = match d.serve().await {
         Ok(end) | Err(end) => end,
-    }
+    };
+    drop(registration);
+    end
 }
 
 impl Driver<'_> {
@@ -63,6 +86,7 @@ impl Driver<'_> {
     async fn serve(&mut self) -> Result<SessionEnd, SessionEnd> {
         // Frames that came with the 101 are already buffered.
         self.deliver().await?;
+        let out = self.core.out.clone();
         loop {
             if self.core.is_closed() {
                 return Ok(self.finish_close().await);
@@ -71,7 +95,7 @@ impl Driver<'_> {
                 self.core.rbuf.reserve(READ_CHUNK);
             }
             // Take the commands already waiting in one go: their frames then leave in one write.
-            while self.core.wbuf.len() < WRITE_HIGH_WATER && !self.core.is_closed() {
+            while out.has_room() && !self.core.is_closed() {
                 match self.ctx.try_input() {
                     None => break,
                     Some(Input::Command(cmd)) => self.command(cmd).await?,
@@ -82,25 +106,24 @@ impl Driver<'_> {
             if self.core.is_closed() {
                 return Ok(self.finish_close().await);
             }
-            self.write_now()?;
-            let take_input = self.core.wbuf.len() < WRITE_HIGH_WATER;
-            let must_flush = self.unflushed && self.core.wbuf.is_empty();
+            let take_input = out.has_room();
             let deadline = self.core.close_deadline();
+            // The write arm drains the outbox (in the same turn a message was queued) and
+            // stays pending; it ends the select only on a socket error.
             let step = tokio::select! {
                 biased;
                 i = self.ctx.input(), if take_input => Step::Input(i),
-                r = write_or_flush(&mut self.wr, &self.core.wbuf), if !self.core.wbuf.is_empty() || must_flush => r,
+                e = poll_fn(|cx| out.poll_write_out(cx)) => Step::WriteFailed(e),
+                () = out.woken() => Step::Woken,
                 r = self.rd.read_buf(&mut self.core.rbuf) => Step::Read(r),
                 () = sleep_until(deadline), if deadline.is_some() => Step::CloseTimeout,
             };
             match step {
-                Step::Wrote(Ok(0)) => return Err(self.down(DownReason::Closed)),
-                Step::Wrote(Ok(n)) => {
-                    let _ = self.core.wbuf.split_to(n);
-                    self.unflushed = true;
+                Step::Woken => {}
+                Step::WriteFailed(e) if e.kind() == std::io::ErrorKind::WriteZero => {
+                    return Err(self.down(DownReason::Closed));
                 }
-                Step::Flushed(Ok(())) => self.unflushed = false,
-                Step::Wrote(Err(e)) | Step::Flushed(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
+                Step::WriteFailed(e) => return Err(self.down(DownReason::Io(Arc::new(e)))),
                 Step::Read(Ok(0)) => {
                     self.deliver().await?;
                     return Err(self.down(DownReason::Closed));
@@ -113,31 +136,6 @@ impl Driver<'_> {
                 Step::Input(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
             }
         }
-    }
-
-    /// Writes (and flushes) what is queued as far as the socket takes it right now, without
-    /// a trip through the select loop: a message goes out in the same turn it was taken.
-    /// What the socket does not take is left to the loop.
-    fn write_now(&mut self) -> Result<(), SessionEnd> {
-        while !self.core.wbuf.is_empty() {
-            match self.wr.write(&self.core.wbuf).now_or_never() {
-                Some(Ok(0)) => return Err(self.down(DownReason::Closed)),
-                Some(Ok(n)) => {
-                    let _ = self.core.wbuf.split_to(n);
-                    self.unflushed = true;
-                }
-                Some(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
-                None => return Ok(()),
-            }
-        }
-        if self.unflushed {
-            match self.wr.flush().now_or_never() {
-                Some(Ok(())) => self.unflushed = false,
-                Some(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
-                None => {}
-            }
-        }
-        Ok(())
     }
 
     /// Delivers everything decodable in the read buffer: the messages of one read leave in
@@ -158,7 +156,7 @@ impl Driver<'_> {
                     self.core.fail(&e);
                     self.emit(Event::StreamError { stream: self.stream, error: StreamError::WsProtocol(e.clone()) })
                         .await?;
-                    self.flush_bounded().await;
+                    let _ = self.flush_bounded().await;
                     return Err(self.down(DownReason::WsProtocol(e)));
                 }
             }
@@ -171,14 +169,14 @@ impl Driver<'_> {
 
     async fn command(&mut self, cmd: Command) -> Result<(), SessionEnd> {
         let Some(cmd) = self.ctx.pre(cmd).await.map_err(SessionEnd::Exit)? else {
-            if self.ctx.shutting_down && self.core.sent_close.is_none() {
+            if self.ctx.shutting_down && !self.core.sent_close() {
                 // Graceful shutdown of a WebSocket: close it.
                 let _ = self.core.send(&Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown"))));
             }
             return Ok(());
         };
         match cmd {
-            Command::WsSend(stream, message) if stream == self.stream => {
+            Command::WsSend(stream, message, _in_channel) if stream == self.stream => {
                 if let Err(error) = self.core.send(&message) {
                     // After our close frame nothing more may go out; say so once.
                     let first = !matches!(error, StreamError::WsClosed) || !self.core.refused_after_close;
@@ -195,7 +193,7 @@ impl Driver<'_> {
             Command::Cancel(stream) if stream == self.stream => {
                 let _ = self.core.send(&Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))));
             }
-            Command::WsSend(stream, _) => {
+            Command::WsSend(stream, ..) => {
                 self.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
             }
             Command::Request(req) => {
@@ -221,22 +219,25 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Writes what is queued, within the close timeout.
-    async fn flush_bounded(&mut self) {
-        let wbuf = std::mem::take(&mut self.core.wbuf);
+    /// Ends direct sends and writes what is queued, within the close timeout. Returns the
+    /// write half (if the outbox still had it).
+    async fn flush_bounded(&mut self) -> Option<WriteHalf<BoxIo>> {
+        let (io, wbuf) = self.core.out.end();
+        let mut wr = io?;
         let write = async {
-            self.wr.write_all(&wbuf).await?;
-            self.wr.flush().await
+            wr.write_all(&wbuf).await?;
+            wr.flush().await
         };
         if let Ok(Err(e)) = tokio::time::timeout(self.core.close_timeout, write).await {
             tracing::debug!(error = %e, "could not send the close frame");
         }
+        Some(wr)
     }
 
     /// Both close frames are exchanged: flush ours, let the server close the TCP connection
     /// first (RFC 6455 §7.1.1), bounded by the close timeout, then end.
     async fn finish_close(&mut self) -> SessionEnd {
-        self.flush_bounded().await;
+        let wr = self.flush_bounded().await;
         let mut scratch = [0u8; 1024];
         let wait_eof = async {
             while let Ok(n) = self.rd.read(&mut scratch).await {
@@ -246,18 +247,15 @@ impl Driver<'_> {
             }
         };
         let _ = tokio::time::timeout(self.core.close_timeout, wait_eof).await;
-        let _ = tokio::time::timeout(self.core.close_timeout, self.wr.shutdown()).await;
+        if let Some(mut wr) = wr {
+            let _ = tokio::time::timeout(self.core.close_timeout, wr.shutdown()).await;
+        }
         if self.ctx.shutting_down {
             return SessionEnd::Shutdown;
         }
         let close = self.core.received_close.clone().flatten();
-        self.down(DownReason::WsClosed { close, by_us: self.core.closed_by_us })
+        self.down(DownReason::WsClosed { close, by_us: self.core.closed_by_us() })
     }
-}
-
-/// Write some pending bytes, or flush once all are written. Cancel-safe.
-async fn write_or_flush(wr: &mut WriteHalf<BoxIo>, wbuf: &[u8]) -> Step {
-    if wbuf.is_empty() { Step::Flushed(wr.flush().await) } else { Step::Wrote(wr.write(wbuf).await) }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -14,10 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::error::StreamError;
 use crate::event::{Event, StreamRef};
-use crate::ws::{Incoming, Message, WsCore, WsOptions};
-
-/// Outgoing messages are taken only while less than this waits to be written.
-const WRITE_HIGH_WATER: usize = 256 * 1024;
+use crate::ws::{Incoming, Message, WRITE_HIGH_WATER, WsCore, WsOptions};
 
 /// How a WebSocket stream ended, short of completing its closing handshake.
 pub(crate) enum WsEnd {
@@ -67,7 +64,7 @@ pub(crate) async fn run(
             headers: parts.headers,
         })
         .await?;
-    let mut core = WsCore::new(&negotiated, &options, BytesMut::new());
+    let mut core = WsCore::new(&negotiated, &options, BytesMut::new(), None);
     loop {
         // Deliver what is decodable.
         loop {
@@ -90,13 +87,14 @@ pub(crate) async fn run(
             end_gracefully(&mut send, &mut body, &mut core).await;
             return Ok(());
         }
-        if !core.wbuf.is_empty() {
-            send.reserve_capacity(core.wbuf.len());
+        let queued = core.out.queued();
+        if queued > 0 {
+            send.reserve_capacity(queued);
         }
         let deadline = core.close_deadline();
         tokio::select! {
             biased;
-            m = outgoing.recv(), if core.wbuf.len() < WRITE_HIGH_WATER => match m {
+            m = outgoing.recv(), if queued < WRITE_HIGH_WATER => match m {
                 Some(message) => {
                     if let Err(error) = core.send(&message) {
                         let first = !matches!(error, StreamError::WsClosed) || !core.refused_after_close;
@@ -108,10 +106,9 @@ pub(crate) async fn run(
                 }
                 None => return Err(WsEnd::Cancelled),
             },
-            cap = poll_fn(|cx| send.poll_capacity(cx)), if !core.wbuf.is_empty() => match cap {
+            cap = poll_fn(|cx| send.poll_capacity(cx)), if queued > 0 => match cap {
                 Some(Ok(n)) if n > 0 => {
-                    let chunk = core.wbuf.split_to(n.min(core.wbuf.len())).freeze();
-                    send.send_data(chunk, false)?;
+                    send.send_data(core.out.take_chunk(n), false)?;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(WsEnd::H2(e)),
@@ -164,19 +161,19 @@ async fn end_gracefully(send: &mut SendStream<Bytes>, body: &mut h2::RecvStream,
 
 /// Writes the whole write buffer under flow control.
 async fn flush(send: &mut SendStream<Bytes>, core: &mut WsCore) -> Result<(), WsEnd> {
-    while !core.wbuf.is_empty() {
-        send.reserve_capacity(core.wbuf.len());
+    loop {
+        let queued = core.out.queued();
+        if queued == 0 {
+            return Ok(());
+        }
+        send.reserve_capacity(queued);
         match poll_fn(|cx| send.poll_capacity(cx)).await {
             Some(Ok(0)) => {}
-            Some(Ok(n)) => {
-                let chunk = core.wbuf.split_to(n.min(core.wbuf.len())).freeze();
-                send.send_data(chunk, false)?;
-            }
+            Some(Ok(n)) => send.send_data(core.out.take_chunk(n), false)?,
             Some(Err(e)) => return Err(WsEnd::H2(e)),
             None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
         }
     }
-    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

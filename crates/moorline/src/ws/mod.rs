@@ -18,8 +18,10 @@
 mod connect;
 mod core;
 mod options;
+mod outbox;
 
 pub(crate) use self::core::{Incoming, WsCore};
+pub(crate) use self::outbox::{Outbox, Queued, WRITE_HIGH_WATER};
 pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,

@@ -1,0 +1,263 @@
+//! [`Outbox`]: the sending side of one WebSocket, shared by the handles and the driver.
+//!
+//! A handle's `ws_send` encodes its message here itself, with no trip through the worker's
+//! command channel. Over HTTP/1.1 the outbox also holds the socket's write half, so a
+//! message with nothing queued ahead of it is written by the caller at once (a round trip
+//! costs no task switch on the way out). What the socket does not take stays queued, and
+//! the driver is woken to write it. The driver encodes its own frames (pongs, close replies)
+//! here too, so every frame leaves in the order it was queued.
+//!
+//! The socket is only ever polled with the lock held, and a caller polls it with a no-op
+//! waker: whenever such a poll leaves bytes (or a flush) behind, the caller wakes the driver,
+//! whose next poll registers its own waker again. So the driver can never be left waiting
+//! for a readiness nobody will report.
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use moorline_proto::ws::{Encoder, Message};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::io::{AsyncWrite, WriteHalf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::conn::handle::lock;
+use crate::dial::BoxIo;
+use crate::error::StreamError;
+
+/// Messages are queued only while less than this waits to be written; a sender beyond it
+/// waits (backpressure: a server that stops reading slows the sender, memory stays bounded).
+pub(crate) const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// How a message offered to [`Outbox::send`] fared.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Encoded, and written or queued for the driver.
+    Done,
+    /// The session is over: the caller must go through the worker, which reports why.
+    Ended,
+}
+
+/// The sending side of one WebSocket.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<OutState>,
+    /// Wakes the driver: bytes a caller left queued, or a close frame a caller queued.
+    wake: Notify,
+    /// Wakes senders waiting for room, and at the end of the session.
+    room: Notify,
+}
+
+/// What the lock guards.
+pub(crate) struct OutState {
+    encoder: Encoder,
+    rng: StdRng,
+    /// Encoded bytes not yet written.
+    pub(crate) wbuf: BytesMut,
+    /// The socket's write half, when callers may write it themselves (HTTP/1.1).
+    io: Option<WriteHalf<BoxIo>>,
+    /// Written but not flushed (a TLS stream buffers).
+    unflushed: bool,
+    /// When our close frame was queued.
+    pub(crate) sent_close: Option<Instant>,
+    /// Whether our close frame went out before the peer's arrived.
+    pub(crate) closed_by_us: bool,
+    /// The peer's close frame arrived.
+    pub(crate) peer_closed: bool,
+    /// The session is over; senders go through the worker.
+    ended: bool,
+}
+
+impl std::fmt::Debug for OutState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutState")
+            .field("queued", &self.wbuf.len())
+            .field("direct", &self.io.is_some())
+            .field("sent_close", &self.sent_close)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutState {
+    /// Encodes `message` after what is queued. A close frame starts the closing handshake:
+    /// nothing may be sent after it.
+    pub(crate) fn encode(&mut self, message: &Message) -> Result<(), StreamError> {
+        if self.sent_close.is_some() {
+            return Err(StreamError::WsClosed);
+        }
+        let rng = &mut self.rng;
+        self.encoder
+            .encode(message, &mut || rng.random(), &mut self.wbuf)
+            .map_err(|e| StreamError::InvalidRequest(e.to_string()))?;
+        if matches!(message, Message::Close(_)) {
+            self.sent_close = Some(Instant::now());
+            self.closed_by_us = !self.peer_closed;
+        }
+        Ok(())
+    }
+
+    /// Encodes one of our own control frames (always valid; logged rather than fail if not).
+    pub(crate) fn encode_control(&mut self, message: &Message) {
+        let rng = &mut self.rng;
+        if let Err(e) = self.encoder.encode(message, &mut || rng.random(), &mut self.wbuf) {
+            tracing::error!(error = %e, "could not encode a control frame");
+        }
+    }
+
+    /// Writes and flushes what is queued as far as the socket takes it now, registering
+    /// `cx` for what it does not take. `Ready(Ok)` when nothing is left; errors are the
+    /// socket's (a write of zero bytes is `WriteZero`).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut *io).poll_write(cx, &self.wbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    let _ = self.wbuf.split_to(n);
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.unflushed {
+            match Pin::new(io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether the driver has writing (or flushing) to do.
+    pub(crate) fn pending(&self) -> bool {
+        !self.wbuf.is_empty() || self.unflushed
+    }
+}
+
+impl Outbox {
+    /// An outbox for a client WebSocket using `encoder`; with `io`, callers write the
+    /// socket themselves.
+    pub(crate) fn new(encoder: Encoder, io: Option<WriteHalf<BoxIo>>) -> Self {
+        Self {
+            state: Mutex::new(OutState {
+                encoder,
+                rng: StdRng::from_rng(&mut rand::rng()),
+                wbuf: BytesMut::new(),
+                io,
+                unflushed: false,
+                sent_close: None,
+                closed_by_us: false,
+                peer_closed: false,
+                ended: false,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+        }
+    }
+
+    /// The state, locked (never held across an await).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
+        lock(&self.state)
+    }
+
+    /// A handle's send: encode `message` (waiting while the queue is over the high-water
+    /// mark) and, with `now`, write what is queued at once, as far as the socket takes it.
+    /// Without `now` (or without a socket to write), the driver is woken to write it if it
+    /// did not already have work. `Ended` once the driver has let go of the session.
+    pub(crate) async fn send(&self, message: &Message, now: bool) -> Result<Queued, StreamError> {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut s = lock(&self.state);
+                if s.ended {
+                    return Ok(Queued::Ended);
+                }
+                if s.wbuf.len() < WRITE_HIGH_WATER {
+                    let idle = !s.pending();
+                    s.encode(message)?;
+                    let mut tried = false;
+                    if now && s.io.is_some() {
+                        tried = true;
+                        // A failed write leaves the bytes queued: the driver meets the error
+                        // again and ends the session with it.
+                        let _ = s.poll_drain(&mut Context::from_waker(Waker::noop()));
+                    }
+                    let left = s.pending() && (idle || tried);
+                    drop(s);
+                    if left || matches!(message, Message::Close(_)) {
+                        self.wake.notify_one();
+                    }
+                    return Ok(Queued::Done);
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Wakes the driver (a caller left work for it). Cancel-safe; a wake-up before the
+    /// driver waits is kept for it.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The driver's write: drain what is queued, with the driver's waker. Never returns
+    /// `Ready(Ok)`: progress is made inside, and new bytes come with a [`Outbox::woken`].
+    pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let mut s = lock(&self.state);
+        let before = s.wbuf.len();
+        let r = s.poll_drain(cx);
+        let after = s.wbuf.len();
+        drop(s);
+        if before >= WRITE_HIGH_WATER && after < WRITE_HIGH_WATER {
+            self.room.notify_waiters();
+        }
+        match r {
+            Poll::Ready(Err(e)) => Poll::Ready(e),
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Whether there is room for the driver to take more messages from its command channel.
+    pub(crate) fn has_room(&self) -> bool {
+        lock(&self.state).wbuf.len() < WRITE_HIGH_WATER
+    }
+
+    /// The session is over (or closing on the driver's own terms): senders go through the
+    /// worker from now on. Returns the write half and what was queued, for a last bounded
+    /// flush. Idempotent.
+    pub(crate) fn end(&self) -> (Option<WriteHalf<BoxIo>>, BytesMut) {
+        let taken = {
+            let mut s = lock(&self.state);
+            s.ended = true;
+            (s.io.take(), std::mem::take(&mut s.wbuf))
+        };
+        self.room.notify_waiters();
+        taken
+    }
+
+    /// Takes up to `max` queued bytes (HTTP/2: what flow control allows).
+    pub(crate) fn take_chunk(&self, max: usize) -> bytes::Bytes {
+        let mut s = lock(&self.state);
+        let before = s.wbuf.len();
+        let n = max.min(before);
+        let chunk = s.wbuf.split_to(n).freeze();
+        drop(s);
+        if before >= WRITE_HIGH_WATER && before - n < WRITE_HIGH_WATER {
+            self.room.notify_waiters();
+        }
+        chunk
+    }
+
+    /// How many bytes wait to be written.
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.state).wbuf.len()
+    }
+}
