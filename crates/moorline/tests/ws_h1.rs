@@ -122,6 +122,9 @@ async fn reset_and_half_open_end_the_websocket_without_hanging() {
         server.fault(Fault::HalfOpen);
         let started = tokio::time::Instant::now();
         conn.ws_close(&ws, CloseCode::GOING_AWAY, "bye").await.unwrap();
+        // Nothing may follow our close frame: refused at once, with the reason.
+        let late = conn.ws_send(&ws, Message::text("late")).await;
+        assert!(matches!(late, Err(Error::Stream(StreamError::WsClosed))), "{late:?}");
         let (reason, _) = down(&mut events).await;
         assert!(matches!(reason, DownReason::WsCloseTimeout(_)), "{reason:?}");
         let took = started.elapsed();
@@ -330,6 +333,113 @@ async fn many_small_messages_survive_backpressure_and_an_owner_change() {
         let want: Vec<Message> = (0..N).map(|i| Message::text(format!("m{i}"))).collect();
         assert_eq!(got, want);
         assert!(new_events.try_next().is_none(), "nothing more, nothing twice");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fed_and_sent_messages_leave_in_order_and_fed_ones_are_not_left_behind() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, _events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        for i in 0..500 {
+            let m = Message::text(i.to_string());
+            if i % 7 == 0 { conn.ws_send(&ws, m).await.unwrap() } else { conn.ws_feed(&ws, m).await.unwrap() }
+        }
+        // 499 was fed, not sent: the worker writes it once this task waits.
+        server.expect_received(Matcher::Exact("499".into()), T).await.unwrap();
+        let texts: Vec<String> = server
+            .received()
+            .into_iter()
+            .filter_map(|r| match r.frame {
+                Frame::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<String> = (0..500).map(|i: i32| i.to_string()).collect();
+        assert_eq!(texts, expected);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_that_stops_reading_makes_senders_wait_and_close_frees_them() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, _events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        server.fault(Fault::HalfOpen);
+        let big = Message::binary(vec![7u8; 64 << 10]);
+        // The kernel's buffers fill, then the outbox's 256 KiB: then a send waits.
+        let mut sent = 0;
+        while let Ok(r) = tokio::time::timeout(Duration::from_millis(500), conn.ws_send(&ws, big.clone())).await {
+            r.unwrap();
+            sent += 1;
+            assert!(sent < 2000, "ws_send never waited: what is queued would grow without bound");
+        }
+        assert!(sent > 0);
+        // A waiting sender is freed (with an error) when the connection ends.
+        let waiting = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.ws_send(&ws, big).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        conn.close();
+        let r = tokio::time::timeout(T, waiting).await.unwrap().unwrap();
+        assert!(matches!(r, Err(Error::Exited(_))), "{r:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_that_reads_late_still_gets_everything_in_order() {
+    bounded(async {
+        // The server answers the upgrade, then reads nothing for a while: the client's
+        // direct writes meet a full socket and the worker must take over the writing.
+        const N: usize = 200;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let head = read_head(&mut tcp).await;
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("sec-websocket-key: ").or_else(|| l.strip_prefix("Sec-WebSocket-Key: ")))
+                .unwrap()
+                .trim()
+                .to_owned();
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+                accept_key(&key)
+            );
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+            let (mut buf, mut got) = (BytesMut::new(), Vec::new());
+            while got.len() < N {
+                assert!(tcp.read_buf(&mut buf).await.unwrap() > 0, "client closed early");
+                while let Some(m) = decoder.decode(&mut buf).unwrap() {
+                    got.push(m);
+                }
+            }
+            got
+        });
+        let (conn, _events, ws) = open_ws(port, WsOptions::default()).await;
+        let sender = tokio::spawn(async move {
+            for i in 0..N {
+                let mut payload = vec![(i % 251) as u8; 64 << 10];
+                payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                conn.ws_send(&ws, Message::binary(payload)).await.unwrap();
+            }
+            conn
+        });
+        let got = server.await.unwrap();
+        let _conn = sender.await.unwrap();
+        for (i, m) in got.iter().enumerate() {
+            let Message::Binary(b) = m else { panic!("message {i} is {m:?}") };
+            assert_eq!(b.len(), 64 << 10);
+            assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), i as u64);
+        }
     })
     .await;
 }
