@@ -1,9 +1,10 @@
 //! What travels on the worker → owner channel: one event, or a batch of the WebSocket
-//! messages decoded from one read. A batch costs one channel operation (and one wake-up)
+//! messages of one stream decoded from one read. A batch costs one channel operation (and one wake-up)
 //! instead of one per message; the owner's [`Events`](super::owner::Events) unpacks it, so
 //! the owner still sees one event at a time, in order.
 
-use crate::event::Event;
+use crate::event::{Event, StreamRef};
+use crate::ws::Message;
 
 /// The most events one batch carries (so the channel's capacity, counted in deliveries,
 /// still bounds what waits for the owner).
@@ -14,8 +15,9 @@ pub(crate) const MAX_BATCH: usize = 32;
 pub(crate) enum Delivery {
     /// A single event.
     One(Event),
-    /// Several events, in order (never empty).
-    Many(Vec<Event>),
+    /// Messages of one WebSocket, in order (never empty): each is an
+    /// [`Event::Ws`] to the owner. Only the messages travel (not a whole `Event` each).
+    Ws(StreamRef, Vec<Message>),
 }
 
 impl From<Event> for Delivery {

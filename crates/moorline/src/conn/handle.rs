@@ -95,15 +95,32 @@ impl Shared {
         lock(&self.info).exit.clone()
     }
 
-    /// The outbox to send on `stream` directly, unless messages sent earlier are still on
-    /// their way through the command channel (they must go first).
-    fn direct_outbox(&self, stream: &StreamRef) -> Option<Arc<Outbox>> {
+    /// Sends on `stream` through its outbox, unless messages sent earlier are still on their
+    /// way through the command channel (they must go first) or the stream has no outbox.
+    /// `None`: the caller must go through the worker.
+    async fn ws_direct(&self, stream: &StreamRef, message: &Message, now: bool) -> Option<Result<(), Error>> {
         if self.ws_in_channel.load(Ordering::Acquire) != 0 {
             return None;
         }
-        match &*lock(&self.ws_out) {
-            Some((s, out)) if s == stream => Some(out.clone()),
-            _ => None,
+        let out = {
+            let slot = lock(&self.ws_out);
+            let (s, out) = slot.as_ref()?;
+            if s != stream {
+                return None;
+            }
+            match out.try_send(message, now) {
+                Some(Ok(Queued::Done)) => return Some(Ok(())),
+                Some(Ok(Queued::Ended)) => return None,
+                Some(Err(e)) => return Some(Err(Error::Stream(e))),
+                // The queue is full: wait for room.
+                None => out.clone(),
+            }
+        };
+        match out.send(message, now).await {
+            Ok(Queued::Done) => Some(Ok(())),
+            // The session just ended: the worker reports what became of the stream.
+            Ok(Queued::Ended) => None,
+            Err(e) => Some(Err(Error::Stream(e))),
         }
     }
 }
@@ -295,13 +312,8 @@ impl Connection {
     async fn ws_queue(&self, stream: &StreamRef, message: Message, now: bool) -> Result<(), Error> {
         self.check(stream)?;
         check_outgoing(&message)?;
-        if let Some(out) = self.shared.direct_outbox(stream) {
-            match out.send(&message, now).await {
-                Ok(Queued::Done) => return Ok(()),
-                // The session just ended: the worker reports what became of the stream.
-                Ok(Queued::Ended) => {}
-                Err(e) => return Err(Error::Stream(e)),
-            }
+        if let Some(sent) = self.shared.ws_direct(stream, &message, now).await {
+            return sent;
         }
         let in_channel = InChannel::new(&self.shared.ws_in_channel);
         self.send(Command::WsSend(*stream, message, in_channel)).await

@@ -27,8 +27,10 @@ pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;
 pub struct Events {
     conn: u64,
     rx: mpsc::Receiver<Delivery>,
-    /// The rest of the last batch received: delivered, not yet looked at.
+    /// Events delivered and put back unlooked-at (by `await_ws`'s fast path): they come first.
     inbox: VecDeque<Event>,
+    /// The rest of the last batch of WebSocket messages received, after `inbox`.
+    batch: Option<(StreamRef, std::vec::IntoIter<Message>)>,
     stash: VecDeque<Event>,
     stash_limit: usize,
     moved: bool,
@@ -59,6 +61,7 @@ impl Events {
             conn,
             rx,
             inbox: VecDeque::new(),
+            batch: None,
             stash: VecDeque::new(),
             stash_limit: DEFAULT_STASH_LIMIT,
             moved: false,
@@ -103,26 +106,63 @@ impl Events {
     /// Cancel-safe (a batch is unpacked in the same poll that receives it).
     async fn recv(&mut self) -> Option<Event> {
         loop {
-            if let Some(ev) = self.inbox.pop_front() {
+            if let Some(ev) = self.unpacked() {
                 return Some(ev);
             }
             match self.rx.recv().await? {
                 Delivery::One(ev) => return Some(ev),
-                Delivery::Many(batch) => self.inbox = VecDeque::from(batch),
+                Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
             }
         }
     }
 
     fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
         loop {
-            if let Some(ev) = self.inbox.pop_front() {
+            if let Some(ev) = self.unpacked() {
                 return Ok(ev);
             }
             match self.rx.try_recv()? {
                 Delivery::One(ev) => return Ok(ev),
-                Delivery::Many(batch) => self.inbox = VecDeque::from(batch),
+                Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
             }
         }
+    }
+
+    /// The next event already delivered, if any: put-back ones first, then the batch.
+    fn unpacked(&mut self) -> Option<Event> {
+        if let Some(ev) = self.inbox.pop_front() {
+            return Some(ev);
+        }
+        let (stream, messages) = self.batch.as_mut()?;
+        match messages.next() {
+            Some(message) => Some(Event::Ws { stream: *stream, message }),
+            None => {
+                self.batch = None;
+                None
+            }
+        }
+    }
+
+    /// `await_ws`'s fast path: the next delivered event, if it is a data message of
+    /// `stream` (taken by value, no `Event` built). Anything else stays where it was.
+    fn next_data_message(&mut self, stream: StreamRef) -> Option<Message> {
+        if !self.stash.is_empty() || !self.inbox.is_empty() {
+            return None;
+        }
+        if self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) {
+            match self.rx.try_recv().ok()? {
+                Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
+                Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
+                    return Some(message);
+                }
+                Delivery::One(ev) => {
+                    self.inbox.push_back(ev);
+                    return None;
+                }
+            }
+        }
+        let (s, messages) = self.batch.as_mut()?;
+        if *s == stream && messages.as_slice().first().is_some_and(is_data) { messages.next() } else { None }
     }
 
     fn observe(&mut self, ev: &Event) {
@@ -263,15 +303,9 @@ impl Events {
         self.check(stream)?;
         let s = *stream;
         // Fast path (a busy stream): nothing set aside and the next event is a data message for
-        // this stream; it is taken by value. Anything else goes back where it was, for the wait.
-        if self.stash.is_empty() {
-            match self.try_recv() {
-                Ok(Event::Ws { stream, message }) if stream == s && !matches!(message, Message::Close(_)) => {
-                    return Ok(message);
-                }
-                Ok(other) => self.inbox.push_front(other),
-                Err(_) => {}
-            }
+        // this stream; it is taken by value. Anything else stays where it was, for the wait.
+        if let Some(message) = self.next_data_message(s) {
+            return Ok(message);
         }
         let message = self
             .wait(timeout, move |ev| match ev {
@@ -392,6 +426,11 @@ impl Events {
             keep
         });
     }
+}
+
+/// A message that neither ends nor controls the WebSocket.
+fn is_data(message: &Message) -> bool {
+    matches!(message, Message::Text(_) | Message::Binary(_))
 }
 
 /// The verdict for events that end a stream early.

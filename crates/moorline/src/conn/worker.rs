@@ -22,6 +22,7 @@ use crate::error::{ConnectError, DownReason, ExitReason, Failure, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::{Emitter, Step};
 use crate::options::{ConnectOptions, Transport};
+use crate::ws::Message;
 
 /// What every attempt needs, immutable for the connection's life.
 pub(crate) struct Setup {
@@ -60,9 +61,11 @@ pub(crate) struct Ctx {
     owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
     pub(crate) owner: mpsc::Sender<Delivery>,
     pub(crate) shutting_down: bool,
-    /// Events held back by [`Ctx::emit_batched`], sent together by [`Ctx::flush_events`] (or
-    /// before the next [`Ctx::emit`], so order holds).
-    batch: Vec<Event>,
+    /// WebSocket messages held back by [`Ctx::emit_ws`], sent together by
+    /// [`Ctx::flush_events`] (or before the next [`Ctx::emit`], so order holds).
+    batch: Vec<Message>,
+    /// The stream of the messages in `batch`.
+    batch_stream: Option<StreamRef>,
 }
 
 /// What the worker hears from outside, besides its socket.
@@ -93,23 +96,31 @@ impl Ctx {
         self.deliver(Delivery::One(ev)).await
     }
 
-    /// Like [`Ctx::emit`], but the event may wait (at most [`MAX_BATCH`] of them) to leave
-    /// with the next ones in one delivery. The caller must call [`Ctx::flush_events`] before
-    /// it waits for anything.
-    pub(crate) async fn emit_batched(&mut self, ev: Event) -> Result<(), ExitReason> {
-        self.batch.push(ev);
+    /// Like [`Ctx::emit`] of an [`Event::Ws`], but the message may wait (at most
+    /// [`MAX_BATCH`] of them) to leave with the next ones of the same stream in one delivery.
+    /// The caller must call [`Ctx::flush_events`] before it waits for anything.
+    pub(crate) async fn emit_ws(&mut self, stream: StreamRef, message: Message) -> Result<(), ExitReason> {
+        if self.batch_stream != Some(stream) {
+            self.flush_events().await?;
+            self.batch_stream = Some(stream);
+        }
+        self.batch.push(message);
         if self.batch.len() >= MAX_BATCH { self.flush_events().await } else { Ok(()) }
     }
 
-    /// Sends the events [`Ctx::emit_batched`] held back.
+    /// Sends the messages [`Ctx::emit_ws`] held back.
     pub(crate) async fn flush_events(&mut self) -> Result<(), ExitReason> {
-        let delivery = match self.batch.len() {
-            0 => return Ok(()),
-            1 => match self.batch.pop() {
-                Some(ev) => Delivery::One(ev),
+        let Some(stream) = self.batch_stream else { return Ok(()) };
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let delivery = if self.batch.len() == 1 {
+            match self.batch.pop() {
+                Some(message) => Delivery::One(Event::Ws { stream, message }),
                 None => return Ok(()),
-            },
-            _ => Delivery::Many(std::mem::replace(&mut self.batch, Vec::with_capacity(MAX_BATCH))),
+            }
+        } else {
+            Delivery::Ws(stream, std::mem::replace(&mut self.batch, Vec::with_capacity(MAX_BATCH)))
         };
         self.deliver(delivery).await
     }
@@ -218,7 +229,16 @@ pub(crate) fn spawn(
 ) {
     let em = Emitter { connection: shared.id, hook: opts.hook.clone() };
     let setup = Arc::new(Setup { target, opts, em: em.clone() });
-    let ctx = Ctx { shared: shared.clone(), setup, cmd_rx, owner_rx, owner, shutting_down: false, batch: Vec::new() };
+    let ctx = Ctx {
+        shared: shared.clone(),
+        setup,
+        cmd_rx,
+        owner_rx,
+        owner,
+        shutting_down: false,
+        batch: Vec::new(),
+        batch_stream: None,
+    };
     let worker = rt.spawn(run(ctx));
     *lock(&shared.abort) = Some(worker.abort_handle());
     rt.spawn(supervise(worker, shared, em));

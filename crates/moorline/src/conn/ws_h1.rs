@@ -145,8 +145,7 @@ impl Driver<'_> {
             match self.core.next_incoming() {
                 Ok(None) => return self.ctx.flush_events().await.map_err(SessionEnd::Exit),
                 Ok(Some(Incoming::Message(message))) => {
-                    let event = Event::Ws { stream: self.stream, message };
-                    self.ctx.emit_batched(event).await.map_err(SessionEnd::Exit)?;
+                    self.ctx.emit_ws(self.stream, message).await.map_err(SessionEnd::Exit)?;
                 }
                 Ok(Some(Incoming::Closed(frame))) => {
                     self.emit(Event::Ws { stream: self.stream, message: Message::Close(frame) }).await?;

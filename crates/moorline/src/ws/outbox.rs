@@ -175,31 +175,39 @@ impl Outbox {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut s = lock(&self.state);
-                if s.ended {
-                    return Ok(Queued::Ended);
-                }
-                if s.wbuf.len() < WRITE_HIGH_WATER {
-                    let idle = !s.pending();
-                    s.encode(message)?;
-                    let mut tried = false;
-                    if now && s.io.is_some() {
-                        tried = true;
-                        // A failed write leaves the bytes queued: the driver meets the error
-                        // again and ends the session with it.
-                        let _ = s.poll_drain(&mut Context::from_waker(Waker::noop()));
-                    }
-                    let left = s.pending() && (idle || tried);
-                    drop(s);
-                    if left || matches!(message, Message::Close(_)) {
-                        self.wake.notify_one();
-                    }
-                    return Ok(Queued::Done);
-                }
+            if let Some(done) = self.try_send(message, now) {
+                return done;
             }
             room.await;
         }
+    }
+
+    /// [`Outbox::send`] without waiting: `None` when the queue is over the high-water mark.
+    pub(crate) fn try_send(&self, message: &Message, now: bool) -> Option<Result<Queued, StreamError>> {
+        let mut s = lock(&self.state);
+        if s.ended {
+            return Some(Ok(Queued::Ended));
+        }
+        if s.wbuf.len() >= WRITE_HIGH_WATER {
+            return None;
+        }
+        let idle = !s.pending();
+        if let Err(e) = s.encode(message) {
+            return Some(Err(e));
+        }
+        let mut tried = false;
+        if now && s.io.is_some() {
+            tried = true;
+            // A failed write leaves the bytes queued: the driver meets the error again and
+            // ends the session with it.
+            let _ = s.poll_drain(&mut Context::from_waker(Waker::noop()));
+        }
+        let left = s.pending() && (idle || tried);
+        drop(s);
+        if left || matches!(message, Message::Close(_)) {
+            self.wake.notify_one();
+        }
+        Some(Ok(Queued::Done))
     }
 
     /// Wakes the driver (a caller left work for it). Cancel-safe; a wake-up before the
