@@ -4,6 +4,7 @@
 //! owner is always told.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -60,6 +61,9 @@ pub(crate) struct Ctx {
     cmd_rx: mpsc::Receiver<Command>,
     owner_rx: mpsc::Receiver<oneshot::Sender<Events>>,
     pub(crate) owner: mpsc::Sender<Delivery>,
+    /// Resolves when the current owner drops its receiver. Kept between polls (rather
+    /// than a fresh `owner.closed()` on each), as the worker polls it on every turn.
+    owner_closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     pub(crate) shutting_down: bool,
     /// WebSocket messages held back by [`Ctx::emit_ws`], sent together by
     /// [`Ctx::flush_events`] (or before the next [`Ctx::emit`], so order holds).
@@ -162,7 +166,11 @@ impl Ctx {
                 biased;
                 Some(reply) = self.owner_rx.recv() => reply,
                 c = self.cmd_rx.recv() => return c.map_or(Input::HandlesDropped, Input::Command),
-                _ = self.owner.closed() => return Input::OwnerGone,
+                () = &mut self.owner_closed => {
+                    // Resolved once: never poll the finished future again.
+                    self.owner_closed = Box::pin(std::future::pending());
+                    return Input::OwnerGone;
+                }
             };
             self.set_owner(reply);
         }
@@ -204,6 +212,7 @@ impl Ctx {
     fn set_owner(&mut self, reply: oneshot::Sender<Events>) {
         let (tx, rx) = mpsc::channel(self.setup.opts.event_buffer);
         let old = std::mem::replace(&mut self.owner, tx.clone());
+        self.owner_closed = closed_future(&tx);
         *lock(&self.shared.owner) = Some(tx);
         // The old owner gets the notice after what was already queued for it, then its end.
         tokio::spawn(async move {
@@ -211,6 +220,12 @@ impl Ctx {
         });
         let _ = reply.send(Events::new(self.shared.id, rx));
     }
+}
+
+/// A future that resolves when `owner`'s receiver is dropped.
+fn closed_future(owner: &mpsc::Sender<Delivery>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let owner = owner.clone();
+    Box::pin(async move { owner.closed().await })
 }
 
 fn set_state(shared: &Shared, state: State) {
@@ -234,6 +249,7 @@ pub(crate) fn spawn(
         setup,
         cmd_rx,
         owner_rx,
+        owner_closed: closed_future(&owner),
         owner,
         shutting_down: false,
         batch: Vec::new(),

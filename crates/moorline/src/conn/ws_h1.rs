@@ -95,26 +95,31 @@ impl Driver<'_> {
                 self.core.rbuf.reserve(READ_CHUNK);
             }
             // Take the commands already waiting in one go: their frames then leave in one write.
-            while out.has_room() && !self.core.is_closed() {
-                match self.ctx.try_input() {
-                    None => break,
-                    Some(Input::Command(cmd)) => self.command(cmd).await?,
-                    Some(Input::HandlesDropped) => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
-                    Some(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
+            while out.has_room()
+                && let Some(input) = self.ctx.try_input()
+            {
+                match input {
+                    Input::Command(cmd) => self.command(cmd).await?,
+                    Input::HandlesDropped => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
+                    Input::OwnerGone => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
+                }
+                if self.core.is_closed() {
+                    break;
                 }
             }
-            if self.core.is_closed() {
+            let (take_input, sent_close) = out.status();
+            if sent_close.is_some() && self.core.received_close.is_some() {
                 return Ok(self.finish_close().await);
             }
-            let take_input = out.has_room();
-            let deadline = self.core.close_deadline();
+            let deadline =
+                sent_close.filter(|_| self.core.received_close.is_none()).map(|at| at + self.core.close_timeout);
             // The write arm drains the outbox (in the same turn a message was queued) and
             // stays pending; it ends the select only on a socket error.
             let step = tokio::select! {
                 biased;
                 i = self.ctx.input(), if take_input => Step::Input(i),
                 e = poll_fn(|cx| out.poll_write_out(cx)) => Step::WriteFailed(e),
-                () = out.woken() => Step::Woken,
+                () = poll_fn(|cx| out.poll_woken(cx)) => Step::Woken,
                 r = self.rd.read_buf(&mut self.core.rbuf) => Step::Read(r),
                 () = sleep_until(deadline), if deadline.is_some() => Step::CloseTimeout,
             };

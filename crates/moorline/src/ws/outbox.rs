@@ -14,9 +14,11 @@
 
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
+use futures_util::task::AtomicWaker;
 use moorline_proto::ws::{Encoder, Message};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -46,7 +48,9 @@ pub(crate) enum Queued {
 pub(crate) struct Outbox {
     state: Mutex<OutState>,
     /// Wakes the driver: bytes a caller left queued, or a close frame a caller queued.
-    wake: Notify,
+    /// (A flag and a waker rather than a `Notify`: the driver polls it on every turn.)
+    wake: AtomicWaker,
+    woken: AtomicBool,
     /// Wakes senders waiting for room, and at the end of the session.
     room: Notify,
 }
@@ -156,7 +160,8 @@ impl Outbox {
                 peer_closed: false,
                 ended: false,
             }),
-            wake: Notify::new(),
+            wake: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
             room: Notify::new(),
         }
     }
@@ -205,15 +210,24 @@ impl Outbox {
         let left = s.pending() && (idle || tried);
         drop(s);
         if left || matches!(message, Message::Close(_)) {
-            self.wake.notify_one();
+            self.woken.store(true, Ordering::Release);
+            self.wake.wake();
         }
         Some(Ok(Queued::Done))
     }
 
-    /// Wakes the driver (a caller left work for it). Cancel-safe; a wake-up before the
-    /// driver waits is kept for it.
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await;
+    /// Ready once a caller left work for the driver (a wake-up before the driver polls is
+    /// kept for it).
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.wake.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
+    }
+
+    /// Room below the high-water mark, and when our close frame was queued (if it was):
+    /// what the driver checks on each turn, under one lock.
+    pub(crate) fn status(&self) -> (bool, Option<Instant>) {
+        let s = lock(&self.state);
+        (s.wbuf.len() < WRITE_HIGH_WATER, s.sent_close)
     }
 
     /// The driver's write: drain what is queued, with the driver's waker. Never returns
