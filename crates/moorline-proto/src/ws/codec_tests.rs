@@ -299,3 +299,44 @@ fn encoder_masks_fragments_with_fresh_keys_and_refuses_bad_control_frames() {
     // Close reasons are cut to 123 bytes at a character boundary.
     assert_eq!(CloseFrame::new(CloseCode::NORMAL, &"é".repeat(100)).reason.len(), 122);
 }
+
+#[test]
+fn short_frames_take_the_fast_path_with_every_rule_kept() {
+    // Many short frames in one buffer, split anywhere: each comes out whole, in order.
+    let mut wire = BytesMut::new();
+    for i in 0..100u8 {
+        wire.extend_from_slice(&frame(0x81, format!("m{i}").as_bytes()));
+        wire.extend_from_slice(&frame(0x82, &[i; 3]));
+    }
+    for cut in [1usize, 2, 3, 7, wire.len()] {
+        let mut decoder = client();
+        let (mut buf, mut got, mut rest) = (BytesMut::new(), Vec::new(), &wire[..]);
+        while !rest.is_empty() {
+            let n = cut.min(rest.len());
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(m) = decoder.decode(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 200, "cut {cut}");
+        assert_eq!(got[10], Message::text("m5"));
+        assert_eq!(got[11], Message::Binary(Bytes::from(vec![5u8; 3])));
+    }
+    // Invalid UTF-8 in a short text frame.
+    assert_eq!(err(frame(0x81, &[0xff, 0xfe])), ProtocolError::InvalidUtf8);
+    // A short frame over a (small) frame or message limit is still refused.
+    let limits = Limits { max_frame_size: 4, max_message_size: 64 };
+    let e = decode_all(&mut Decoder::new(Role::Client, limits, None), frame(0x82, &[0; 5])).unwrap_err();
+    assert!(matches!(e, ProtocolError::FrameTooBig { .. }), "{e:?}");
+    let limits = Limits { max_frame_size: 64, max_message_size: 4 };
+    let e = decode_all(&mut Decoder::new(Role::Client, limits, None), frame(0x81, b"hello")).unwrap_err();
+    assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
+    // A whole frame in the middle of a fragmented message is a violation, not a message.
+    let mut wire = frame(0x01, b"first");
+    wire.extend_from_slice(&frame(0x81, b"whole"));
+    assert_eq!(err(wire), ProtocolError::UnfinishedMessage);
+    // A server (masked frames expected) never takes the client's fast path.
+    let mut server = Decoder::new(Role::Server, Limits::default(), None);
+    assert_eq!(decode_all(&mut server, frame(0x81, b"hi")).unwrap_err(), ProtocolError::UnmaskedFrame);
+}

@@ -115,6 +115,9 @@ impl Decoder {
     /// bytes are needed. After an error the connection must be closed (with
     /// [`ProtocolError::close_code`]); the decoder's state is then unspecified.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        if let Some(message) = self.decode_short(src) {
+            return message.map(Some);
+        }
         loop {
             let header = match self.header {
                 Some(h) => h,
@@ -138,6 +141,36 @@ impl Decoder {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// The common case in one step: a short (under 126 bytes), whole, unfragmented and
+    /// uncompressed text or binary frame from a server, with nothing in progress. `None`
+    /// when the case does not apply (the general path then decides, with every check).
+    #[inline]
+    fn decode_short(&mut self, src: &mut BytesMut) -> Option<Result<Message, ProtocolError>> {
+        let [b0, b1, ..] = src[..] else { return None };
+        // FIN, no RSV bits, text or binary; unmasked with a 7-bit length.
+        let len = usize::from(b1);
+        if !(b0 == 0x81 || b0 == 0x82)
+            || b1 >= 126
+            || self.role != Role::Client
+            || self.header.is_some()
+            || self.partial.is_some()
+            || src.len() < 2 + len
+            || len > self.limits.max_frame_size
+            || len > self.limits.max_message_size
+        {
+            return None;
+        }
+        src.advance(2);
+        let payload = src.split_to(len).freeze();
+        if b0 == 0x82 {
+            return Some(Ok(Message::Binary(payload)));
+        }
+        Some(match simdutf8::basic::from_utf8(&payload) {
+            Ok(_) => Ok(Message::Text(Utf8Bytes::from_validated(payload))),
+            Err(_) => Err(ProtocolError::InvalidUtf8),
+        })
     }
 
     /// Whether a fragmented message is in progress.
