@@ -443,3 +443,58 @@ async fn a_server_that_reads_late_still_gets_everything_in_order() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn senders_on_several_threads_keep_their_own_order_and_lose_nothing() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let (conn, _events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
+        const TASKS: usize = 4;
+        const EACH: usize = 2000;
+        let senders: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let m = Message::text(format!("{t}:{i}"));
+                        // Mixed: most are fed (queued), some written at once, some big.
+                        if i % 100 == 99 {
+                            conn.ws_send(&ws, Message::binary(vec![t as u8; 100_000])).await.unwrap();
+                        }
+                        if i % 5 == 0 {
+                            conn.ws_send(&ws, m).await.unwrap()
+                        } else {
+                            conn.ws_feed(&ws, m).await.unwrap()
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await.unwrap();
+        }
+        for t in 0..TASKS {
+            server.expect_received(Matcher::Exact(format!("{t}:{}", EACH - 1)), T).await.unwrap();
+        }
+        let mut next = [0usize; TASKS];
+        let mut big = 0;
+        for r in server.received() {
+            match r.frame {
+                Frame::Text(text) => {
+                    let (t, i) = text.split_once(':').unwrap();
+                    let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+                    assert_eq!(i, next[t], "task {t} out of order");
+                    next[t] += 1;
+                }
+                Frame::Binary(b) => {
+                    assert_eq!(b.len(), 100_000);
+                    big += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(next, [EACH; TASKS]);
+        assert_eq!(big, TASKS * EACH / 100);
+    })
+    .await;
+}
