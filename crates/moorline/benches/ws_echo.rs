@@ -377,7 +377,10 @@ fn main() {
         "latency" => false,
         only => only == size.to_string(),
     });
+    // `WS_ECHO_SCALE=10` sends ten times as many messages per run (profiling).
+    let scale: usize = std::env::var("WS_ECHO_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     for &(label, size, total) in sizes {
+        let total = total * scale.max(1);
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
         for run in 0..runs {
             for k in 0..clients.len() {
