@@ -5,7 +5,9 @@
 //! thread). Each figure is the median of several runs; clients take turns within a run, and
 //! the ratios are paired: per run, against the peer with the best median, then the median.
 //!
-//! `cargo bench -p moorline --bench ws_echo` (set `WS_ECHO_RUNS` to change the run count).
+//! `cargo bench -p moorline --bench ws_echo`. Environment: `WS_ECHO_RUNS` (run count, 5), `WS_ECHO_ONLY`
+//! (`64`, `16384`, `throughput` or `latency`), `WS_ECHO_CLIENTS` (a comma list of client names) and
+//! `WS_ECHO_SCALE` (N times as many messages per run, for profiling).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
