@@ -30,12 +30,9 @@ use crate::conn::handle::lock;
 use crate::dial::BoxIo;
 use crate::error::StreamError;
 
-/// The most one write syscall is given. A long queue leaves in several writes rather than
-/// one: measured on loopback (`ws_echo`, 16 KiB messages, 64 in flight), one write of the
-/// whole queue (often 250 KiB and more) ran at 0.74-0.88x of tokio-websockets, 64 KiB
-/// chunks at 0.6x, 32-48 KiB chunks at 0.97-1.06x (medians of paired runs; the cause lies in
-/// how loopback TCP, with its 64 KiB MTU, paces big writes). Over a real network 48 KiB per
-/// syscall still amortizes the syscall well.
+/// The most one write syscall is given: a long queue leaves in several writes. Chosen by
+/// measurement (the 16 KiB `ws_echo`; figures in docs/DESIGN.md, "Outbox"): one write of a
+/// whole burst, and 64 KiB chunks, were markedly slower on loopback than 32-48 KiB chunks.
 pub(crate) const WRITE_CHUNK: usize = 48 * 1024;
 /// Messages are queued only while less than this waits to be written; a sender beyond it
 /// waits (backpressure: a server that stops reading slows the sender, memory stays bounded).
