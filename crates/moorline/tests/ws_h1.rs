@@ -362,6 +362,108 @@ async fn fed_and_sent_messages_leave_in_order_and_fed_ones_are_not_left_behind()
     .await;
 }
 
+/// A blocking server on its own thread (so it runs while the test's runtime thread is busy):
+/// answers the upgrade, writes `burst` text frames in one write, then reports each text frame
+/// the client sends back, in order, on the returned channel.
+fn threaded_burst_server(burst: usize) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-key: ").or_else(|| l.strip_prefix("Sec-WebSocket-Key: ")))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+            accept_key(&key)
+        )
+        .into_bytes();
+        tcp.write_all(&out).unwrap();
+        out.clear();
+        let mut frames = BytesMut::new();
+        for i in 0..burst {
+            write_frame(true, false, 1, format!("m{i}").as_bytes(), None, &mut frames);
+        }
+        // Give the client time to see the 101 first, then send the whole burst at once.
+        std::thread::sleep(Duration::from_millis(100));
+        tcp.write_all(&frames).unwrap();
+        let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+        let mut received = BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Ok(n) = tcp.read(&mut chunk) else { return };
+            if n == 0 {
+                return;
+            }
+            received.extend_from_slice(&chunk[..n]);
+            while let Ok(Some(m)) = decoder.decode(&mut received) {
+                if let Message::Text(t) = m {
+                    if tx.send(t.to_string()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+// The owner's task works through a burst of received messages and feeds a reply to each,
+// never yielding (so, on this single-threaded runtime, the connection's worker cannot run):
+// the replies still reach the server during the burst, because `await_ws` writes what was
+// fed as it hands out messages. Then the last reply follows once the task waits.
+#[tokio::test]
+async fn replies_fed_while_working_through_a_burst_leave_during_the_burst() {
+    bounded(async {
+        const BURST: usize = 16;
+        let (port, replies) = threaded_burst_server(BURST);
+        let (conn, mut events, ws) = open_ws(port, WsOptions::default()).await;
+        let first = events.await_ws(&ws, T).await.unwrap();
+        assert_eq!(first, Message::text("m0"));
+        // Let the whole burst arrive and be delivered.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        conn.ws_feed(&ws, Message::text("r0")).await.unwrap();
+        for i in 1..BURST {
+            // The fast path: nothing in here may yield to the runtime.
+            let m = events.await_ws(&ws, T).await.unwrap();
+            assert_eq!(m, Message::text(format!("m{i}")));
+            conn.ws_feed(&ws, Message::text(format!("r{i}"))).await.unwrap();
+        }
+        // Block this thread (the worker's too): what the server gets now was written by the
+        // owner's own awaits.
+        let mut early = Vec::new();
+        while let Ok(r) = replies.recv_timeout(Duration::from_millis(500)) {
+            early.push(r);
+        }
+        assert!(early.len() >= BURST / 2, "only {early:?} left during the burst");
+        assert!(early.len() < BURST, "the last reply was fed after the last await: {early:?}");
+        // Once this task waits, the worker writes the rest.
+        let mut all = early;
+        while all.len() < BURST {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while let Ok(r) = replies.try_recv() {
+                all.push(r);
+            }
+        }
+        let expected: Vec<String> = (0..BURST).map(|i| format!("r{i}")).collect();
+        assert_eq!(all, expected);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_server_that_stops_reading_makes_senders_wait_and_close_frees_them() {
     bounded(async {

@@ -85,6 +85,12 @@ pub(crate) struct Shared {
     ws_in_channel: Arc<AtomicUsize>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     /// A fresh stream reference of this connection.
     pub(crate) fn new_stream(&self) -> StreamRef {
@@ -93,6 +99,14 @@ impl Shared {
 
     fn exit_reason(&self) -> Option<ExitReason> {
         lock(&self.info).exit.clone()
+    }
+
+    /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
+    /// takes it now (the rest is the driver's).
+    pub(crate) fn ws_write_fed(&self) {
+        if let Some((_, out)) = lock(&self.ws_out).as_ref() {
+            out.write_now();
+        }
     }
 
     /// Sends on `stream` through its outbox, unless messages sent earlier are still on their
@@ -192,7 +206,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
-    Ok((Connection { shared, cmd: cmd_tx, owner: owner_tx }, Events::new(id, ev_rx)))
+    Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
 }
 
 impl Connection {
@@ -293,9 +307,12 @@ impl Connection {
     }
 
     /// Queue a message on a WebSocket stream without writing it yet: it leaves with the next
-    /// [`Connection::ws_send`], or when the connection's worker next runs (at the latest once
-    /// the calling task waits). A burst of messages fed one by one thus leaves in one write,
-    /// as with `SinkExt::feed` and `flush`. Errors as for [`Connection::ws_send`].
+    /// [`Connection::ws_send`], when the owner's [`Events::await_ws`] has handed out a few
+    /// more messages (four) or goes for the next batch, or when the connection's worker next
+    /// runs (at the latest once the calling task waits). A burst of messages fed one by one
+    /// thus leaves in a few writes, as with `SinkExt::feed` and `flush`, and replies fed
+    /// while working through received messages leave without waiting for the whole burst.
+    /// Errors as for [`Connection::ws_send`].
     ///
     /// ```no_run
     /// # async fn demo(conn: moorline::Connection, ws: moorline::StreamRef) -> Result<(), moorline::Error> {

@@ -7,6 +7,7 @@
 //! connection: no monitor to set up, none to forget.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::Delivery;
+use super::handle::Shared;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
 use crate::ws::{HandshakeError, Message, Upgraded};
@@ -26,6 +28,9 @@ pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Events {
     conn: u64,
+    /// The connection's shared state: `await_ws` writes what `ws_feed` queued through the
+    /// outbox found there (see [`WRITE_FED_EVERY`]).
+    shared: Arc<Shared>,
     rx: mpsc::Receiver<Delivery>,
     /// Events delivered and put back unlooked-at (by `await_ws`'s fast path): they come first.
     inbox: VecDeque<Event>,
@@ -38,7 +43,17 @@ pub struct Events {
     /// Streams recently ended by `Down` or `StreamError`, so that a later await on one fails at
     /// once even after the owner consumed the event that ended it.
     gone: VecDeque<(StreamRef, Error)>,
+    /// Messages `await_ws` handed out from batches since it last wrote fed bytes.
+    taken: usize,
 }
+
+/// `await_ws` writes what [`Connection::ws_feed`](crate::Connection::ws_feed) queued each time
+/// it has handed out this many messages from a batch (and whenever it starts on a new batch),
+/// so that replies fed while a burst is worked through leave during the burst, not after it.
+/// Chosen by measurement (the 64 B `ws_echo`; sweep in docs/DESIGN.md, "Awaits"): writing
+/// every one or two messages costs more in syscalls than it gains, eight or more leaves the
+/// peer idle longer.
+const WRITE_FED_EVERY: usize = 4;
 
 /// How many ended streams `Events` remembers.
 const GONE_MEMORY: usize = 4096;
@@ -56,9 +71,10 @@ enum Verdict<T> {
 }
 
 impl Events {
-    pub(crate) fn new(conn: u64, rx: mpsc::Receiver<Delivery>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Delivery>) -> Self {
         Self {
-            conn,
+            conn: shared.id,
+            shared,
             rx,
             inbox: VecDeque::new(),
             batch: None,
@@ -67,6 +83,7 @@ impl Events {
             moved: false,
             exit: None,
             gone: VecDeque::new(),
+            taken: 0,
         }
     }
 
@@ -150,6 +167,7 @@ impl Events {
             return None;
         }
         if self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) {
+            self.shared.ws_write_fed();
             match self.rx.try_recv().ok()? {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
                 Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
@@ -162,7 +180,17 @@ impl Events {
             }
         }
         let (s, messages) = self.batch.as_mut()?;
-        if *s == stream && messages.as_slice().first().is_some_and(is_data) { messages.next() } else { None }
+        if *s == stream && messages.as_slice().first().is_some_and(is_data) {
+            self.taken += 1;
+            if self.taken >= WRITE_FED_EVERY {
+                self.taken = 0;
+                self.shared.ws_write_fed();
+            }
+            let (_, messages) = self.batch.as_mut()?;
+            messages.next()
+        } else {
+            None
+        }
     }
 
     fn observe(&mut self, ev: &Event) {

@@ -218,7 +218,7 @@ impl Ctx {
         tokio::spawn(async move {
             let _ = old.send(Delivery::One(Event::OwnerChanged)).await;
         });
-        let _ = reply.send(Events::new(self.shared.id, rx));
+        let _ = reply.send(Events::new(self.shared.clone(), rx));
     }
 }
 

@@ -221,6 +221,28 @@ impl Outbox {
         Some(Ok(Queued::Done))
     }
 
+    /// A caller's write of what is queued (a no-op with nothing queued or no socket): the
+    /// driver is woken for what the socket does not take.
+    pub(crate) fn write_now(&self) {
+        let mut s = lock(&self.state);
+        if s.ended || s.io.is_none() || !s.pending() {
+            return;
+        }
+        let before = s.wbuf.len();
+        // A failed write leaves the bytes queued: the driver meets the error again.
+        let _ = s.poll_drain(&mut Context::from_waker(Waker::noop()));
+        let left = s.pending();
+        let after = s.wbuf.len();
+        drop(s);
+        if before >= WRITE_HIGH_WATER && after < WRITE_HIGH_WATER {
+            self.room.notify_waiters();
+        }
+        if left {
+            self.woken.store(true, Ordering::Release);
+            self.wake.wake();
+        }
+    }
+
     /// Ready once a caller left work for the driver (a wake-up before the driver polls is
     /// kept for it).
     pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
