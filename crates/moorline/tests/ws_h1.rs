@@ -410,10 +410,10 @@ fn threaded_burst_server(burst: usize) -> (u16, std::sync::mpsc::Receiver<String
             }
             received.extend_from_slice(&chunk[..n]);
             while let Ok(Some(m)) = decoder.decode(&mut received) {
-                if let Message::Text(t) = m {
-                    if tx.send(t.to_string()).is_err() {
-                        return;
-                    }
+                if let Message::Text(t) = m
+                    && tx.send(t.to_string()).is_err()
+                {
+                    return;
                 }
             }
         }
