@@ -34,6 +34,11 @@ use crate::error::StreamError;
 /// measurement (the 16 KiB `ws_echo`; figures in docs/DESIGN.md, "Outbox"): one write of a
 /// whole burst, and 64 KiB chunks, were markedly slower on loopback than 32-48 KiB chunks.
 pub(crate) const WRITE_CHUNK: usize = 48 * 1024;
+/// The most [`Outbox::write_now`] writes from a caller's task: a few small replies leave at
+/// once, a larger queue is left to the driver. Chosen by measurement (`ws_echo`; figures in
+/// docs/DESIGN.md, "Awaits"): the 64 B echo gains from the caller's writes, the 16 KiB echo
+/// lost about a tenth of its throughput when its 64 KiB queues were written by the caller.
+pub(crate) const FED_WRITE_MAX: usize = 16 * 1024;
 /// Messages are queued only while less than this waits to be written; a sender beyond it
 /// waits (backpressure: a server that stops reading slows the sender, memory stays bounded).
 pub(crate) const WRITE_HIGH_WATER: usize = 256 * 1024;
@@ -221,11 +226,13 @@ impl Outbox {
         Some(Ok(Queued::Done))
     }
 
-    /// A caller's write of what is queued (a no-op with nothing queued or no socket): the
-    /// driver is woken for what the socket does not take.
+    /// A caller's write of what is queued, when it is a little (at most [`FED_WRITE_MAX`]):
+    /// the driver is woken for what the socket does not take. A no-op with nothing queued,
+    /// no socket, or more than that queued: the driver, woken when the queue began, writes
+    /// it from its own thread while the caller goes on.
     pub(crate) fn write_now(&self) {
         let mut s = lock(&self.state);
-        if s.ended || s.io.is_none() || !s.pending() {
+        if s.ended || s.io.is_none() || !s.pending() || s.wbuf.len() > FED_WRITE_MAX {
             return;
         }
         let before = s.wbuf.len();
