@@ -50,7 +50,7 @@ pub struct Events {
 /// `await_ws` writes what [`Connection::ws_feed`](crate::Connection::ws_feed) queued each time
 /// it has handed out this many messages from a batch (and whenever it starts on a new batch),
 /// so that replies fed while a burst is worked through leave during the burst, not after it.
-/// Chosen by measurement (the 64 B `ws_echo`; sweep in docs/DESIGN.md, "Awaits"): writing
+/// Chosen by measurement (the 64 B `ws_echo`; sweep in docs/DESIGN.md, "Fed replies leave during a burst"): writing
 /// every one or two messages costs more in syscalls than it gains, eight or more leaves the
 /// peer idle longer.
 const WRITE_FED_EVERY: usize = 4;
@@ -180,17 +180,16 @@ impl Events {
             }
         }
         let (s, messages) = self.batch.as_mut()?;
-        if *s == stream && messages.as_slice().first().is_some_and(is_data) {
-            self.taken += 1;
-            if self.taken >= WRITE_FED_EVERY {
-                self.taken = 0;
-                self.shared.ws_write_fed();
-            }
-            let (_, messages) = self.batch.as_mut()?;
-            messages.next()
-        } else {
-            None
+        if *s != stream || !messages.as_slice().first().is_some_and(is_data) {
+            return None;
         }
+        let message = messages.next();
+        self.taken += 1;
+        if self.taken >= WRITE_FED_EVERY {
+            self.taken = 0;
+            self.shared.ws_write_fed();
+        }
+        message
     }
 
     fn observe(&mut self, ev: &Event) {

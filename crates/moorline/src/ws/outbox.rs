@@ -36,7 +36,7 @@ use crate::error::StreamError;
 pub(crate) const WRITE_CHUNK: usize = 48 * 1024;
 /// The most [`Outbox::write_now`] writes from a caller's task: a few small replies leave at
 /// once, a larger queue is left to the driver. Chosen by measurement (`ws_echo`; figures in
-/// docs/DESIGN.md, "Awaits"): the 64 B echo gains from the caller's writes, the 16 KiB echo
+/// docs/DESIGN.md, "Fed replies leave during a burst"): the 64 B echo gains from the caller's writes, the 16 KiB echo
 /// lost about a tenth of its throughput when its 64 KiB queues were written by the caller.
 pub(crate) const FED_WRITE_MAX: usize = 16 * 1024;
 /// Messages are queued only while less than this waits to be written; a sender beyond it
@@ -220,8 +220,7 @@ impl Outbox {
         let left = s.pending() && (idle || tried);
         drop(s);
         if left || matches!(message, Message::Close(_)) {
-            self.woken.store(true, Ordering::Release);
-            self.wake.wake();
+            self.wake_driver();
         }
         Some(Ok(Queued::Done))
     }
@@ -235,19 +234,20 @@ impl Outbox {
         if s.ended || s.io.is_none() || !s.pending() || s.wbuf.len() > FED_WRITE_MAX {
             return;
         }
-        let before = s.wbuf.len();
-        // A failed write leaves the bytes queued: the driver meets the error again.
+        // A failed write leaves the bytes queued: the driver meets the error again. (No sender
+        // waits for room: so little is queued.)
         let _ = s.poll_drain(&mut Context::from_waker(Waker::noop()));
         let left = s.pending();
-        let after = s.wbuf.len();
         drop(s);
-        if before >= WRITE_HIGH_WATER && after < WRITE_HIGH_WATER {
-            self.room.notify_waiters();
-        }
         if left {
-            self.woken.store(true, Ordering::Release);
-            self.wake.wake();
+            self.wake_driver();
         }
+    }
+
+    /// Tells the driver a caller left work for it.
+    fn wake_driver(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.wake.wake();
     }
 
     /// Ready once a caller left work for the driver (a wake-up before the driver polls is
