@@ -1,6 +1,8 @@
 //! Helpers shared by the connection-layer integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod heap;
+
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
