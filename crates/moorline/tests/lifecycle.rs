@@ -558,7 +558,10 @@ async fn await_up_timeout_names_an_unknown_ca() {
         let t = Duration::from_secs(3);
         let err = events.await_up(t).await.unwrap_err();
         let last = connect_timeout(&err, t);
-        assert!(matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })), "{last:?}");
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
         assert!(err.to_string().contains("unknown issuer"), "{err}");
     })
     .await;

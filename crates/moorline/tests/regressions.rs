@@ -290,7 +290,10 @@ async fn goaway_fails_the_streams_above_at_once_and_the_old_stream_is_still_answ
         match next_matching(&mut ev, |e| matches!(e, Event::Down { .. })).await {
             Event::Down { reason, possibly_processed, unprocessed, .. } => {
                 assert!(matches!(reason, DownReason::GoAway { last_stream_id: 1, .. }), "{reason:?}");
-                assert!(possibly_processed.is_empty() && unprocessed.is_empty(), "{possibly_processed:?} {unprocessed:?}");
+                assert!(
+                    possibly_processed.is_empty() && unprocessed.is_empty(),
+                    "{possibly_processed:?} {unprocessed:?}"
+                );
             }
             _ => unreachable!(),
         }

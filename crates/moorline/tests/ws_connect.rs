@@ -129,7 +129,10 @@ async fn connect_timeout_names_an_unknown_ca() {
     bounded(async {
         let server = MockServer::builder().tls(true).on(Matcher::any(), echo()).start().await.unwrap();
         let (err, last) = timed_out(&format!("wss://127.0.0.1:{}/", server.addr().port())).await;
-        assert!(matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })), "{last:?}");
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
         assert!(err.to_string().contains("unknown issuer"), "{err}");
     })
     .await;
