@@ -23,6 +23,10 @@
 
 /// Frame type of GOAWAY (RFC 9113 §6.8).
 const GOAWAY: u8 = 0x7;
+/// Frame type of SETTINGS (RFC 9113 §6.5).
+const SETTINGS: u8 = 0x4;
+/// The ACK flag of a SETTINGS frame.
+const ACK: u8 = 0x1;
 /// Size of a frame header.
 const HEADER_LEN: usize = 9;
 /// Fixed part of a GOAWAY payload: last-stream-id and error code.
@@ -62,8 +66,9 @@ enum State {
     Header { buf: [u8; HEADER_LEN], got: usize },
     /// Collecting the fixed part of a GOAWAY payload; `rest` payload bytes follow it.
     GoAway { buf: [u8; GOAWAY_FIXED], got: usize, rest: u32 },
-    /// Skipping this many payload bytes.
-    Skip(u32),
+    /// Skipping this many payload bytes; `settings`: the frame is a SETTINGS frame (not an
+    /// ACK), counted once its payload has passed.
+    Skip { left: u32, settings: bool },
 }
 
 impl State {
@@ -77,6 +82,7 @@ pub struct FrameWatcher {
     state: State,
     last: Option<GoAway>,
     frames: u64,
+    settings: u64,
 }
 
 impl Default for FrameWatcher {
@@ -88,7 +94,7 @@ impl Default for FrameWatcher {
 impl FrameWatcher {
     /// A watcher positioned at the start of the server's frame stream.
     pub fn new() -> Self {
-        FrameWatcher { state: State::START, last: None, frames: 0 }
+        FrameWatcher { state: State::START, last: None, frames: 0, settings: 0 }
     }
 
     /// Observe the next bytes read from the server, in order. Returns the last GOAWAY
@@ -106,14 +112,14 @@ impl FrameWatcher {
                     if n < HEADER_LEN {
                         break;
                     }
-                    let [l0, l1, l2, kind, _flags, s0, s1, s2, s3] = *buf;
+                    let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = *buf;
                     let len = u32::from_be_bytes([0, l0, l1, l2]);
                     let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
                     self.frames += 1;
                     self.state = if kind == GOAWAY && stream == 0 && len as usize >= GOAWAY_FIXED {
                         State::GoAway { buf: [0; GOAWAY_FIXED], got: 0, rest: len - GOAWAY_FIXED as u32 }
                     } else {
-                        State::Skip(len)
+                        State::Skip { left: len, settings: kind == SETTINGS && stream == 0 && flags & ACK == 0 }
                     };
                 }
                 State::GoAway { buf, got, rest } => {
@@ -128,25 +134,25 @@ impl FrameWatcher {
                     };
                     seen = Some(goaway);
                     self.last = Some(goaway);
-                    self.state = State::Skip(*rest);
+                    self.state = State::Skip { left: *rest, settings: false };
                 }
-                State::Skip(left) => {
+                State::Skip { left, .. } => {
                     let n = bytes.len().min(*left as usize);
                     bytes = bytes.get(n..).unwrap_or_default();
                     *left -= n as u32;
                     if *left > 0 {
                         break;
                     }
-                    self.state = State::START;
                 }
             }
-            // A zero-length payload ends its frame without consuming a byte.
-            if self.state == State::Skip(0) {
+            // The frame is over once no payload byte is left (a zero-length payload ends
+            // without consuming a byte).
+            if let State::Skip { left: 0, settings } = self.state {
+                if settings {
+                    self.settings += 1;
+                }
                 self.state = State::START;
             }
-        }
-        if self.state == State::Skip(0) {
-            self.state = State::START;
         }
         seen
     }
@@ -159,6 +165,23 @@ impl FrameWatcher {
     /// Number of frame headers seen so far.
     pub fn frames_seen(&self) -> u64 {
         self.frames
+    }
+
+    /// Number of complete SETTINGS frames (not ACKs) seen so far: the server's preface, and
+    /// any later change of its settings (MAX_CONCURRENT_STREAMS...).
+    ///
+    /// ```
+    /// let mut w = moorline_proto::h2watch::FrameWatcher::new();
+    /// // SETTINGS (MAX_CONCURRENT_STREAMS = 1), split inside its payload, then a SETTINGS ACK.
+    /// let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1];
+    /// w.observe(&settings[..12]);
+    /// assert_eq!(w.settings_seen(), 0);
+    /// w.observe(&settings[12..]);
+    /// w.observe(&[0, 0, 0, 4, 1, 0, 0, 0, 0]);
+    /// assert_eq!(w.settings_seen(), 1);
+    /// ```
+    pub fn settings_seen(&self) -> u64 {
+        self.settings
     }
 }
 
@@ -198,7 +221,9 @@ mod tests {
     /// SETTINGS, empty SETTINGS ack, HEADERS, DATA, GOAWAY with debug data, DATA, GOAWAY.
     fn sample() -> Vec<u8> {
         let mut s = frame(0x4, 0, &[0, 3, 0, 0, 0, 100]);
-        s.extend(frame(0x4, 0, &[]));
+        let mut ack = frame(0x4, 0, &[]);
+        ack[4] = ACK;
+        s.extend(ack);
         s.extend(frame(0x1, 1, &[0x88]));
         s.extend(frame(0x0, 1, b"hello"));
         s.extend(goaway(0x8000_0007, 0, b"shutting down")); // reserved bit is masked
@@ -212,6 +237,7 @@ mod tests {
         let mut w = FrameWatcher::new();
         assert_eq!(w.observe(&sample()), Some(GoAway { last_stream_id: 3, error_code: 2 }));
         assert_eq!(w.frames_seen(), 7);
+        assert_eq!(w.settings_seen(), 1, "the SETTINGS, not its ACK");
         assert_eq!(w.state, State::START);
     }
 
@@ -227,6 +253,7 @@ mod tests {
             // Both GOAWAYs land in one read only if the cut is outside both of them.
             assert_eq!(seen.last(), expected.last(), "cut {cut}");
             assert_eq!(w.frames_seen(), 7, "cut {cut}");
+            assert_eq!(w.settings_seen(), 1, "cut {cut}");
             assert_eq!(w.last_goaway(), Some(expected[1]));
         }
         let mut w = FrameWatcher::new();

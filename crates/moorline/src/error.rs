@@ -227,6 +227,19 @@ pub enum StreamError {
     /// The server does not accept WebSockets over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL).
     #[error("the server does not support WebSockets over HTTP/2 (RFC 8441)")]
     Http2WebSocketUnsupported,
+    /// The server sent HTTP/2 GOAWAY before processing this request: its stream was above the
+    /// GOAWAY's last-stream-id, or the request was issued while the connection drained and
+    /// was never sent. Not processed: safe to retry once the connection is up again (after
+    /// the `Down` that ends the draining connection, and the next `Up`).
+    #[error(
+        "the server sent GOAWAY (error code {error_code}, last stream {last_stream_id}) before processing the request; safe to retry"
+    )]
+    GoAwayUnprocessed {
+        /// Last stream id the server may have processed.
+        last_stream_id: u32,
+        /// HTTP/2 error code of the GOAWAY (0 = NO_ERROR, a graceful shutdown).
+        error_code: u32,
+    },
 }
 
 /// Errors of the API calls on [`crate::Connection`] and [`crate::Events`].
@@ -254,6 +267,20 @@ pub enum Error {
     /// The call's timeout elapsed.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// [`crate::Events::await_up`] (or [`crate::ws::connect`]) timed out while the worker
+    /// was still trying to connect. `attempts` counts the attempts (and lost connections)
+    /// that failed since the last `Up`, and `last` says why the last one failed (also the
+    /// error's [`source`](std::error::Error::source)); `None` while the first attempt runs.
+    #[error("{}", connect_timeout_text(*.after, *.attempts, .last.as_ref()))]
+    ConnectTimeout {
+        /// The timeout that elapsed.
+        after: Duration,
+        /// Consecutive failures since the last `Up` (0: the first attempt is still running).
+        attempts: u32,
+        /// The last failure, if any.
+        #[source]
+        last: Option<Failure>,
+    },
     /// The stream reference belongs to another connection.
     #[error("stream {0:?} belongs to another connection")]
     ForeignStream(StreamRef),
@@ -263,4 +290,15 @@ pub enum Error {
     /// An await stashed too many unrelated events while waiting.
     #[error("{0} unrelated events piled up while waiting; read events with next() instead")]
     Backlog(usize),
+}
+
+/// How [`Error::ConnectTimeout`] reads.
+fn connect_timeout_text(after: Duration, attempts: u32, last: Option<&Failure>) -> String {
+    match last {
+        None => format!("timed out after {after:?} waiting for the connection (no attempt has failed yet)"),
+        Some(last) => {
+            let s = if attempts == 1 { "" } else { "s" };
+            format!("timed out after {after:?} waiting for the connection: {attempts} failed attempt{s}; last: {last}")
+        }
+    }
 }

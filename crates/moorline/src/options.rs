@@ -15,6 +15,11 @@ use crate::error::Error;
 use crate::event::Protocol;
 use crate::instrument::{Hook, Instrument};
 
+/// The largest [`ConnectOptions::event_buffer`] accepted. The owner channel cannot be
+/// unbounded (tokio's limit is far lower than `usize::MAX`), and a larger buffer only lets
+/// a slow owner fall further behind.
+const MAX_EVENT_BUFFER: usize = 1 << 20;
+
 /// A DNS resolver: the addresses of `host:port`. See [`ConnectOptions::resolver`].
 pub type Resolver =
     Arc<dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
@@ -307,7 +312,8 @@ impl ConnectOptions {
         self
     }
     /// Deliveries buffered for the owner before the worker stops reading the socket (default
-    /// 256). A delivery is one event, or up to 32 WebSocket messages decoded from one read.
+    /// 256, at most 1 048 576: `open` refuses more). A delivery is one event, or up to 32
+    /// WebSocket messages decoded from one read.
     pub fn event_buffer(mut self, n: usize) -> Self {
         self.event_buffer = n;
         self
@@ -353,6 +359,12 @@ impl ConnectOptions {
         }
         if self.event_buffer == 0 {
             return bad("event_buffer must be at least 1");
+        }
+        if self.event_buffer > MAX_EVENT_BUFFER {
+            return Err(Error::InvalidOptions(format!(
+                "event_buffer must be at most {MAX_EVENT_BUFFER} deliveries, not {}",
+                self.event_buffer
+            )));
         }
         if self.http1.pipeline == 0 {
             return bad("http1.pipeline must be at least 1");

@@ -520,3 +520,106 @@ async fn a_panic_in_an_http2_stream_task_is_reported_not_stuck() {
     })
     .await;
 }
+
+/// The `ConnectTimeout` an `await_up` gets, with its last failure (which is also its source).
+fn connect_timeout(err: &Error, after: Duration) -> &Failure {
+    let Error::ConnectTimeout { after: a, attempts, last: Some(last) } = err else { panic!("{err:?}") };
+    assert_eq!(*a, after);
+    assert!(*attempts >= 1, "{err:?}");
+    let source = std::error::Error::source(err).and_then(|s| s.downcast_ref::<Failure>());
+    assert!(source.is_some(), "the source is the typed failure: {err:?}");
+    assert!(err.to_string().contains("failed attempt"), "{err}");
+    last
+}
+
+/// Issue 14, item 6: with the default retry policy (retries 5 s apart) the timeout ends the
+/// wait, and it says why the attempts failed: here a refused port.
+#[tokio::test]
+async fn await_up_timeout_names_a_refused_port() {
+    bounded(async {
+        let (_c, mut events) = moorline::open("127.0.0.1", closed_port(), ConnectOptions::default()).unwrap();
+        let t = Duration::from_secs(3);
+        let err = events.await_up(t).await.unwrap_err();
+        let last = connect_timeout(&err, t);
+        let Failure::Connect(ConnectError::Connect { source, .. }) = last else { panic!("{last:?}") };
+        assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(err.to_string().contains(&source.to_string()), "{err}");
+    })
+    .await;
+}
+
+/// Issue 14, item 6: an unknown CA, with the default retry policy.
+#[tokio::test]
+async fn await_up_timeout_names_an_unknown_ca() {
+    bounded(async {
+        let server = tls_server(false).await;
+        let o = ConnectOptions::default().transport(Transport::Tls);
+        let (_c, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        let t = Duration::from_secs(3);
+        let err = events.await_up(t).await.unwrap_err();
+        let last = connect_timeout(&err, t);
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
+        assert!(err.to_string().contains("unknown issuer"), "{err}");
+    })
+    .await;
+}
+
+/// The `Info` snapshot carries the last failure too, and `Up` clears it.
+#[tokio::test]
+async fn info_tells_the_last_failure_until_up() {
+    bounded(async {
+        let port = closed_port();
+        let o = ConnectOptions::default().retry(RetryPolicy::fixed(100, Duration::from_millis(100)));
+        let (conn, mut events) = moorline::open("127.0.0.1", port, o).unwrap();
+        let err = events.await_up(Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(err, Error::ConnectTimeout { last: Some(_), .. }), "{err:?}");
+        let info = conn.info();
+        assert!(info.failures >= 1);
+        assert!(matches!(info.last_failure, Some(Failure::Connect(ConnectError::Connect { .. }))), "{info:?}");
+        // The port listens again: the next retry comes up (HTTP/1.1 over TCP is up once connected).
+        let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        events.await_up(T).await.unwrap();
+        let info = conn.info();
+        assert_eq!(info.failures, 0);
+        assert!(info.last_failure.is_none(), "{info:?}");
+    })
+    .await;
+}
+
+/// Issue 14, item 12: "wait forever" timeouts neither panic nor end the wait early.
+#[tokio::test]
+async fn duration_max_waits_instead_of_panicking() {
+    bounded(async {
+        let server = plain_server(false).await;
+        let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts(&Recorder::default())).unwrap();
+        // Nothing has arrived yet (the worker has not run): the await has to block.
+        events.await_up(Duration::MAX).await.unwrap();
+        let s = conn.get("/slow?delay_ms=100", HeaderMap::new()).await.unwrap();
+        assert_eq!(events.await_response(&s, Duration::MAX).await.unwrap().status, http::StatusCode::OK);
+        let s = conn.get("/stream?chunks=3&size=4&delay_ms=50", HeaderMap::new()).await.unwrap();
+        assert_eq!(events.await_body(&s, Duration::MAX).await.unwrap().data.len(), 12);
+        // A stalled stream: the wait goes on (until the test gives up on it).
+        let s = conn.get("/stall", HeaderMap::new()).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), events.await_response(&s, Duration::MAX)).await;
+        assert!(waited.is_err(), "{waited:?}");
+    })
+    .await;
+}
+
+/// Issue 14, item 12: an event buffer too large for the owner channel is refused with a
+/// reason instead of panicking in `open`.
+#[tokio::test]
+async fn an_event_buffer_beyond_the_maximum_is_refused() {
+    bounded(async {
+        for n in [usize::MAX, (1 << 20) + 1] {
+            let e = moorline::open("127.0.0.1", 80, ConnectOptions::default().event_buffer(n)).unwrap_err();
+            assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("event_buffer")), "{e:?}");
+        }
+        let (conn, _events) = moorline::open("127.0.0.1", 80, ConnectOptions::default().event_buffer(1 << 20)).unwrap();
+        conn.close();
+    })
+    .await;
+}

@@ -4,9 +4,13 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{T, bounded};
 use moorline::ws::{self, Message, WsOptions};
-use moorline::{ConnectOptions, Error, Protocol, RetryPolicy, StreamError, TlsOptions};
+use moorline::{
+    ConnectError, ConnectOptions, Error, Failure, Protocol, RetryPolicy, StreamError, TlsFailure, TlsOptions,
+};
 use moorline_testkit::http::TestServer;
 use moorline_testkit::ws::{Frame, Matcher, MockServer, Reply};
 
@@ -87,4 +91,75 @@ async fn bad_urls_are_typed_errors() {
     }
     let u = ws::WsUrl::parse("ws://[::1]:9000").unwrap();
     assert_eq!((u.host.as_str(), u.port, u.target.as_str(), u.secure), ("::1", 9000, "/", false));
+}
+
+/// What `ws::connect` gives up with under the default retry policy: a `ConnectTimeout`
+/// after the whole timeout, naming the last failure (also its source).
+async fn timed_out(url: &str) -> (Error, Failure) {
+    let t = Duration::from_secs(3);
+    let err = ws::connect(url, ConnectOptions::default(), WsOptions::default(), t).await.unwrap_err();
+    let Error::ConnectTimeout { after, attempts, last: Some(last) } = &err else { panic!("{err:?}") };
+    assert_eq!(*after, t, "the whole timeout, not what was left of it");
+    assert!(*attempts >= 1, "{err:?}");
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<Failure>());
+    assert!(source.is_some(), "{err:?}");
+    let last = last.clone();
+    (err, last)
+}
+
+/// Issue 14, item 6: a refused port is named, not hidden behind a bare timeout.
+#[tokio::test]
+async fn connect_timeout_names_a_refused_port() {
+    bounded(async {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (err, last) = timed_out(&format!("ws://127.0.0.1:{port}/")).await;
+        let Failure::Connect(ConnectError::Connect { source, .. }) = &last else { panic!("{last:?}") };
+        assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(err.to_string().contains("1 failed attempt; last: TCP connect"), "{err}");
+    })
+    .await;
+}
+
+/// Issue 14, item 6: a server whose CA is not trusted (the test kit's, not added).
+#[tokio::test]
+async fn connect_timeout_names_an_unknown_ca() {
+    bounded(async {
+        let server = MockServer::builder().tls(true).on(Matcher::any(), echo()).start().await.unwrap();
+        let (err, last) = timed_out(&format!("wss://127.0.0.1:{}/", server.addr().port())).await;
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
+        assert!(err.to_string().contains("unknown issuer"), "{err}");
+    })
+    .await;
+}
+
+/// Issue 14, item 6: `wss://` to a port that speaks plain HTTP fails in the TLS handshake.
+#[tokio::test]
+async fn connect_timeout_names_wss_to_a_plain_port() {
+    bounded(async {
+        let server = MockServer::builder().on(Matcher::any(), echo()).start().await.unwrap();
+        let (err, last) = timed_out(&format!("wss://127.0.0.1:{}/", server.addr().port())).await;
+        assert!(matches!(last, Failure::Connect(ConnectError::Tls { .. })), "{last:?}");
+        assert!(err.to_string().contains("TLS handshake"), "{err}");
+    })
+    .await;
+}
+
+/// Issue 14, item 12: `Duration::MAX` means no deadline, not a panic.
+#[tokio::test]
+async fn connect_with_duration_max_waits_instead_of_panicking() {
+    bounded(async {
+        let server = MockServer::builder().on(Matcher::any(), echo()).start().await.unwrap();
+        let url = format!("ws://127.0.0.1:{}/", server.addr().port());
+        let options = ConnectOptions::default().retry(RetryPolicy::Never);
+        let mut s = ws::connect(&url, options, WsOptions::default(), Duration::MAX).await.unwrap();
+        s.conn.ws_send(&s.stream, Message::text("forever")).await.unwrap();
+        assert_eq!(s.events.await_ws(&s.stream, Duration::MAX).await.unwrap(), Message::text("forever"));
+    })
+    .await;
 }

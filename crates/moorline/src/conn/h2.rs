@@ -37,13 +37,15 @@ use crate::instrument::{Emitter, Step};
 use crate::options::{Http2Options, Keepalive};
 use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
-/// The last GOAWAY seen on the wire, shared between the read path and the session.
+/// What the read path learns for the session: the last GOAWAY seen on the wire, and when
+/// the server's SETTINGS took effect.
 #[derive(Default)]
 pub(crate) struct GoAwaySlot {
     last: Mutex<Option<GoAway>>,
     notify: Notify,
-    /// Signalled once the server's first frame (its SETTINGS) has been read.
-    first_frame: Notify,
+    /// Signalled when h2 has applied a SETTINGS frame of the server (the first one, its
+    /// preface, and any later one: MAX_CONCURRENT_STREAMS may have changed).
+    settings: Notify,
     /// A TLS failure seen on the read path (h2 keeps only the text of I/O errors).
     tls: Mutex<Option<crate::error::TlsFailure>>,
 }
@@ -53,10 +55,20 @@ pub(crate) struct WatchedIo {
     inner: BoxIo,
     watcher: FrameWatcher,
     slot: Arc<GoAwaySlot>,
+    /// SETTINGS frames already signalled through `slot.settings`.
+    settings_signalled: u64,
 }
 
 impl AsyncRead for WatchedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        // h2 reads again only once it has handled every whole frame it holds, and it applies
+        // a peer's SETTINGS before it handles the next frame: so SETTINGS frames read before
+        // this call are in force now.
+        let settings = self.watcher.settings_seen();
+        if settings != self.settings_signalled {
+            self.settings_signalled = settings;
+            self.slot.settings.notify_one();
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Err(e)) = &res
@@ -66,11 +78,7 @@ impl AsyncRead for WatchedIo {
         }
         if let Poll::Ready(Ok(())) = res {
             let this = &mut *self;
-            let seen = this.watcher.frames_seen();
             let goaway = this.watcher.observe(&buf.filled()[before..]);
-            if seen == 0 && this.watcher.frames_seen() > 0 {
-                this.slot.first_frame.notify_one();
-            }
             if let Some(g) = goaway {
                 *lock(&this.slot.last) = Some(g);
                 this.slot.notify.notify_one();
@@ -111,8 +119,9 @@ pub(crate) struct H2Parts {
 }
 
 /// Start HTTP/2 on a connected transport: send our preface, then wait (at most `timeout`)
-/// for the server's first frame, so that `Up` means the peer really speaks HTTP/2. Over
-/// TLS 1.3 this is also where a server that refuses our client certificate says so.
+/// until h2 has applied the server's first frame, its SETTINGS, so that `Up` means the peer
+/// really speaks HTTP/2 and its limits (MAX_CONCURRENT_STREAMS) are known. Over TLS 1.3 this
+/// is also where a server that refuses our client certificate says so.
 pub(crate) async fn handshake(
     io: BoxIo,
     opts: &Http2Options,
@@ -120,7 +129,7 @@ pub(crate) async fn handshake(
     server_name: String,
 ) -> Result<H2Parts, ConnectError> {
     let goaway = Arc::new(GoAwaySlot::default());
-    let io = WatchedIo { inner: io, watcher: FrameWatcher::new(), slot: goaway.clone() };
+    let io = WatchedIo { inner: io, watcher: FrameWatcher::new(), slot: goaway.clone(), settings_signalled: 0 };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(opts.stream_window)
         .initial_connection_window_size(opts.connection_window)
@@ -133,7 +142,7 @@ pub(crate) async fn handshake(
     let ping = conn.ping_pong();
     let mut conn_task = TaskGuard(tokio::spawn(conn));
     tokio::select! {
-        () = goaway.first_frame.notified() => Ok(H2Parts { send, conn_task, ping, goaway }),
+        () = goaway.settings.notified() => Ok(H2Parts { send, conn_task, ping, goaway }),
         r = &mut conn_task.0 => Err(match r {
             Ok(Err(e)) => match lock(&goaway.tls).take() {
                 Some(cause) => ConnectError::Tls { server_name, cause },
@@ -216,6 +225,11 @@ struct Session<'a> {
     msg_tx: mpsc::Sender<Msg>,
     /// WebSocket upgrades waiting in `queue`.
     ws_pending: HashMap<StreamRef, Box<WsUpgrade>>,
+    /// Entries of `streams` we opened (not pushes): what counts against the server's
+    /// MAX_CONCURRENT_STREAMS.
+    opened: usize,
+    /// Requests h2 refused because the connection had just failed: never sent.
+    never_sent: Vec<StreamRef>,
 }
 
 enum Step2 {
@@ -224,6 +238,8 @@ enum Step2 {
     ConnDone(Result<Result<(), h2::Error>, tokio::task::JoinError>),
     Keepalive(DownReason),
     GoAway,
+    /// The server's SETTINGS changed: there may be room for more streams.
+    Settings,
     Ready(Result<(), h2::Error>),
     Input(Input),
 }
@@ -250,6 +266,8 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
         goaway: None,
         msg_tx,
         ws_pending: HashMap::new(),
+        opened: 0,
+        never_sent: Vec::new(),
     };
     for cmd in early {
         if let Err(end) = s.command(cmd).await {
@@ -262,7 +280,7 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
             Ok(None) => {}
             Err(r) => return SessionEnd::Exit(r),
         }
-        let can_send = !s.queue.is_empty() && s.goaway.is_none();
+        let can_send = s.can_send();
         let has_tasks = !s.tasks.is_empty();
         let Some(conn) = conn_task.as_mut() else {
             return SessionEnd::Exit(ExitReason::Panicked("HTTP/2 connection task missing".into()));
@@ -272,9 +290,12 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
             i = s.ctx.input() => Step2::Input(i),
             m = msg_rx.recv() => match m { Some(m) => Step2::Msg(m), None => continue },
             Some(r) = s.tasks.join_next(), if has_tasks => Step2::Task(r),
+            // Before the connection's end: a GOAWAY read before the socket closed fails the
+            // streams above its last-stream-id at once, as it would had the socket stayed open.
+            _ = slot.notify.notified() => Step2::GoAway,
             r = &mut conn.0 => Step2::ConnDone(r),
             r = &mut ka_task.0 => Step2::Keepalive(match r { Ok(reason) => reason, Err(e) => DownReason::Protocol(format!("keepalive task failed: {e}")) }),
-            _ = slot.notify.notified() => Step2::GoAway,
+            _ = slot.settings.notified() => Step2::Settings,
             r = poll_fn(|cx| s.send.poll_ready(cx)), if can_send => Step2::Ready(r),
         };
         match step {
@@ -295,15 +316,22 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
                 return s.down(reason, &mut msg_rx).await;
             }
             Step2::GoAway => {
-                s.refresh_goaway();
-                if let Some(g) = s.goaway {
-                    tracing::debug!(last_stream_id = g.last_stream_id, error_code = g.error_code, "GOAWAY received");
+                if let Err(r) = s.on_goaway().await {
+                    return SessionEnd::Exit(r);
                 }
             }
+            Step2::Settings => {}
             Step2::Ready(Ok(())) => {
                 if let Some(req) = s.queue.pop_front()
                     && let Err(r) = s.start(req).await
                 {
+                    return SessionEnd::Exit(r);
+                }
+            }
+            // h2 refuses new streams once a GOAWAY came, while the streams below its
+            // last-stream-id go on: fail what waits, keep the connection.
+            Step2::Ready(Err(e)) if e.is_go_away() && e.is_remote() && s.refresh_goaway().is_some() => {
+                if let Err(r) = s.on_goaway().await {
                     return SessionEnd::Exit(r);
                 }
             }
@@ -338,6 +366,9 @@ impl Session<'_> {
             return Ok(());
         };
         match cmd {
+            // After GOAWAY this connection takes no new stream; the next one will.
+            Command::Request(req) if self.goaway.is_some() => self.fail_unsent(req.stream).await?,
+            Command::WsUpgrade(up) if self.goaway.is_some() => self.fail_unsent(up.stream).await?,
             Command::Request(req) => self.queue.push_back(*req),
             Command::WsUpgrade(up) => {
                 if !self.send.is_extended_connect_protocol_enabled() {
@@ -372,8 +403,9 @@ impl Session<'_> {
             }
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
+                self.ws_pending.remove(&stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).
-                self.streams.remove(&stream);
+                self.remove(&stream);
             }
             Command::StreamInfo(stream, reply) => {
                 let info = if let Some(e) = self.streams.get(&stream) {
@@ -413,18 +445,27 @@ impl Session<'_> {
                 request
             },
         );
-        let sent = built.and_then(|request| {
-            // A WebSocket's stream stays open for its frames.
-            let end_now = ws.is_none() && matches!(&body, ReqBody::Full(b) if b.is_empty());
-            self.send
-                .send_request(request, end_now)
-                .map(|pair| (pair, end_now))
-                .map_err(|e| StreamError::InvalidRequest(e.to_string()))
-        });
-        let ((resp, send_stream), end_now) = match sent {
-            Ok(ok) => ok,
+        let request = match built {
+            Ok(request) => request,
             // Never reached the wire: fail it now, in order with everything else.
             Err(error) => return self.ctx.emit(Event::StreamError { stream, error }).await,
+        };
+        // A WebSocket's stream stays open for its frames.
+        let end_now = ws.is_none() && matches!(&body, ReqBody::Full(b) if b.is_empty());
+        let (resp, send_stream) = match self.send.send_request(request, end_now) {
+            Ok(pair) => pair,
+            // The connection failed (or a GOAWAY came) since `poll_ready` said yes: h2 did not
+            // take the request, so it was never sent. The connection's end lists it as
+            // unprocessed; a GOAWAY fails it as such.
+            Err(e) if e.is_io() || e.is_go_away() => {
+                tracing::debug!(?stream, error = %e, "connection gone before the request was handed to h2");
+                self.never_sent.push(stream);
+                return Ok(());
+            }
+            Err(e) => {
+                let error = StreamError::InvalidRequest(e.to_string());
+                return self.ctx.emit(Event::StreamError { stream, error }).await;
+            }
         };
         em.emit(Step::RequestStart { stream, method: method.clone(), target: target.clone() });
         let h2_id = u32::from(resp.stream_id());
@@ -449,6 +490,56 @@ impl Session<'_> {
         };
         let entry = Entry { h2_id, method, target, state, lost: false, ws_tx, _task: AbortOnDrop(abort) };
         self.streams.insert(stream, entry);
+        self.opened += 1;
+        Ok(())
+    }
+
+    /// Whether the next queued request may be handed to h2 now: there is one, no GOAWAY
+    /// came, and the server's MAX_CONCURRENT_STREAMS leaves room. h2 would queue a stream
+    /// over the limit itself (with its id, unsent); kept here instead, a request that was
+    /// never sent is known as such when the connection is lost.
+    fn can_send(&self) -> bool {
+        !self.queue.is_empty() && self.goaway.is_none() && self.opened < self.send.current_max_send_streams()
+    }
+
+    /// Forget a stream (dropping its entry aborts its task).
+    fn remove(&mut self, stream: &StreamRef) -> Option<Entry> {
+        let entry = self.streams.remove(stream)?;
+        if entry.h2_id != 0 {
+            self.opened -= 1;
+        }
+        Some(entry)
+    }
+
+    /// A stream that never reached the server, failed because of the GOAWAY.
+    async fn fail_unsent(&mut self, stream: StreamRef) -> Result<(), SessionEnd> {
+        let Some(g) = self.goaway else { return Ok(()) };
+        let error = StreamError::GoAwayUnprocessed { last_stream_id: g.last_stream_id, error_code: g.error_code };
+        self.ctx.emit(Event::StreamError { stream, error }).await.map_err(SessionEnd::Exit)
+    }
+
+    /// A GOAWAY arrived (the connection may still serve the streams at or below its
+    /// last-stream-id). As Gun does, the owner hears at once of every stream the server will
+    /// not process: the open ones above the last-stream-id and the requests still queued
+    /// here each end with [`StreamError::GoAwayUnprocessed`], safe to retry. Requests made
+    /// from now on fail the same way at once, until the session ends with `Down`
+    /// (see `check_drained`) and the worker connects again.
+    async fn on_goaway(&mut self) -> Result<(), ExitReason> {
+        let Some(g) = self.refresh_goaway() else { return Ok(()) };
+        tracing::debug!(last_stream_id = g.last_stream_id, error_code = g.error_code, "GOAWAY received");
+        let mut above: Vec<StreamRef> =
+            self.streams.iter().filter(|(_, e)| e.h2_id > g.last_stream_id).map(|(s, _)| *s).collect();
+        above.sort();
+        for stream in &above {
+            self.remove(stream);
+        }
+        above.append(&mut self.never_sent);
+        above.extend(self.queue.drain(..).map(|r| r.stream));
+        self.ws_pending.clear();
+        let error = StreamError::GoAwayUnprocessed { last_stream_id: g.last_stream_id, error_code: g.error_code };
+        for stream in above {
+            self.ctx.emit(Event::StreamError { stream, error: error.clone() }).await?;
+        }
         Ok(())
     }
 
@@ -462,10 +553,12 @@ impl Session<'_> {
         }
     }
 
-    fn refresh_goaway(&mut self) {
+    /// Take the last GOAWAY seen on the wire, if any; returns the one in force.
+    fn refresh_goaway(&mut self) -> Option<GoAway> {
         if let Some(g) = *lock(&self.slot.last) {
             self.goaway = Some(g);
         }
+        self.goaway
     }
 
     async fn message(&mut self, m: Msg) -> Result<(), ExitReason> {
@@ -509,7 +602,7 @@ impl Session<'_> {
             }
             Msg::Finished(stream, outcome) => match outcome {
                 Outcome::Complete => {
-                    self.streams.remove(&stream);
+                    self.remove(&stream);
                     Ok(())
                 }
                 Outcome::ConnectionLost => {
@@ -520,7 +613,7 @@ impl Session<'_> {
                 }
                 Outcome::Failed(error) => {
                     // Unknown means cancelled: its owner asked to hear no more of it.
-                    if self.streams.remove(&stream).is_some() {
+                    if self.remove(&stream).is_some() {
                         self.ctx.emit(Event::StreamError { stream, error }).await?;
                     }
                     Ok(())
@@ -532,7 +625,9 @@ impl Session<'_> {
     /// During shutdown, or after GOAWAY, end the session once no stream the server may still
     /// answer remains. Requests accepted before `shutdown()` are still served.
     async fn check_drained(&mut self) -> Result<Option<SessionEnd>, ExitReason> {
-        if self.ctx.shutting_down && self.streams.is_empty() && self.queue.is_empty() {
+        // (Requests h2 refused as the connection failed wait for the `Down` that lists them.)
+        let idle = self.queue.is_empty() && self.never_sent.is_empty();
+        if self.ctx.shutting_down && self.streams.is_empty() && idle {
             return Ok(Some(SessionEnd::Shutdown));
         }
         let Some(g) = self.goaway else { return Ok(None) };
@@ -540,7 +635,7 @@ impl Session<'_> {
         if live {
             return Ok(None);
         }
-        if self.ctx.shutting_down && self.queue.is_empty() {
+        if self.ctx.shutting_down && idle {
             return Ok(Some(SessionEnd::Shutdown));
         }
         let (possibly, unprocessed) = self.lists();
@@ -554,10 +649,12 @@ impl Session<'_> {
     fn lists(&mut self) -> (Vec<StreamRef>, Vec<StreamRef>) {
         let mut possibly = Vec::new();
         let mut unprocessed: Vec<StreamRef> = Vec::new();
+        self.opened = 0;
         for (stream, e) in self.streams.drain() {
             let above = matches!(self.goaway, Some(g) if e.h2_id > g.last_stream_id);
             if above { unprocessed.push(stream) } else { possibly.push(stream) }
         }
+        unprocessed.append(&mut self.never_sent);
         unprocessed.extend(self.queue.drain(..).map(|r| r.stream));
         possibly.sort();
         unprocessed.sort();

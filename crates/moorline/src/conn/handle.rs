@@ -194,6 +194,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         local: None,
         connects: 0,
         failures: 0,
+        last_failure: None,
         exit: None,
     };
     let shared = Arc::new(Shared {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use http::Method;
 
-use crate::error::ExitReason;
+use crate::error::{ExitReason, Failure};
 use crate::event::{Protocol, StreamRef};
 use crate::options::Transport;
 
@@ -47,6 +47,10 @@ pub struct Info {
     pub connects: u64,
     /// Consecutive failures since the last `Up`.
     pub failures: u32,
+    /// Why the last of those failures happened: a failed attempt or the lost connection
+    /// (`None` since the last `Up`, or before any failure). [`crate::Error::ConnectTimeout`]
+    /// carries it.
+    pub last_failure: Option<Failure>,
     /// Why the worker exited, once it has.
     pub exit: Option<ExitReason>,
 }

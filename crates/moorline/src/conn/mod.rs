@@ -11,3 +11,12 @@ pub(crate) mod owner;
 pub(crate) mod worker;
 pub(crate) mod ws_h1;
 pub(crate) mod ws_h2;
+
+/// The instant `timeout` from now, saturated: a timeout too large for the clock ("wait
+/// forever", `Duration::MAX`) becomes a deadline about 30 years ahead instead of a panic.
+pub(crate) fn deadline(timeout: std::time::Duration) -> tokio::time::Instant {
+    /// As far ahead as tokio's own "far future".
+    const FAR: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout.min(FAR)).unwrap_or(now)
+}

@@ -219,13 +219,22 @@ impl Events {
     /// Wait until the connection is up; returns the negotiated protocol.
     ///
     /// `Down` events met on the way stay queued for [`Events::next`]. Fails at once if the
-    /// worker exits (retries exhausted, closed...).
+    /// worker exits (retries exhausted, closed...). A timeout is
+    /// [`Error::ConnectTimeout`], with why the last attempt failed.
     pub async fn await_up(&mut self, timeout: Duration) -> Result<Protocol, Error> {
-        self.wait(timeout, |ev| match ev {
-            Event::Up { protocol } => Verdict::Done(*protocol),
-            _ => Verdict::Skip,
-        })
-        .await
+        let up = self
+            .wait(timeout, |ev| match ev {
+                Event::Up { protocol } => Verdict::Done(*protocol),
+                _ => Verdict::Skip,
+            })
+            .await;
+        match up {
+            Err(Error::Timeout(after)) => {
+                let info = super::handle::lock(&self.shared.info);
+                Err(Error::ConnectTimeout { after, attempts: info.failures, last: info.last_failure.clone() })
+            }
+            other => other,
+        }
     }
 
     /// Wait for the response head of `stream` (1xx responses before it are collected in
@@ -394,7 +403,7 @@ impl Events {
                 Ok(ev) => Some(ev),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                    let deadline = *deadline.get_or_insert_with(|| super::deadline(timeout));
                     match tokio::time::timeout_at(deadline, self.recv()).await {
                         Err(_) => return Err(Error::Timeout(timeout)),
                         Ok(ev) => ev,

@@ -367,6 +367,7 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
                     info.local = Some(meta.local);
                     info.connects += 1;
                     info.failures = 0;
+                    info.last_failure = None;
                 }
                 ctx.setup.em.emit(Step::Up { protocol: meta.protocol });
                 ctx.emit(Event::Up { protocol: meta.protocol }).await?;
@@ -395,7 +396,12 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
             }
         };
         let decision = retry.on_failure(&failure);
-        lock(&ctx.shared.info).failures = retry.failures();
+        {
+            // What an `await_up` that times out reports (`Error::ConnectTimeout`).
+            let mut info = lock(&ctx.shared.info);
+            info.failures = retry.failures();
+            info.last_failure = Some(failure.clone());
+        }
         match decision {
             RetryDecision::GiveUp => {
                 return Err(ExitReason::RetriesExhausted { attempts: retry.failures(), last: failure });

@@ -73,6 +73,11 @@ pub struct WsSession {
 
 /// Opens a connection to `url` and upgrades it to a WebSocket, all within `timeout`.
 ///
+/// If the connection is not up in time, the error is [`Error::ConnectTimeout`], which says
+/// why the last attempt failed (refused, TLS certificate, handshake...): with the default
+/// retry policy a failed attempt is retried, so the timeout is usually what ends the call.
+/// `Duration::MAX` waits as long as the retry policy keeps trying.
+///
 /// The transport follows the scheme (`wss` is TLS). Unless `options` name protocols
 /// themselves, the connection offers HTTP/1.1 only: proxies and CDNs (Cloudflare among
 /// them) break WebSockets over HTTP/2, so HTTP/2 (RFC 8441) is opt-in with
@@ -96,7 +101,7 @@ pub struct WsSession {
 /// ```
 pub async fn connect(url: &str, options: ConnectOptions, ws: WsOptions, timeout: Duration) -> Result<WsSession, Error> {
     let url = WsUrl::parse(url)?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::conn::deadline(timeout);
     let mut options = options.transport(if url.secure { Transport::Tls } else { Transport::Tcp });
     if options.protocols.is_none() {
         options = options.protocols(match (ws.http2, url.secure) {
@@ -105,14 +110,20 @@ pub async fn connect(url: &str, options: ConnectOptions, ws: WsOptions, timeout:
             (true, false) => &[Protocol::Http2],
         });
     }
-    match attempt(&url, options.clone(), &ws, deadline).await {
+    let result = match attempt(&url, options.clone(), &ws, deadline).await {
         Err((error, Some(Protocol::Http2))) if ws.fallback_http1 && refused_over_http2(&error) => {
             tracing::info!(host = %url.host, port = url.port, %error, "WebSocket over HTTP/2 refused; trying a fresh HTTP/1.1 connection");
             let options = options.protocols(&[Protocol::Http1]);
             attempt(&url, options, &ws, deadline).await.map_err(|(e, _)| e)
         }
         other => other.map_err(|(e, _)| e),
-    }
+    };
+    // The awaits were given what was left of the deadline: report the whole timeout.
+    result.map_err(|e| match e {
+        Error::Timeout(_) => Error::Timeout(timeout),
+        Error::ConnectTimeout { attempts, last, .. } => Error::ConnectTimeout { after: timeout, attempts, last },
+        other => other,
+    })
 }
 
 fn refused_over_http2(error: &Error) -> bool {
