@@ -170,7 +170,8 @@ fn serve_mock_tls_writes_the_ca() {
 fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (_served, announced) = serve(&["deribit", "--seed", "7", "--market-interval-ms", "20"]);
+    let (mut served, announced) = serve(&["deribit", "--seed", "7", "--market-interval-ms", "20"]);
+    let pid = served.0.id().to_string();
     assert_eq!(announced["server"], "deribit");
     assert_eq!(announced["seed"], 7);
     let url = announced["url"].as_str().unwrap().to_owned();
@@ -198,10 +199,24 @@ fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
             assert_eq!(auth["result"]["token_type"], "bearer", "{auth}");
             let unknown = call(serde_json::json!({"jsonrpc":"2.0","id":3,"method":"public/nope"})).await;
             assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+            // SIGTERM: the client gets a close frame 1001 (going away).
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => {}
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+                        break;
+                    }
+                    other => panic!("expected a close frame 1001, got {other:?}"),
+                }
+            }
         })
         .await
-        .expect("JSON-RPC calls timed out");
+        .expect("JSON-RPC calls or the close timed out");
     });
+    let status = wait_bounded(&mut served.0, "serve deribit after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
