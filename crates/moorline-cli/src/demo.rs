@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use moorline::http::HeaderMap;
 use moorline::{ConnectOptions, Event, Protocol, RetryPolicy, TlsOptions, Transport};
 use moorline_testkit::http::TestServer;
 use serde_json::json;
 
+use crate::out::{self, OutputError};
 use crate::{DemoArgs, ProtocolArg};
 
 const T: Duration = Duration::from_secs(5);
@@ -23,6 +24,9 @@ pub(crate) enum DemoError {
     /// Something happened that the demo did not expect.
     #[error("unexpected: {0}")]
     Unexpected(String),
+    /// Stdout could not be written (or its reader went away).
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 struct Out {
@@ -31,22 +35,23 @@ struct Out {
 }
 
 impl Out {
-    fn say(&self, step: &str, text: String, data: serde_json::Value) {
+    fn say(&self, step: &str, text: String, data: serde_json::Value) -> Result<(), OutputError> {
         if self.json {
-            println!("{}", json!({ "step": step, "detail": data }));
+            out::line(json!({ "step": step, "detail": data }))
         } else if self.colour {
-            println!("\x1b[1;36m{step:>10}\x1b[0m {text}");
+            out::line(format_args!("\x1b[1;36m{step:>10}\x1b[0m {text}"))
         } else {
-            println!("{step:>10} {text}");
+            out::line(format_args!("{step:>10} {text}"))
         }
     }
 }
 
-pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError> {
-    let out = Out { json: args.json, colour: terminal && !args.json };
+/// Runs the demo; `colour` says whether stdout takes colour escapes.
+pub(crate) async fn run(args: DemoArgs, colour: bool) -> Result<(), DemoError> {
+    let out = Out { json: args.json, colour: colour && !args.json };
     let h2 = matches!(args.protocol, ProtocolArg::Http2);
     let server = TestServer::builder().tls(true).h2(h2).start().await?;
-    out.say("server", format!("TLS test server on {}", server.addr()), json!({ "addr": server.addr().to_string() }));
+    out.say("server", format!("TLS test server on {}", server.addr()), json!({ "addr": server.addr().to_string() }))?;
 
     let opts = ConnectOptions::default()
         .transport(Transport::Tls)
@@ -54,7 +59,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
         .retry(RetryPolicy::fixed(3, Duration::from_millis(200)));
     let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts)?;
     let protocol = events.await_up(T).await?;
-    out.say("up", format!("connected, ALPN chose {protocol}"), json!({ "protocol": protocol.to_string() }));
+    out.say("up", format!("connected, ALPN chose {protocol}"), json!({ "protocol": protocol.to_string() }))?;
 
     let s = conn.get("/hello", HeaderMap::new()).await?;
     let r = events.await_response(&s, T).await?;
@@ -63,7 +68,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
         "response",
         format!("GET /hello -> {} {:?}", r.status, String::from_utf8_lossy(&b.data)),
         json!({ "status": r.status.as_u16(), "body": String::from_utf8_lossy(&b.data) }),
-    );
+    )?;
 
     let s = conn.get("/stream?chunks=4&size=256&delay_ms=50", HeaderMap::new()).await?;
     loop {
@@ -73,7 +78,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
                     "data",
                     format!("{} bytes{}", data.len(), if fin { " (fin)" } else { "" }),
                     json!({ "bytes": data.len(), "fin": fin }),
-                );
+                )?;
                 if fin {
                     break;
                 }
@@ -83,7 +88,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
                     "response",
                     format!("GET /stream -> {status}, streaming"),
                     json!({ "status": status.as_u16() }),
-                );
+                )?;
             }
             other => return Err(DemoError::Unexpected(format!("{other:?}"))),
         }
@@ -95,7 +100,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
     if !server.wait_for_requests(3, T).await {
         return Err(DemoError::Unexpected("the stalled request never reached the server".into()));
     }
-    out.say("fault", "the server resets every connection (TCP RST)".into(), json!({ "fault": "reset" }));
+    out.say("fault", "the server resets every connection (TCP RST)".into(), json!({ "fault": "reset" }))?;
     server.reset_all();
     loop {
         match next(&mut events).await? {
@@ -118,7 +123,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
                     "down",
                     format!("{reason}; possibly processed {p:?}, not processed {u:?}"),
                     json!({ "reason": reason.to_string(), "possibly_processed": p, "unprocessed": u }),
-                );
+                )?;
                 break;
             }
             Event::Data { .. } | Event::Response { .. } if protocol == Protocol::Http2 => {}
@@ -130,7 +135,7 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
         "up",
         format!("reconnected on its own ({protocol})"),
         json!({ "protocol": protocol.to_string(), "connects": conn.info().connects }),
-    );
+    )?;
 
     let s = conn.get("/hello", HeaderMap::new()).await?;
     let b = events.await_body(&s, T).await?;
@@ -138,20 +143,20 @@ pub(crate) async fn run(args: DemoArgs, terminal: bool) -> Result<(), DemoError>
         "response",
         format!("GET /hello -> {:?}", String::from_utf8_lossy(&b.data)),
         json!({ "body": String::from_utf8_lossy(&b.data) }),
-    );
+    )?;
 
     let s = conn.get("/slow?delay_ms=100", HeaderMap::new()).await?;
     conn.shutdown().await?;
-    out.say("shutdown", "graceful shutdown with one request in flight".into(), json!({}));
+    out.say("shutdown", "graceful shutdown with one request in flight".into(), json!({}))?;
     let b = events.await_body(&s, T).await?;
     out.say(
         "response",
         format!("in-flight request finished: {:?}", String::from_utf8_lossy(&b.data)),
         json!({ "body": String::from_utf8_lossy(&b.data) }),
-    );
+    )?;
     loop {
         if let Event::Exit { reason } = next(&mut events).await? {
-            out.say("exit", reason.to_string(), json!({ "reason": reason.to_string() }));
+            out.say("exit", reason.to_string(), json!({ "reason": reason.to_string() }))?;
             return Ok(());
         }
     }

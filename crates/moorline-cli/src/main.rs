@@ -1,10 +1,15 @@
 //! The `moorline` command-line tool.
+#![forbid(unsafe_code)]
 
+mod args;
 mod demo;
+mod out;
 mod serve;
 
-use std::io::IsTerminal;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -12,9 +17,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "moorline", version, about, long_about = None)]
 struct Cli {
-    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "warn", env = "MOORLINE_LOG")]
-    log: String,
+    /// Diagnostics on stderr: a level (off, error, warn, info, debug, trace) or directives
+    /// such as `moorline=debug,warn`. Default: info for `serve` (which logs what clients send),
+    /// warn otherwise. Colour only on a terminal and without `NO_COLOR`.
+    #[arg(long, global = true, env = "MOORLINE_LOG", value_name = "FILTER", value_parser = args::log_filter)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,11 +40,13 @@ enum Command {
 /// The servers `moorline serve` runs.
 #[derive(Debug, Subcommand)]
 enum ServeCommand {
-    /// The WebSocket mock server: logs what clients send, echoes or replays on request,
-    /// accepts any path; HTTP/1.1 upgrades, and HTTP/2 extended CONNECT with --http2.
+    /// The WebSocket mock server: logs what clients send (at info, the default level of
+    /// `serve`), echoes or replays on request, accepts any path; HTTP/1.1 upgrades, and HTTP/2
+    /// extended CONNECT with --http2. Ctrl-C closes every client with 1001 (going away).
     Mock(ServeMockArgs),
     /// The Deribit-compatible simulator: JSON-RPC 2.0 over WebSocket on /ws/api/v2 (public/auth
     /// with the test credentials, heartbeats, subscriptions, a seeded market and matching book).
+    /// Ctrl-C closes every client with 1001 (going away).
     Deribit(ServeDeribitArgs),
 }
 
@@ -45,20 +54,21 @@ enum ServeCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeDeribitArgs {
     /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = args::port)]
     pub(crate) port: u16,
     /// Seed of the simulated market: the same seed gives the same market.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = args::whole_number)]
     pub(crate) seed: u64,
     /// Milliseconds between market steps (ticker, book changes, trades); 0 stops the market.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", default_value_t = 100, allow_negative_numbers = true, value_parser = args::whole_number)]
     pub(crate) market_interval_ms: u64,
     /// Lifetime of access tokens in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, allow_negative_numbers = true, value_parser = args::whole_number)]
     pub(crate) token_lifetime: u64,
-    /// Smallest heartbeat interval accepted by public/set_heartbeat, in seconds (Deribit: 10).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub(crate) min_heartbeat: f64,
+    /// Smallest heartbeat interval accepted by public/set_heartbeat, in seconds (Deribit: 10;
+    /// fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "10", allow_negative_numbers = true, value_parser = args::seconds)]
+    pub(crate) min_heartbeat: Duration,
     /// Turn the credit-based rate limit off.
     #[arg(long)]
     pub(crate) no_rate_limit: bool,
@@ -71,7 +81,7 @@ pub(crate) struct ServeDeribitArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeMockArgs {
     /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = args::port)]
     pub(crate) port: u16,
     /// Serve wss:// with a certificate signed by a CA generated at start.
     #[arg(long)]
@@ -85,8 +95,8 @@ pub(crate) struct ServeMockArgs {
     /// Play this recorded session (JSONL) to every client that connects.
     #[arg(long, value_name = "FILE")]
     pub(crate) replay: Option<std::path::PathBuf>,
-    /// Replay this many times faster than recorded.
-    #[arg(long, default_value_t = 1.0, requires = "replay")]
+    /// Replay this many times faster than recorded (a positive number; 0.5 is half speed).
+    #[arg(long, default_value_t = 1.0, requires = "replay", allow_negative_numbers = true, value_parser = args::speed)]
     pub(crate) speed: f64,
     /// Write the CA certificate (PEM) to this file (with --tls).
     #[arg(long, value_name = "FILE", requires = "tls")]
@@ -116,27 +126,87 @@ pub(crate) enum ProtocolArg {
     Http2,
 }
 
+/// Everything that ends a command with an error.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// `moorline demo` failed.
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
+    /// `moorline serve` failed.
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
+}
+
+impl CliError {
+    /// Whether the command stopped because the reader of stdout went away
+    /// (`moorline demo | head -1`): a normal end for a command-line tool, as with SIGPIPE.
+    fn is_stdout_closed(&self) -> bool {
+        matches!(
+            self,
+            CliError::Demo(demo::DemoError::Output(out::OutputError::Closed))
+                | CliError::Serve(serve::ServeError::Output(out::OutputError::Closed))
+        )
+    }
+}
+
+/// Whether to colour output written to a terminal or not: only to a terminal, and never
+/// when `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+fn colour(is_terminal: bool, no_color: Option<OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Writes `moorline: {message}` to stderr; a closed stderr is ignored (nowhere left to say it).
+fn report(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "moorline: {message}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Demo(_) => "warn",
+    };
+    let filter = cli.log.as_deref().unwrap_or(default_log);
+    // Validated by `args::log_filter`; fall back to the default rather than fail twice.
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| default_log.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
+        .log_internal_errors(false)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("moorline: cannot start the async runtime: {e}");
+            report(format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(2);
         }
     };
-    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args, std::io::stdout().is_terminal())).map_err(Into::into),
+    let stdout_colour = colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR"));
+    let result: Result<(), CliError> = match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args, stdout_colour)).map_err(Into::into),
         Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
         Command::Serve(ServeCommand::Deribit(args)) => runtime.block_on(serve::deribit(args)).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("moorline: {e}");
+            report(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR does not count");
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
     }
 }

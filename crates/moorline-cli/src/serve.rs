@@ -7,6 +7,7 @@ use std::time::Duration;
 use moorline_testkit::ws::{Frame, Matcher, MockServer, Recording, Reply};
 use serde_json::json;
 
+use crate::out::{self, OutputError};
 use crate::{ServeDeribitArgs, ServeMockArgs};
 
 /// Everything that can stop `serve` before Ctrl-C.
@@ -36,12 +37,9 @@ pub(crate) enum ServeError {
     /// Waiting for Ctrl-C failed.
     #[error("cannot wait for Ctrl-C: {0}")]
     Signal(#[source] std::io::Error),
-    /// `--speed` is not a positive number.
-    #[error("--speed must be a positive number, got {0}")]
-    Speed(f64),
-    /// `--min-heartbeat` is not a non-negative number of seconds.
-    #[error("--min-heartbeat must be a number of seconds (0 or more), got {0}")]
-    MinHeartbeat(f64),
+    /// Stdout could not be written (or its reader went away).
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 /// Where a started server is announced: one line of text, or one JSON object.
@@ -57,11 +55,11 @@ pub(crate) fn announce(a: &Announcement<'_>, json: bool, ca_out: Option<&Path>) 
         std::fs::write(path, pem).map_err(|source| ServeError::File { path: path.to_owned(), source })?;
     }
     if json {
-        println!("{}", json!({ "server": a.server, "url": a.url, "ca_pem": a.ca_pem }));
+        out::line(json!({ "server": a.server, "url": a.url, "ca_pem": a.ca_pem }))?;
     } else {
-        println!("{} server listening on {} (Ctrl-C to stop)", a.server, a.url);
+        out::line(format_args!("{} server listening on {} (Ctrl-C to stop)", a.server, a.url))?;
         if let Some(path) = ca_out.filter(|_| a.ca_pem.is_some()) {
-            println!("CA certificate written to {}", path.display());
+            out::line(format_args!("CA certificate written to {}", path.display()))?;
         }
     }
     Ok(())
@@ -86,10 +84,11 @@ pub(crate) async fn until_interrupted() -> Result<(), ServeError> {
 
 /// `moorline serve mock`.
 pub(crate) async fn mock(args: ServeMockArgs) -> Result<(), ServeError> {
-    if !(args.speed.is_finite() && args.speed > 0.0) {
-        return Err(ServeError::Speed(args.speed));
-    }
-    let mut builder = MockServer::builder().port(args.port).tls(args.tls).http2(args.http2);
+    let mut builder = MockServer::builder()
+        .port(args.port)
+        .tls(args.tls)
+        .http2(args.http2)
+        .on_received(|r| tracing::info!(client = %r.client, "received {}", r.frame));
     if args.echo {
         builder = builder.on(
             Matcher::any(),
@@ -104,48 +103,49 @@ pub(crate) async fn mock(args: ServeMockArgs) -> Result<(), ServeError> {
     }
     let server = builder.start().await.map_err(ServeError::Start)?;
     let announcement = Announcement { server: "mock", url: server.url(), ca_pem: args.tls.then(|| server.ca_pem()) };
-    announce(&announcement, args.json, args.ca_out.as_deref())?;
-    let result = until_interrupted().await;
-    tracing::info!(connections = server.connections_accepted(), "mock server stopping");
-    drop(server);
-    // Give aborted connection tasks a moment to close their sockets.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let result = match announce(&announcement, args.json, args.ca_out.as_deref()) {
+        Ok(()) => until_interrupted().await,
+        Err(e) => Err(e),
+    };
+    tracing::info!(connections = server.connections_accepted(), "mock server stopping: closing clients (1001)");
+    server.shutdown().await;
     result
 }
 
 /// `moorline serve deribit`.
 pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
     use moorline_testkit::deribit::{DeribitSim, RateLimit, TEST_CLIENT_ID, TEST_CLIENT_SECRET};
-    let min_heartbeat =
-        Duration::try_from_secs_f64(args.min_heartbeat).map_err(|_| ServeError::MinHeartbeat(args.min_heartbeat))?;
     let mut builder = DeribitSim::builder()
         .port(args.port)
         .seed(args.seed)
         .market_interval(Duration::from_millis(args.market_interval_ms))
         .token_lifetime(Duration::from_secs(args.token_lifetime))
-        .min_heartbeat_interval(min_heartbeat);
+        .min_heartbeat_interval(args.min_heartbeat);
     if args.no_rate_limit {
         builder = builder.rate_limit(RateLimit::unlimited());
     }
     let sim = builder.start().await.map_err(ServeError::Start)?;
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "server": "deribit",
-                "url": sim.url(),
-                "seed": args.seed,
-                "client_id": TEST_CLIENT_ID,
-                "client_secret": TEST_CLIENT_SECRET,
-            })
-        );
+    let announced = if args.json {
+        out::line(json!({
+            "server": "deribit",
+            "url": sim.url(),
+            "seed": args.seed,
+            "client_id": TEST_CLIENT_ID,
+            "client_secret": TEST_CLIENT_SECRET,
+        }))
     } else {
-        println!("deribit simulator listening on {} (seed {}; Ctrl-C to stop)", sim.url(), args.seed);
-        println!("test credentials: client_id={TEST_CLIENT_ID} client_secret={TEST_CLIENT_SECRET}");
-    }
-    let result = until_interrupted().await;
-    tracing::info!(connections = sim.connections(), "deribit simulator stopping");
-    drop(sim);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+        out::line(format_args!("deribit simulator listening on {} (seed {}; Ctrl-C to stop)", sim.url(), args.seed))
+            .and_then(|()| {
+                out::line(format_args!(
+                    "test credentials: client_id={TEST_CLIENT_ID} client_secret={TEST_CLIENT_SECRET}"
+                ))
+            })
+    };
+    let result = match announced {
+        Ok(()) => until_interrupted().await,
+        Err(e) => Err(e.into()),
+    };
+    tracing::info!(connections = sim.connections(), "deribit simulator stopping: closing clients (1001)");
+    sim.shutdown().await;
     result
 }

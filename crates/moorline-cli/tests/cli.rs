@@ -103,34 +103,37 @@ fn serve(args: &[&str]) -> (Served, serde_json::Value) {
 }
 
 #[test]
-fn serve_mock_echoes_and_stops_on_sigterm() {
+fn serve_mock_echoes_logs_and_stops_on_sigterm_with_going_away() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
+    // The default log level shows what clients send, as the help promises.
     let (mut served, announced) = serve(&["mock", "--echo"]);
+    let stderr = drain(served.0.stderr.take().unwrap());
     assert_eq!(announced["server"], "mock");
     let url = announced["url"].as_str().unwrap().to_owned();
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let pid = served.0.id().to_string();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(10), async {
             let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-            ws.send(Message::text("hello")).await.unwrap();
-            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+            ws.send(Message::text("hello from the cli test")).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello from the cli test"));
+            // Ctrl-C / SIGTERM: every client gets a close frame 1001 (going away).
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001, "{frame:?}"),
+                other => panic!("expected a close frame 1001, got {other:?}"),
+            }
         })
         .await
-        .expect("echo timed out");
+        .expect("echo or close timed out");
     });
-    let pid = served.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = served.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut served.0, "serve mock after SIGTERM");
     assert!(status.success(), "{status:?}");
+    let logs = stderr.join().unwrap();
+    assert!(logs.contains("hello from the cli test"), "what the client sent is logged: {logs}");
+    assert!(!logs.contains('\x1b'), "{logs}");
 }
 
 #[test]
@@ -167,7 +170,8 @@ fn serve_mock_tls_writes_the_ca() {
 fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (_served, announced) = serve(&["deribit", "--seed", "7", "--market-interval-ms", "20"]);
+    let (mut served, announced) = serve(&["deribit", "--seed", "7", "--market-interval-ms", "20"]);
+    let pid = served.0.id().to_string();
     assert_eq!(announced["server"], "deribit");
     assert_eq!(announced["seed"], 7);
     let url = announced["url"].as_str().unwrap().to_owned();
@@ -195,15 +199,156 @@ fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
             assert_eq!(auth["result"]["token_type"], "bearer", "{auth}");
             let unknown = call(serde_json::json!({"jsonrpc":"2.0","id":3,"method":"public/nope"})).await;
             assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+            // SIGTERM: the client gets a close frame 1001 (going away).
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => {}
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+                        break;
+                    }
+                    other => panic!("expected a close frame 1001, got {other:?}"),
+                }
+            }
         })
         .await
-        .expect("JSON-RPC calls timed out");
+        .expect("JSON-RPC calls or the close timed out");
     });
+    let status = wait_bounded(&mut served.0, "serve deribit after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn serve_deribit_rejects_a_bad_heartbeat_floor() {
     let out = run(&["serve", "deribit", "--min-heartbeat=-1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--min-heartbeat"));
+}
+
+/// Drains a child's pipe on a thread; the text comes back from the handle.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+/// Waits (at most 30 s) for `child` to exit.
+fn wait_bounded(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn demo_exits_quietly_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    // `moorline demo | head -1`: the reader takes one line and closes the pipe.
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moorline"));
+        cmd.arg("demo").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert!(first.contains("server"), "{first:?}");
+        drop(stdout);
+        let status = wait_bounded(&mut child, "moorline demo | head -1");
+        let stderr = stderr.join().unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(status.code(), Some(0), "json {json}: {stderr}");
+        assert!(stderr.is_empty(), "a closed pipe is not an error worth a message: {stderr}");
+    }
+}
+
+#[test]
+fn demo_to_a_full_device_fails_with_a_message() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moorline"))
+        .arg("demo")
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_bounded(&mut child, "moorline demo > /dev/full");
+    let stderr = stderr.join().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stdout") && stderr.contains("No space left"), "{stderr}");
+}
+
+#[test]
+fn logs_have_no_colour_when_stderr_is_not_a_terminal() {
+    let out = run(&["--log", "debug", "demo", "--protocol", "http1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let logs = String::from_utf8(out.stderr).unwrap();
+    assert!(logs.contains("DEBUG"), "debug logs expected: {logs}");
+    assert!(!logs.contains('\x1b'), "escape codes in logs written to a pipe: {logs}");
+}
+
+#[test]
+fn a_bad_log_filter_is_rejected() {
+    for args in [&["--log", "bogus", "demo"][..], &["--log=moorline=loud", "demo"], &["--log", "", "demo"]] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--log"), "{args:?}: {stderr}");
+        assert!(stderr.contains("error, warn, info, debug, trace"), "{args:?}: {stderr}");
+    }
+    // The environment variable goes through the same check.
+    let out = Command::new(env!("CARGO_BIN_EXE_moorline")).arg("demo").env("MOORLINE_LOG", "bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // Levels and directives are accepted (the run then fails on its own bad argument).
+    for filter in ["info", "WARN", "moorline=debug,warn", "off"] {
+        let out = run(&["--log", filter, "demo", "--protocol", "gopher"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("gopher") && !stderr.contains("--log"), "{filter}: {stderr}");
+    }
+}
+
+#[test]
+fn address_in_use_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for server in ["mock", "deribit"] {
+        let out = run(&["serve", server, "--port", &port]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{server}: {stderr}");
+        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{server}: {stderr}");
+    }
+}
+
+#[test]
+fn negative_numbers_get_a_clear_message() {
+    let cases: [&[&str]; 6] = [
+        &["serve", "mock", "--port", "-1"],
+        &["serve", "mock", "--replay", "x.jsonl", "--speed", "-2"],
+        &["serve", "deribit", "--seed", "-5"],
+        &["serve", "deribit", "--market-interval-ms", "-100"],
+        &["serve", "deribit", "--token-lifetime", "-1"],
+        &["serve", "deribit", "--min-heartbeat", "-1"],
+    ];
+    for args in cases {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("unexpected argument"), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[args.len() - 2]), "names the option: {args:?}: {stderr}");
+        assert!(stderr.contains("must be"), "says what is allowed: {args:?}: {stderr}");
+    }
 }

@@ -9,7 +9,10 @@
 
 pub mod deribit;
 pub mod http;
+mod net;
 pub mod proxy;
+mod registry;
+mod sync;
 mod tls;
 pub mod ws;
 

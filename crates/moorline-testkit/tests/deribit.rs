@@ -1,6 +1,8 @@
 //! The Deribit simulator, driven by real WebSocket clients over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod raw_ws;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use moorline_testkit::deribit::{DeribitSim, RateLimit, TEST_CLIENT_ID, TEST_CLIENT_SECRET, codes};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -672,9 +675,53 @@ async fn dropping_the_simulator_closes_connections() {
         let mut c = Client::connect(&sim).await;
         c.result("public/test", json!({})).await;
         assert!(sim.wait_for_connections(1, WAIT).await);
-        sim.shutdown();
+        drop(sim);
         let end = tokio::time::timeout(WAIT, c.ws.next()).await.expect("connection not closed");
         assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_going_away_to_every_client() {
+    bounded(async {
+        let sim = manual_sim(1).start().await.unwrap();
+        let addr = sim.addr();
+        let mut a = Client::connect(&sim).await;
+        let mut b = Client::connect(&sim).await;
+        a.result("public/test", json!({})).await;
+        b.result("public/test", json!({})).await;
+        assert!(sim.wait_for_connections(2, WAIT).await);
+        let shutdown = tokio::spawn(sim.shutdown());
+        for c in [&mut a, &mut b] {
+            let end = tokio::time::timeout(WAIT, c.ws.next()).await.expect("no close frame");
+            match end {
+                Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001, "{frame:?}"),
+                other => panic!("expected close 1001, got {other:?}"),
+            }
+        }
+        shutdown.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_violations_are_closed_with_their_code() {
+    bounded(async {
+        let sim = manual_sim(1).start().await.unwrap();
+        let cases: [(&str, Vec<u8>, u16); 4] = [
+            ("reserved bit without an extension", raw_ws::client_frame(0xC1, b"{}"), 1002),
+            ("unknown opcode", raw_ws::client_frame(0x83, b"{}"), 1002),
+            ("invalid UTF-8 in a text message", raw_ws::client_frame(0x81, &[b'{', 0xFF, b'}']), 1007),
+            ("a frame over 1 MiB (from its header)", raw_ws::client_header(0x81, (1 << 20) + 1), 1009),
+        ];
+        for (what, bytes, code) in cases {
+            let mut tcp = raw_ws::upgrade(sim.addr(), moorline_testkit::deribit::WS_PATH).await;
+            tcp.write_all(&bytes).await.unwrap();
+            assert_eq!(raw_ws::close_code(&mut tcp).await, Ok(Some(code)), "{what}");
+            raw_ws::assert_ends(&mut tcp).await;
+        }
     })
     .await;
 }

@@ -1,6 +1,8 @@
 //! The WebSocket mock server, driven by tungstenite clients and raw TCP clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod raw_ws;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -426,6 +428,85 @@ async fn jsonl_replay_plays_in_messages_in_order_with_timing() {
             let want = Duration::from_millis(want);
             assert!(*got + Duration::from_millis(5) >= want && *got <= want + tolerance, "{times:?}");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_violations_are_closed_with_their_code() {
+    bounded(async {
+        let server = MockServer::builder().max_message_size(1024).start().await.unwrap();
+        let cases: [(&str, Vec<u8>, u16); 6] = [
+            ("reserved bit without an extension", raw_ws::client_frame(0xC1, b"hi"), 1002),
+            ("unknown opcode", raw_ws::client_frame(0x83, b"hi"), 1002),
+            ("continuation without a start", raw_ws::client_frame(0x80, b"hi"), 1002),
+            ("invalid UTF-8 in a text message", raw_ws::client_frame(0x81, &[b'a', 0xFF, 0xFE]), 1007),
+            ("a frame over the limit (from its header)", raw_ws::client_header(0x82, 2000), 1009),
+            (
+                "a message over the limit in two frames",
+                {
+                    let mut bytes = raw_ws::client_frame(0x02, &[7; 600]);
+                    bytes.extend(raw_ws::client_frame(0x80, &[7; 600]));
+                    bytes
+                },
+                1009,
+            ),
+        ];
+        for (what, bytes, code) in cases {
+            let mut tcp = raw_ws::upgrade(server.addr(), "/violations").await;
+            tcp.write_all(&bytes).await.unwrap();
+            assert_eq!(raw_ws::close_code(&mut tcp).await, Ok(Some(code)), "{what}");
+            raw_ws::assert_ends(&mut tcp).await;
+        }
+        // A message at the limit is fine.
+        let mut tcp = raw_ws::upgrade(server.addr(), "/fine").await;
+        tcp.write_all(&raw_ws::client_frame(0x82, &[1; 1024])).await.unwrap();
+        let got = server.expect_received(Matcher::any(), WAIT).await.unwrap();
+        assert_eq!(got.frame, Frame::binary(vec![1u8; 1024]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_going_away_to_every_client() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let mut a = connect(&server, "/a").await;
+        let mut b = connect(&server, "/b").await;
+        assert!(server.wait_for_open_connections(2, WAIT).await);
+        assert_eq!(server.inject(Frame::text("last words")), 2);
+        let addr = server.addr();
+        let shutdown = tokio::spawn(server.shutdown());
+        for client in [&mut a, &mut b] {
+            // What was already queued, then the close frame (tungstenite answers it).
+            assert_eq!(next(client).await, Message::text("last words"));
+            match next(client).await {
+                Message::Close(Some(c)) => assert_eq!(c.code, CloseCode::Away, "{c:?}"),
+                other => panic!("expected close 1001, got {other:?}"),
+            }
+        }
+        shutdown.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_received_sees_every_frame_before_it_is_logged() {
+    bounded(async {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook_seen = Arc::clone(&seen);
+        let server = MockServer::builder()
+            .on_received(move |r| hook_seen.lock().unwrap().push((r.client, r.frame.clone())))
+            .start()
+            .await
+            .unwrap();
+        let mut client = connect(&server, "/").await;
+        client.send(Message::text("one")).await.unwrap();
+        client.send(Message::binary(vec![2u8])).await.unwrap();
+        server.expect_received(Matcher::predicate(|f| matches!(f, Frame::Binary(_))), WAIT).await.unwrap();
+        let id = server.clients()[0].id;
+        assert_eq!(*seen.lock().unwrap(), vec![(id, Frame::text("one")), (id, Frame::binary(vec![2u8]))]);
     })
     .await;
 }

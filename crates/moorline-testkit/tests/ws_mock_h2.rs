@@ -217,3 +217,48 @@ async fn rejected_and_malformed_extended_connects_get_a_status() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn shutdown_sends_going_away_to_every_session_and_goaway() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let addr = server.addr();
+        let mut client = h2_client(TcpStream::connect(addr).await.unwrap()).await;
+        let mut a = websocket(&mut client, addr, "/a").await;
+        let mut b = websocket(&mut client, addr, "/b").await;
+        assert!(server.wait_for_open_connections(2, WAIT).await);
+        let shutdown = tokio::spawn(server.shutdown());
+        for ws in [&mut a, &mut b] {
+            match next(ws).await {
+                Message::Close(Some(c)) => assert_eq!(u16::from(c.code), 1001, "{c:?}"),
+                other => panic!("expected close 1001, got {other:?}"),
+            }
+        }
+        shutdown.await.unwrap();
+        // GOAWAY: no new session on the connection.
+        assert!(extended_connect(&mut client, addr, "/c").await.is_err(), "a new stream after shutdown");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn session_violations_are_closed_with_their_code() {
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame as RawFrame, coding::Data, coding::OpCode};
+    bounded(async {
+        let server = MockServer::builder().http2(true).max_message_size(100).start().await.unwrap();
+        let mut client = h2_client(TcpStream::connect(server.addr()).await.unwrap()).await;
+        let mut ws = websocket(&mut client, server.addr(), "/big").await;
+        ws.send(Message::binary(vec![0u8; 101])).await.unwrap();
+        match next(&mut ws).await {
+            Message::Close(Some(c)) => assert_eq!(u16::from(c.code), 1009, "{c:?}"),
+            other => panic!("expected close 1009, got {other:?}"),
+        }
+        let mut ws = websocket(&mut client, server.addr(), "/utf8").await;
+        ws.send(Message::Frame(RawFrame::message(vec![0xFFu8, 0xFE], OpCode::Data(Data::Text), true))).await.unwrap();
+        match next(&mut ws).await {
+            Message::Close(Some(c)) => assert_eq!(u16::from(c.code), 1007, "{c:?}"),
+            other => panic!("expected close 1007, got {other:?}"),
+        }
+    })
+    .await;
+}

@@ -15,7 +15,7 @@
 //!
 //! let (conn, mut events) = moorline::open("127.0.0.1", 8080, ConnectOptions::default())?;
 //! events.await_up(Duration::from_secs(5)).await?;
-//! let stream = conn.get("/hello", http::HeaderMap::new()).await?;
+//! let stream = conn.get("/hello", moorline::http::HeaderMap::new()).await?;
 //! while let Some(event) = events.next().await {
 //!     match event {
 //!         Event::Data { stream: s, data, fin } if s == stream => {
@@ -38,6 +38,17 @@ pub mod instrument;
 pub mod options;
 mod tls;
 pub mod ws;
+
+/// The [`http`](https://docs.rs/http) crate, whose types the API takes and returns
+/// ([`HeaderMap`](http::HeaderMap), [`Method`](http::Method), [`StatusCode`](http::StatusCode),
+/// ...): use `moorline::http` rather than a dependency of your own, so the versions always match.
+pub use http;
+
+/// The README's code blocks, compiled (and, unless `no_run`, run) as doctests, so the
+/// README stays true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 pub use conn::handle::{Connection, RequestBody, open};
 pub use conn::info::{Info, State, StreamInfo, StreamState};

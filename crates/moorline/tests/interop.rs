@@ -2,13 +2,15 @@
 //! `ws` over HTTP/1.1, Hypercorn over TLS with HTTP/2 (RFC 8441).
 //!
 //! The peers are installed by `scripts/test.sh` (the README's test command, which `.ci/run` calls):
-//! `pip install websockets hypercorn` and `npm ci` in `crates/moorline/tests/interop`.
+//! `pip install websockets hypercorn` into a virtual environment at `target/interop-venv` (found
+//! through `MOORLINE_PYTHON`, or at that path), and `npm ci` in `crates/moorline/tests/interop`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -40,8 +42,23 @@ impl Drop for Peer {
     }
 }
 
+/// The Python with the interop peers installed: `MOORLINE_PYTHON` (set by scripts/test.sh),
+/// else the virtual environment scripts/test.sh makes in the target directory, else `python3`.
+fn python() -> OsString {
+    if let Some(python) = std::env::var_os("MOORLINE_PYTHON").filter(|p| !p.is_empty()) {
+        return python;
+    }
+    // CARGO_TARGET_TMPDIR is `<target dir>/tmp`.
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map(|target| target.join("interop-venv/bin/python"));
+    match venv {
+        Some(venv) if venv.is_file() => venv.into_os_string(),
+        _ => "python3".into(),
+    }
+}
+
 /// Starts `program args` in the interop folder and reads its `PORT <n>` line.
-fn peer(program: &str, args: &[&str]) -> Peer {
+fn peer(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Peer {
+    let program = program.as_ref();
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let stderr = std::env::temp_dir().join(format!("moorline-interop-{}-{n}.stderr", std::process::id()));
@@ -53,7 +70,7 @@ fn peer(program: &str, args: &[&str]) -> Peer {
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e} (scripts/test.sh installs the interop peers)"));
+        .unwrap_or_else(|e| panic!("cannot start {program:?}: {e} (scripts/test.sh installs the interop peers)"));
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -64,8 +81,9 @@ fn peer(program: &str, args: &[&str]) -> Peer {
     let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
     let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| {
         panic!(
-            "{program} {args:?} did not start (printed {line:?}, stderr {:?}); install the peers with \
-             scripts/test.sh (pip install websockets hypercorn; npm ci --prefix crates/moorline/tests/interop)",
+            "{program:?} {args:?} did not start (printed {line:?}, stderr {:?}); install the peers with \
+             scripts/test.sh (pip install websockets hypercorn into target/interop-venv; \
+             npm ci --prefix crates/moorline/tests/interop)",
             std::fs::read_to_string(&stderr).unwrap_or_default()
         )
     });
@@ -73,7 +91,7 @@ fn peer(program: &str, args: &[&str]) -> Peer {
 }
 
 fn python_peer() -> Peer {
-    peer("python3", &["py_ws_server.py"])
+    peer(python(), &["py_ws_server.py"])
 }
 
 fn node_peer() -> Peer {
@@ -160,7 +178,7 @@ async fn hypercorn_over_tls_and_http2() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, &certs.cert_pem).unwrap();
     std::fs::write(&key, &certs.key_pem).unwrap();
-    let peer = peer("python3", &["hypercorn_ws_app.py", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let peer = peer(python(), &["hypercorn_ws_app.py", cert.to_str().unwrap(), key.to_str().unwrap()]);
     bounded(async {
         let opts = ConnectOptions::default()
             .transport(Transport::Tls)

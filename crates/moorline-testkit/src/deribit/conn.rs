@@ -16,11 +16,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::shared::Shared;
 use super::venue::Outgoing;
+use crate::ws::close;
 
 /// The only path that upgrades (anything else gets `404`).
 pub const WS_PATH: &str = "/ws/api/v2";
 
-/// Largest accepted message or frame; bigger ones end the connection.
+/// Largest accepted message or frame; bigger ones end the connection (close 1009).
 const MAX_MESSAGE: usize = 1 << 20;
 
 /// How long a server-initiated close waits for the client's close frame.
@@ -51,6 +52,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (conn, _open) = shared.connect(outbox);
     tracing::debug!(conn, %peer, "client connected");
     let (mut sink, mut stream) = ws.split();
+    let mut failed = None;
     loop {
         let deadline = shared.deadline(conn);
         let timer = async {
@@ -67,6 +69,7 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(conn, error = %e, "read failed");
+                    failed = close::close_for(&e);
                     break;
                 }
             },
@@ -97,7 +100,13 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             () = timer => shared.on_timer(conn),
         }
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    match failed {
+        // A protocol violation, invalid UTF-8 or an oversized message: say which (1002, 1007, 1009).
+        Some(frame) => close::fail(sink, stream, frame, CLOSE_GRACE).await,
+        None => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+        }
+    }
     shared.disconnect(conn);
     tracing::debug!(conn, "connection ended");
 }

@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
@@ -19,6 +20,9 @@ use super::venue::{Config, Venue};
 
 /// Pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// How long [`DeribitSim::shutdown`] waits for clients to answer the close frame.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Configures and starts a [`DeribitSim`].
 ///
@@ -133,7 +137,7 @@ impl DeribitSimBuilder {
     /// market) in the current tokio runtime.
     pub async fn start(self) -> io::Result<DeribitSim> {
         tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
+        let listener = crate::net::bind_loopback(self.port).await?;
         let addr = listener.local_addr()?;
         let venue = Venue::new(Config {
             seed: self.seed,
@@ -144,33 +148,41 @@ impl DeribitSimBuilder {
             credentials: self.credentials,
         });
         let shared = Arc::new(Shared::new(venue));
-        let mut tasks = vec![tokio::spawn(accept_loop(listener, Arc::clone(&shared)))];
-        if let Some(interval) = self.market_interval {
-            tasks.push(tokio::spawn(market_clock(Arc::clone(&shared), interval)));
-        }
+        let (stop, stopping) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopping));
+        let market = self.market_interval.map(|interval| tokio::spawn(market_clock(Arc::clone(&shared), interval)));
         tracing::debug!(%addr, seed = self.seed, "Deribit simulator started");
-        Ok(DeribitSim { addr, shared, tasks })
+        Ok(DeribitSim { addr, shared, accept, market, stop })
     }
 }
 
-/// Accepts connections; dropping (aborting) this task aborts them all.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections until `stop` turns `true`, then closes the listener, sends every
+/// client a close frame 1001 (going away) and waits for the connections to end. Dropping
+/// (aborting) this task aborts them all.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        match listener.accept().await {
-            Ok((tcp, peer)) => {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    connections.spawn(conn::run(Arc::clone(&shared), tcp, peer));
                 }
-                connections.spawn(conn::run(Arc::clone(&shared), tcp, peer));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // The only change is to `true`; an error means the simulator is gone: stop as well.
+            _ = stop.changed() => break,
         }
     }
+    drop(listener);
+    shared.going_away();
+    while connections.join_next().await.is_some() {}
 }
 
 /// Steps the market every `interval`.
@@ -208,7 +220,9 @@ async fn market_clock(shared: Arc<Shared>, interval: Duration) {
 pub struct DeribitSim {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    accept: JoinHandle<()>,
+    market: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
 impl fmt::Debug for DeribitSim {
@@ -264,14 +278,29 @@ impl DeribitSim {
         }
     }
 
-    /// Stops the simulator (same as dropping it).
-    pub fn shutdown(self) {}
+    /// Shuts the simulator down as a venue going away does: stops listening and the market,
+    /// sends every client a close frame `1001` (going away), behind what it was already sent,
+    /// then waits (up to 3 s) for the clients to answer and the connections to end; whatever
+    /// is left then is aborted.
+    ///
+    /// Dropping the simulator instead aborts every connection at once, without a close frame.
+    pub async fn shutdown(mut self) {
+        if let Some(market) = &self.market {
+            market.abort();
+        }
+        self.stop.send_replace(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.accept).await.is_err() {
+            tracing::debug!(addr = %self.addr, left = self.connections(), "connections left after the grace; aborting");
+        }
+        // Drop aborts whatever is left.
+    }
 }
 
 impl Drop for DeribitSim {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        self.accept.abort();
+        if let Some(market) = &self.market {
+            market.abort();
         }
     }
 }

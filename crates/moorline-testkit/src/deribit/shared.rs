@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use super::snapshot::BookSnapshot;
 use super::time::Now;
 use super::venue::{ConnId, Delivery, Outgoing, Venue};
+use crate::sync::lock;
+use crate::ws::close::GOING_AWAY;
 
 struct Core {
     venue: Venue,
@@ -40,7 +42,7 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, Core> {
         // Nothing panics while holding the lock; recover anyway rather than cascade.
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.core)
     }
 
     /// Runs `f` on the venue and routes what it produced, under one lock.
@@ -63,6 +65,15 @@ impl Shared {
         let conn = core.venue.connect(Now::system());
         core.outboxes.insert(conn, outbox);
         (conn, OpenGuard(&self.open))
+    }
+
+    /// Server shutdown: queues a close frame 1001 (going away) to every connection, behind
+    /// what it was already sent.
+    pub(crate) fn going_away(&self) {
+        let core = self.lock();
+        for outbox in core.outboxes.values() {
+            let _ = outbox.send(Outgoing::Close { code: GOING_AWAY, reason: "server shutting down".to_owned() });
+        }
     }
 
     pub(crate) fn disconnect(&self, conn: ConnId) {

@@ -3,14 +3,12 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// How long a graceful close keeps reading (and discarding) after sending FIN,
-/// so that unread client bytes do not turn the close into a RST.
-pub(crate) const DRAIN_AFTER_CLOSE: Duration = Duration::from_millis(1000);
+use crate::net::DRAIN_AFTER_FIN;
+pub(crate) use crate::net::discard_until_eof;
 
 /// A bidirectional byte stream a connection can be served over.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -59,23 +57,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     }
 }
 
-/// Reads and discards everything until EOF or an error.
-pub(crate) async fn discard_until_eof<R: AsyncRead + Unpin + ?Sized>(io: &mut R) {
-    let mut scratch = [0u8; 4096];
-    loop {
-        match io.read(&mut scratch).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
 /// Gracefully closes `io`: shuts down the write side (TLS close_notify + FIN),
-/// then discards incoming bytes for at most [`DRAIN_AFTER_CLOSE`] before dropping it.
+/// then discards incoming bytes for at most [`DRAIN_AFTER_FIN`] before dropping it.
 pub(crate) async fn graceful_close<T: AsyncRead + AsyncWrite + Unpin + ?Sized>(io: &mut T) {
     if let Err(e) = io.shutdown().await {
         tracing::debug!(error = %e, "shutdown during graceful close failed");
         return;
     }
-    let _ = tokio::time::timeout(DRAIN_AFTER_CLOSE, discard_until_eof(io)).await;
+    let _ = tokio::time::timeout(DRAIN_AFTER_FIN, discard_until_eof(io)).await;
 }

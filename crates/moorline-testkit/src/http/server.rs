@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +83,7 @@ impl TestServerBuilder {
         let certs = ServerCerts::generate()?;
         let tls =
             if self.tls { Some(TlsAcceptor::from(certs.server_config(self.h2, self.client_auth)?)) } else { None };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = crate::net::bind_loopback(0).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(runtime, self.fault));
         let config = Arc::new(Config { tls, h2: self.h2, push: self.push });

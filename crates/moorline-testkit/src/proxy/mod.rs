@@ -41,12 +41,11 @@ mod shared;
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -78,7 +77,7 @@ impl Proxy {
     /// Binds `127.0.0.1:0` and starts forwarding to `upstream` in the current tokio runtime.
     pub async fn start(upstream: SocketAddr) -> io::Result<Proxy> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listener = crate::net::bind_loopback(0).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(runtime, upstream));
         let (refusing, refusing_rx) = watch::channel(false);

@@ -1,6 +1,7 @@
 //! Run-time settings of the proxy, and the per-connection byte budget of `reset_after`.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use crate::sync::lock;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A direction of traffic through the [`Proxy`](super::Proxy).
@@ -53,7 +54,7 @@ impl Budget {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<u64>> {
-        self.remaining.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.remaining)
     }
 
     /// Sets (or removes) the remaining budget.

@@ -2,22 +2,21 @@
 //! connection tasks: settings, counters, and the registry used to cut or reset
 //! connections from outside.
 
-use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::pump::{Outcome, PumpCtx, pump};
 use super::settings::{Budget, Direction, Settings};
-
-/// How long a cut connection keeps discarding incoming bytes (so the FIN stays a FIN).
-const DRAIN_AFTER_CUT: Duration = Duration::from_millis(1000);
+use crate::net;
+use crate::registry::Registry;
+use crate::sync::lock;
 
 struct Entry {
     /// Duplicates of the client-side and (once connected) upstream-side sockets.
@@ -32,21 +31,9 @@ pub(crate) struct Shared {
     pub(crate) settings: watch::Sender<Settings>,
     pub(crate) bytes: [Arc<AtomicU64>; 2],
     accepted: AtomicUsize,
-    next_id: AtomicU64,
     reset_after: Mutex<Option<u64>>,
-    conns: Mutex<HashMap<u64, Entry>>,
-    changed: Notify,
+    conns: Arc<Registry<u64, Entry>>,
     runtime: Handle,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn dup(tcp: TcpStream) -> std::io::Result<(std::net::TcpStream, TcpStream)> {
-    let std = tcp.into_std()?;
-    let dup = std.try_clone()?;
-    Ok((dup, TcpStream::from_std(std)?))
 }
 
 impl Shared {
@@ -56,10 +43,8 @@ impl Shared {
             settings: watch::Sender::new(Settings::default()),
             bytes: [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))],
             accepted: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
             reset_after: Mutex::new(None),
-            conns: Mutex::new(HashMap::new()),
-            changed: Notify::new(),
+            conns: Arc::new(Registry::new()),
             runtime,
         }
     }
@@ -69,78 +54,57 @@ impl Shared {
     }
 
     pub(crate) fn open(&self) -> usize {
-        lock(&self.conns).len()
+        self.conns.len()
     }
 
     /// Registers an accepted client connection and spawns its forwarding task.
     pub(crate) fn spawn_connection(self: &Arc<Self>, tcp: TcpStream) {
         self.accepted.fetch_add(1, Ordering::SeqCst);
-        let (client_dup, tcp) = match dup(tcp) {
+        let (client, tcp) = match net::duplicate(tcp) {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e, "could not register accepted connection; dropping it");
-                self.changed.notify_waiters();
+                self.conns.notify();
                 return;
             }
         };
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = self.conns.next_id();
         let budget = Arc::new(Budget::new(*lock(&self.reset_after)));
-        let guard = Guard { shared: Arc::clone(self), id };
         let fut = serve(Arc::clone(self), id, tcp, Arc::clone(&budget));
-        {
-            let mut conns = lock(&self.conns);
-            let handle = tokio::spawn(async move {
-                let _guard = guard;
-                fut.await;
-            });
-            conns.insert(id, Entry { client: client_dup, upstream: None, task: handle.abort_handle(), budget });
-        }
-        self.changed.notify_waiters();
-    }
-
-    fn take_all(&self) -> Vec<Entry> {
-        lock(&self.conns).drain().map(|(_, e)| e).collect()
+        self.conns.spawn(id, fut, |task| Entry { client, upstream: None, task, budget });
     }
 
     /// FIN on both sides of every connection.
     pub(crate) fn cut_all(&self) {
-        for entry in self.take_all() {
+        for entry in self.conns.take_all() {
             entry.task.abort();
             for socket in std::iter::once(entry.client).chain(entry.upstream) {
-                if let Err(e) = socket.shutdown(Shutdown::Write) {
-                    tracing::debug!(error = %e, "shutdown(write) in cut failed");
-                }
-                self.runtime.spawn(async move {
-                    if let Ok(mut tcp) = TcpStream::from_std(socket) {
-                        let _ = tokio::time::timeout(DRAIN_AFTER_CUT, discard_until_eof(&mut tcp)).await;
-                    }
-                });
+                net::fin_and_drain(&self.runtime, socket);
             }
         }
-        self.changed.notify_waiters();
+        self.conns.notify();
     }
 
     /// RST on both sides of every connection.
     pub(crate) fn reset_all(&self) {
-        for entry in self.take_all() {
+        for entry in self.conns.take_all() {
             reset_entry(entry);
         }
-        self.changed.notify_waiters();
+        self.conns.notify();
     }
 
     fn reset_one(&self, id: u64) {
-        let entry = lock(&self.conns).remove(&id);
-        if let Some(entry) = entry {
+        if let Some(entry) = self.conns.remove(id) {
             reset_entry(entry);
         }
-        self.changed.notify_waiters();
+        self.conns.notify();
     }
 
     /// Sets the `reset_after` budget of new and existing connections; resets now where it is 0.
     pub(crate) fn set_reset_after(&self, bytes: Option<u64>) {
         *lock(&self.reset_after) = bytes;
         let ids: Vec<u64> = {
-            let conns = lock(&self.conns);
+            let conns = self.conns.lock();
             for entry in conns.values() {
                 entry.budget.set(bytes);
             }
@@ -155,25 +119,14 @@ impl Shared {
 
     /// Aborts everything (proxy dropped).
     pub(crate) fn abort_all(&self) {
-        for entry in self.take_all() {
+        for entry in self.conns.take_all() {
             entry.task.abort();
         }
     }
 
     /// Waits until `cond` holds or `timeout` elapses; returns the final value of `cond`.
     pub(crate) async fn wait_until(&self, timeout: Duration, cond: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if cond(self) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return cond(self);
-            }
-        }
+        self.conns.wait_until(timeout, || cond(self)).await
     }
 }
 
@@ -181,11 +134,11 @@ impl Shared {
 async fn serve(shared: Arc<Shared>, id: u64, mut client: TcpStream, budget: Arc<Budget>) {
     let connected = TcpStream::connect(shared.upstream).await.and_then(|up| {
         up.set_nodelay(true)?;
-        dup(up)
+        net::duplicate(up)
     });
     let mut upstream = match connected {
         Ok((upstream_dup, upstream)) => {
-            if let Some(entry) = lock(&shared.conns).get_mut(&id) {
+            if let Some(entry) = shared.conns.lock().get_mut(&id) {
                 entry.upstream = Some(upstream_dup);
             }
             upstream
@@ -226,34 +179,7 @@ async fn serve(shared: Arc<Shared>, id: u64, mut client: TcpStream, budget: Arc<
 /// Sets `SO_LINGER` 0 on both sockets, aborts the task and closes the duplicates: RST.
 fn reset_entry(entry: Entry) {
     for socket in std::iter::once(entry.client).chain(entry.upstream) {
-        let socket = TcpSocket::from_std_stream(socket);
-        if let Err(e) = socket.set_zero_linger() {
-            tracing::debug!(error = %e, "setting SO_LINGER 0 failed");
-        }
+        net::reset(socket);
     }
     entry.task.abort();
-}
-
-async fn discard_until_eof(tcp: &mut TcpStream) {
-    use tokio::io::AsyncReadExt;
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = tcp.read(&mut scratch).await {
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-/// Removes a connection from the registry when its task ends (or is aborted).
-struct Guard {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let removed = lock(&self.shared.conns).remove(&self.id);
-        drop(removed);
-        self.shared.changed.notify_waiters();
-    }
 }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 
 use super::client::{ClientId, ClientInfo};
+use super::close;
 use super::frame::Frame;
 use super::io::{FaultyIo, Io, IoControl};
 use super::shared::{Command, ConnParts, Shared};
@@ -76,7 +77,8 @@ pub(crate) async fn run(
             None => Ok(resp),
         }
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(FaultyIo::new(stream, Arc::clone(&io)), callback).await {
+    let io_stream = FaultyIo::new(stream, Arc::clone(&io));
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(io_stream, callback, Some(shared.ws_config)).await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(%id, error = %e, "WebSocket upgrade failed or was rejected");
@@ -91,6 +93,9 @@ pub(crate) async fn run(
 
 /// Runs one upgraded WebSocket session (over HTTP/1.1 or an HTTP/2 stream)
 /// until it ends: logs and answers what it reads, writes what it is told.
+///
+/// A protocol violation, invalid UTF-8 or an oversized message from the client is answered
+/// with a close frame naming it (1002, 1007, 1009), then the connection ends.
 pub(crate) async fn serve_session<S>(
     shared: &Shared,
     id: ClientId,
@@ -116,10 +121,11 @@ pub(crate) async fn serve_session<S>(
                 }
                 Err(e) => {
                     tracing::debug!(%id, error = %e, "read ended");
-                    return;
+                    return close::close_for(&e);
                 }
             }
         }
+        None
     };
     let writer = async {
         while let Some(command) = commands.recv().await {
@@ -148,9 +154,12 @@ pub(crate) async fn serve_session<S>(
             }
         }
     };
-    tokio::select! {
-        () = reader => {}
-        () = writer => {}
+    let failed = tokio::select! {
+        close = reader => close,
+        () = writer => None,
+    };
+    if let Some(frame) = failed {
+        close::fail(sink, stream, frame, CLOSE_GRACE).await;
     }
     tracing::debug!(%id, "connection ended");
 }

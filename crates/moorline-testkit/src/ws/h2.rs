@@ -119,7 +119,7 @@ fn accept_stream(
     shared.spawn_session(conn_id, move |parts: SessionParts| async move {
         let SessionParts { id, commands, sender, io } = parts;
         let stream = FaultyIo::new(Box::new(H2Stream::new(send, body)), Arc::clone(&io));
-        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(session_shared.ws_config)).await;
         tracing::debug!(%id, conn = %conn_id, %peer, %path, "HTTP/2 WebSocket client connected");
         session_shared.upgraded_client(ClientInfo { id, peer, path, headers, connected_at: Instant::now() });
         serve_session(&session_shared, id, ws, commands, &sender, &io).await;

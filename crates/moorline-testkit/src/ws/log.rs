@@ -1,7 +1,7 @@
 //! The log of received frames, and waiting on it: [`Received`], [`ExpectError`].
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::client::ClientId;
 use super::frame::Frame;
 use super::matcher::Matcher;
+use crate::sync::lock;
 
 /// At most this many received frames are listed in an [`ExpectError`]'s message (the latest ones).
 const LISTED: usize = 50;
@@ -60,21 +61,33 @@ pub(crate) struct Log {
     started: Instant,
     frames: Mutex<Vec<Received>>,
     added: Notify,
+    on_received: Option<ReceivedHook>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// A function called with every frame a [`MockServer`](super::MockServer) receives, set with
+/// [`MockServerBuilder::on_received`](super::MockServerBuilder::on_received).
+#[derive(Clone)]
+pub(crate) struct ReceivedHook(pub(crate) Arc<dyn Fn(&Received) + Send + Sync>);
+
+impl fmt::Debug for ReceivedHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReceivedHook(<fn>)")
+    }
 }
 
 impl Log {
-    pub(crate) fn new(started: Instant) -> Self {
-        Self { started, frames: Mutex::new(Vec::new()), added: Notify::new() }
+    pub(crate) fn new(started: Instant, on_received: Option<ReceivedHook>) -> Self {
+        Self { started, frames: Mutex::new(Vec::new()), added: Notify::new(), on_received }
     }
 
-    /// Appends a frame received from `client` now.
+    /// Appends a frame received from `client` now (and hands it to the hook, if any).
     pub(crate) fn push(&self, client: ClientId, frame: Frame) {
         let at = Instant::now();
-        lock(&self.frames).push(Received { client, at, since_start: at - self.started, frame });
+        let received = Received { client, at, since_start: at - self.started, frame };
+        if let Some(hook) = &self.on_received {
+            (hook.0)(&received);
+        }
+        lock(&self.frames).push(received);
         self.added.notify_waiters();
     }
 

@@ -64,6 +64,7 @@
 //! already passed is played immediately.
 
 mod client;
+pub(crate) mod close;
 mod conn;
 mod fault;
 mod frame;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::frame::Frame;
 use super::matcher::Matcher;
+use crate::sync::{read, write};
 
 /// A function building a reply from the received frame, for [`Reply::With`].
 pub type ReplyFn = Arc<dyn Fn(&Frame) -> Option<Frame> + Send + Sync>;
@@ -77,16 +78,16 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn add(&self, matcher: Matcher, reply: Reply) {
-        self.rules.write().unwrap_or_else(|e| e.into_inner()).push((matcher, reply));
+        write(&self.rules).push((matcher, reply));
     }
 
     pub(crate) fn clear(&self) {
-        self.rules.write().unwrap_or_else(|e| e.into_inner()).clear();
+        write(&self.rules).clear();
     }
 
     /// The answer of the first rule matching `received`, if any.
     pub(crate) fn answer(&self, received: &Frame) -> Option<Frame> {
-        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+        let rules = read(&self.rules);
         rules.iter().find(|(m, _)| m.matches(received)).and_then(|(_, reply)| reply.answer(received))
     }
 }

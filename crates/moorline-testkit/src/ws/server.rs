@@ -2,28 +2,31 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::client::{ClientId, ClientInfo};
 use super::conn;
 use super::fault::Fault;
 use super::frame::Frame;
-use super::log::{ExpectError, Received};
+use super::log::{ExpectError, Received, ReceivedHook};
 use super::matcher::Matcher;
 use super::replay::Recording;
 use super::reply::Reply;
 use super::shared::Shared;
 use crate::proxy::listener::accept_loop;
 use crate::tls::{self, ServerCerts};
+
+/// How long [`MockServer::shutdown`] waits for clients to answer the close frame.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Configures and starts a [`MockServer`].
 #[derive(Debug, Clone, Default)]
@@ -33,6 +36,8 @@ pub struct MockServerBuilder {
     port: u16,
     replies: Vec<(Matcher, Reply)>,
     replay: Option<(Recording, f64)>,
+    on_received: Option<ReceivedHook>,
+    max_message_size: Option<usize>,
 }
 
 impl MockServerBuilder {
@@ -73,15 +78,35 @@ impl MockServerBuilder {
         self
     }
 
+    /// Calls `hook` with every frame received from any client (data and control frames,
+    /// close included), in the connection's task, before it is logged for
+    /// [`MockServer::received`]: e.g. to print what clients send. Keep it short.
+    pub fn on_received(mut self, hook: impl Fn(&Received) + Send + Sync + 'static) -> Self {
+        self.on_received = Some(ReceivedHook(Arc::new(hook)));
+        self
+    }
+
+    /// Largest message (and frame) accepted from a client, in bytes (default: tungstenite's
+    /// 64 MiB per message, 16 MiB per frame). A larger one is refused with close code 1009
+    /// (message too big) and the connection ends.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = Some(bytes);
+        self
+    }
+
     /// Binds `127.0.0.1` (port 0 unless [`port`](Self::port) says otherwise) and starts serving in the current tokio runtime.
     pub async fn start(self) -> io::Result<MockServer> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let certs = ServerCerts::generate()?;
         let acceptor = if self.tls { Some(TlsAcceptor::from(certs.server_config(self.http2, false)?)) } else { None };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
+        let listener = crate::net::bind_loopback(self.port).await?;
         let addr = listener.local_addr()?;
         let (refusing, refusing_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new(runtime, refusing, self.replay));
+        let mut ws_config = WebSocketConfig::default();
+        if let Some(max) = self.max_message_size {
+            ws_config = ws_config.max_message_size(Some(max)).max_frame_size(Some(max));
+        }
+        let shared = Arc::new(Shared::new(runtime, refusing, self.replay, self.on_received, ws_config));
         for (matcher, reply) in self.replies {
             shared.rules.add(matcher, reply);
         }
@@ -258,6 +283,25 @@ impl MockServer {
     /// Waits until exactly `n` connections are open; `false` on timeout.
     pub async fn wait_for_open_connections(&self, n: usize, timeout: Duration) -> bool {
         self.shared.wait_until(timeout, |s| s.open() == n).await
+    }
+}
+
+impl MockServer {
+    /// Shuts the server down as a server going away does: stops listening, sends every
+    /// client a close frame `1001` (going away), behind what it was already sent, and every
+    /// HTTP/2 connection a GOAWAY, then waits (up to 3 s) for the clients to answer and the
+    /// connections to end; whatever is left then is aborted. Connections that never
+    /// upgraded are dropped.
+    ///
+    /// Dropping the server instead aborts every connection at once, without a close frame.
+    pub async fn shutdown(self) {
+        self.accept_task.abort();
+        let told = self.shared.going_away();
+        tracing::debug!(addr = %self.addr, clients = told, "shutting down: close 1001 sent");
+        if !self.shared.wait_until(SHUTDOWN_GRACE, |s| s.tasks() == 0).await {
+            tracing::debug!(addr = %self.addr, left = self.shared.tasks(), "connections left after the grace; aborting");
+        }
+        // Drop aborts whatever is left.
     }
 }
 

@@ -1,28 +1,27 @@
 //! State shared by the [`MockServer`](super::MockServer) handle, the accept loop and
 //! every connection task: counters, the client registry, and fault application.
 
-use std::collections::HashMap;
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::client::{ClientId, ClientInfo};
+use super::close::GOING_AWAY;
 use super::fault::Fault;
 use super::frame::Frame;
 use super::io::IoControl;
-use super::log::Log;
+use super::log::{Log, ReceivedHook};
 use super::replay::{Recording, schedule};
 use super::reply::Rules;
-
-/// How long a FIN-closed connection keeps discarding incoming bytes, so that
-/// unread client bytes do not turn the close into a RST.
-const DRAIN_AFTER_FIN: Duration = Duration::from_millis(1000);
+use crate::net;
+use crate::registry::Registry;
+use crate::sync::lock;
 
 /// Stand-in for "forever" in refusal deadlines.
 const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -79,37 +78,38 @@ pub(crate) struct Shared {
     pub(crate) rules: Rules,
     tcp_accepted: AtomicUsize,
     upgraded: AtomicUsize,
-    next_id: AtomicU64,
-    clients: Mutex<HashMap<ClientId, Entry>>,
+    clients: Arc<Registry<ClientId, Entry>>,
     frozen: Mutex<Vec<std::net::TcpStream>>,
     reject: Mutex<Option<u16>>,
     refusing: watch::Sender<bool>,
     refuse_until: Mutex<Option<tokio::time::Instant>>,
     pub(crate) replay_on_connect: Option<(Recording, f64)>,
-    changed: Notify,
+    /// Limits of every WebSocket session.
+    pub(crate) ws_config: WebSocketConfig,
     runtime: Handle,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Shared {
-    pub(crate) fn new(runtime: Handle, refusing: watch::Sender<bool>, replay: Option<(Recording, f64)>) -> Self {
+    pub(crate) fn new(
+        runtime: Handle,
+        refusing: watch::Sender<bool>,
+        replay: Option<(Recording, f64)>,
+        on_received: Option<ReceivedHook>,
+        ws_config: WebSocketConfig,
+    ) -> Self {
         let started = Instant::now();
         Self {
-            log: Log::new(started),
+            log: Log::new(started, on_received),
             rules: Rules::default(),
             tcp_accepted: AtomicUsize::new(0),
             upgraded: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            clients: Mutex::new(HashMap::new()),
+            clients: Arc::new(Registry::new()),
             frozen: Mutex::new(Vec::new()),
             reject: Mutex::new(None),
             refusing,
             refuse_until: Mutex::new(None),
             replay_on_connect: replay,
-            changed: Notify::new(),
+            ws_config,
             runtime,
         }
     }
@@ -123,11 +123,11 @@ impl Shared {
     }
 
     pub(crate) fn open(&self) -> usize {
-        lock(&self.clients).values().filter(|e| e.info.is_some()).count()
+        self.clients.lock().values().filter(|e| e.info.is_some()).count()
     }
 
     pub(crate) fn clients(&self) -> Vec<ClientInfo> {
-        let mut out: Vec<ClientInfo> = lock(&self.clients).values().filter_map(|e| e.info.clone()).collect();
+        let mut out: Vec<ClientInfo> = self.clients.lock().values().filter_map(|e| e.info.clone()).collect();
         out.sort_by_key(|c| c.id);
         out
     }
@@ -144,42 +144,33 @@ impl Shared {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.tcp_accepted.fetch_add(1, Ordering::SeqCst);
-        let registered = (|| -> std::io::Result<(std::net::TcpStream, TcpStream)> {
-            let std = tcp.into_std()?;
-            let dup = std.try_clone()?;
-            Ok((dup, TcpStream::from_std(std)?))
-        })();
-        let (dup, tcp) = match registered {
+        let (dup, tcp) = match net::duplicate(tcp) {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e, "could not register accepted connection; dropping it");
-                self.changed.notify_waiters();
+                self.clients.notify();
                 return;
             }
         };
-        let id = ClientId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        let id = ClientId(self.clients.next_id());
         let (sender, commands) = mpsc::unbounded_channel();
         let io = Arc::new(IoControl::default());
-        let guard = EntryGuard { shared: Arc::clone(self), id };
         let fut = serve(ConnParts { id, tcp, commands, sender: sender.clone(), io: Arc::clone(&io) });
-        {
-            // Hold the lock across spawn + insert so the guard cannot deregister first.
-            let mut clients = lock(&self.clients);
-            let handle = tokio::spawn(async move {
-                let _guard = guard;
-                fut.await;
-            });
-            let entry =
-                Entry { dup, task: handle.abort_handle(), commands: sender, io, info: None, parent: None, h2: false };
-            clients.insert(id, entry);
-        }
-        self.changed.notify_waiters();
+        self.clients.spawn(id, fut, |task| Entry {
+            dup,
+            task,
+            commands: sender,
+            io,
+            info: None,
+            parent: None,
+            h2: false,
+        });
     }
 
     /// Marks connection `id` as HTTP/2: it carries WebSocket sessions (RFC 8441)
     /// registered with [`spawn_session`](Self::spawn_session).
     pub(crate) fn mark_h2(&self, id: ClientId) {
-        if let Some(entry) = lock(&self.clients).get_mut(&id) {
+        if let Some(entry) = self.clients.lock().get_mut(&id) {
             entry.h2 = true;
         }
     }
@@ -191,7 +182,7 @@ impl Shared {
         F: FnOnce(SessionParts) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut clients = lock(&self.clients);
+        let mut clients = self.clients.lock();
         let dup = match clients.get(&conn).map(|e| e.dup.try_clone()) {
             Some(Ok(dup)) => dup,
             Some(Err(e)) => {
@@ -200,41 +191,42 @@ impl Shared {
             }
             None => return None,
         };
-        let id = ClientId(self.next_id.fetch_add(1, Ordering::SeqCst));
+        let id = ClientId(self.clients.next_id());
         let (sender, commands) = mpsc::unbounded_channel();
         let io = Arc::new(IoControl::default());
-        let guard = EntryGuard { shared: Arc::clone(self), id };
         let fut = serve(SessionParts { id, commands, sender: sender.clone(), io: Arc::clone(&io) });
-        let handle = tokio::spawn(async move {
-            let _guard = guard;
-            fut.await;
+        self.clients.spawn_locked(&mut clients, id, fut, |task| Entry {
+            dup,
+            task,
+            commands: sender,
+            io,
+            info: None,
+            parent: Some(conn),
+            h2: false,
         });
-        let entry =
-            Entry { dup, task: handle.abort_handle(), commands: sender, io, info: None, parent: Some(conn), h2: false };
-        clients.insert(id, entry);
         Some(id)
     }
 
     /// Records a completed upgrade; starts the on-connect replay, if configured.
     pub(crate) fn upgraded_client(self: &Arc<Self>, info: ClientInfo) {
         let id = info.id;
-        if let Some(entry) = lock(&self.clients).get_mut(&id) {
+        if let Some(entry) = self.clients.lock().get_mut(&id) {
             entry.info = Some(info);
         }
         self.upgraded.fetch_add(1, Ordering::SeqCst);
         if let Some((recording, speed)) = &self.replay_on_connect {
             self.replay_to(id, recording, *speed);
         }
-        self.changed.notify_waiters();
+        self.clients.notify();
     }
 
     fn send(&self, id: ClientId, command: Command) -> bool {
-        lock(&self.clients).get(&id).is_some_and(|e| e.commands.send(command).is_ok())
+        self.clients.lock().get(&id).is_some_and(|e| e.commands.send(command).is_ok())
     }
 
     /// Queues `frame` to every upgraded client; returns how many.
     pub(crate) fn inject_all(&self, frame: &Frame) -> usize {
-        let clients = lock(&self.clients);
+        let clients = self.clients.lock();
         clients.values().filter(|e| e.info.is_some() && e.commands.send(Command::Send(frame.clone())).is_ok()).count()
     }
 
@@ -245,7 +237,7 @@ impl Shared {
 
     /// Plays `recording` to client `id` in a background task.
     pub(crate) fn replay_to(self: &Arc<Self>, id: ClientId, recording: &Recording, speed: f64) -> bool {
-        let Some(sender) = lock(&self.clients).get(&id).map(|e| e.commands.clone()) else {
+        let Some(sender) = self.clients.lock().get(&id).map(|e| e.commands.clone()) else {
             return false;
         };
         let plan = schedule(recording, speed);
@@ -270,7 +262,9 @@ impl Shared {
         // Each fault acts once per thing it applies to: TCP faults per TCP
         // connection, GOAWAY per HTTP/2 connection, frame-level faults per
         // WebSocket (or not yet upgraded HTTP/1.1) connection.
-        let ids: Vec<ClientId> = lock(&self.clients)
+        let ids: Vec<ClientId> = self
+            .clients
+            .lock()
             .iter()
             .filter(|(_, e)| match fault {
                 Fault::Fin | Fault::Reset | Fault::HalfOpen => e.parent.is_none(),
@@ -285,7 +279,7 @@ impl Shared {
     /// Applies a connection fault to connection `id`; `false` if unknown or server-wide.
     pub(crate) fn fault_one(&self, id: ClientId, fault: &Fault) -> bool {
         tracing::debug!(%id, ?fault, "fault");
-        let Some((parent, h2)) = lock(&self.clients).get(&id).map(|e| (e.parent, e.h2)) else {
+        let Some((parent, h2)) = self.clients.lock().get(&id).map(|e| (e.parent, e.h2)) else {
             return false;
         };
         match fault {
@@ -303,20 +297,23 @@ impl Shared {
             Fault::Close { code, reason } => self.send(id, Command::Close(*code, reason.clone())),
             Fault::StallAfter(n) => self.send(id, Command::StallAfter(*n)),
             Fault::PartialFrame { frame, bytes } => self.send(id, Command::Partial(frame.clone(), *bytes)),
-            Fault::SlowDrip(delay) => lock(&self.clients).get(&id).map(|e| e.io.drip(*delay)).is_some(),
+            Fault::SlowDrip(delay) => self.clients.lock().get(&id).map(|e| e.io.drip(*delay)).is_some(),
             Fault::Fin | Fault::Reset | Fault::HalfOpen => {
                 let Some(entry) = self.remove_with_sessions(id) else {
                     return false;
                 };
                 match fault {
                     Fault::Fin => self.fin(entry),
-                    Fault::Reset => reset(entry),
+                    Fault::Reset => {
+                        net::reset(entry.dup);
+                        entry.task.abort();
+                    }
                     _ => {
                         entry.task.abort();
                         lock(&self.frozen).push(entry.dup);
                     }
                 }
-                self.changed.notify_waiters();
+                self.clients.notify();
                 true
             }
             Fault::RefuseConnections(_) | Fault::RejectUpgrade(_) | Fault::GoAway => false,
@@ -325,7 +322,7 @@ impl Shared {
 
     /// Removes connection `id` from the registry and aborts its HTTP/2 sessions, if any.
     fn remove_with_sessions(&self, id: ClientId) -> Option<Entry> {
-        let mut clients = lock(&self.clients);
+        let mut clients = self.clients.lock();
         let entry = clients.remove(&id)?;
         clients.retain(|_, e| {
             let child = e.parent == Some(id);
@@ -374,21 +371,37 @@ impl Shared {
     }
 
     fn fin(&self, entry: Entry) {
-        if let Err(e) = entry.dup.shutdown(Shutdown::Write) {
-            tracing::debug!(error = %e, "shutdown(write) failed");
-        }
+        net::fin_and_drain(&self.runtime, entry.dup);
         entry.task.abort();
-        let dup = entry.dup;
-        self.runtime.spawn(async move {
-            if let Ok(mut tcp) = TcpStream::from_std(dup) {
-                let _ = tokio::time::timeout(DRAIN_AFTER_FIN, discard_until_eof(&mut tcp)).await;
+    }
+
+    /// Server shutdown: every WebSocket client (HTTP/1.1 connection or HTTP/2 session) is
+    /// sent a close frame `1001 going away`, queued behind what it was already sent, and
+    /// every HTTP/2 connection a GOAWAY (it ends when its last session has); connections
+    /// that never upgraded are dropped. Returns how many clients were told.
+    pub(crate) fn going_away(&self) -> usize {
+        let clients = self.clients.lock();
+        let mut told = 0;
+        for entry in clients.values() {
+            if entry.h2 {
+                let _ = entry.commands.send(Command::GoAway);
+            } else if entry.info.is_none() {
+                entry.task.abort();
+            } else if entry.commands.send(Command::Close(GOING_AWAY, "server shutting down".to_owned())).is_ok() {
+                told += 1;
             }
-        });
+        }
+        told
+    }
+
+    /// Connections (of any kind, upgraded or not) whose task is still running.
+    pub(crate) fn tasks(&self) -> usize {
+        self.clients.len()
     }
 
     /// Aborts every connection (server shutdown) and closes half-open sockets.
     pub(crate) fn abort_all(&self) {
-        for (_, entry) in lock(&self.clients).drain() {
+        for entry in self.clients.take_all() {
             entry.task.abort();
         }
         lock(&self.frozen).clear();
@@ -396,51 +409,6 @@ impl Shared {
 
     /// Waits until `cond` holds or `timeout` elapses; returns the final value of `cond`.
     pub(crate) async fn wait_until(&self, timeout: Duration, cond: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if cond(self) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return cond(self);
-            }
-        }
-    }
-}
-
-/// Sets `SO_LINGER` 0, aborts the task and closes the duplicate: the kernel sends RST.
-fn reset(entry: Entry) {
-    let socket = TcpSocket::from_std_stream(entry.dup);
-    if let Err(e) = socket.set_zero_linger() {
-        tracing::debug!(error = %e, "setting SO_LINGER 0 failed");
-    }
-    entry.task.abort();
-    drop(socket);
-}
-
-async fn discard_until_eof(tcp: &mut TcpStream) {
-    use tokio::io::AsyncReadExt;
-    let mut scratch = [0u8; 4096];
-    while let Ok(n) = tcp.read(&mut scratch).await {
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-/// Removes a connection from the registry when its task ends (or is aborted).
-struct EntryGuard {
-    shared: Arc<Shared>,
-    id: ClientId,
-}
-
-impl Drop for EntryGuard {
-    fn drop(&mut self) {
-        let removed = lock(&self.shared.clients).remove(&self.id);
-        drop(removed);
-        self.shared.changed.notify_waiters();
+        self.clients.wait_until(timeout, || cond(self)).await
     }
 }
