@@ -170,7 +170,7 @@ impl std::fmt::Debug for Connection {
 /// use std::time::Duration;
 /// let (conn, mut events) = moorline::open("example.org", 443, moorline::ConnectOptions::default())?;
 /// let protocol = events.await_up(Duration::from_secs(5)).await?;
-/// let stream = conn.get("/", http::HeaderMap::new()).await?;
+/// let stream = conn.get("/", moorline::http::HeaderMap::new()).await?;
 /// let response = events.await_response(&stream, Duration::from_secs(5)).await?;
 /// let body = events.await_body(&stream, Duration::from_secs(5)).await?;
 /// println!("{protocol}: {} with {} bytes", response.status, body.data.len());
@@ -366,7 +366,7 @@ impl Connection {
     }
 
     /// Make the caller the new owner: events go to the returned receiver from now on, and
-    /// the previous receiver gets [`Event::OwnerChanged`] as its last event.
+    /// the previous receiver gets [`Event::OwnerChanged`](crate::Event::OwnerChanged) as its last event.
     pub async fn set_owner(&self) -> Result<Events, Error> {
         let (tx, rx) = oneshot::channel();
         self.owner.send(tx).await.map_err(|_| Error::Exited(self.shared.exit_reason()))?;
