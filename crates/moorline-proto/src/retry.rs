@@ -459,7 +459,8 @@ mod tests {
     #[test]
     fn a_connection_up_long_enough_resets_the_count_even_without_a_tick() {
         let t = Instant::now();
-        let mut r = Reconnector::new(RetryPolicy::exponential(5, ms(20), Duration::from_secs(1))).healthy_after(ms(200));
+        let mut r =
+            Reconnector::new(RetryPolicy::exponential(5, ms(20), Duration::from_secs(1))).healthy_after(ms(200));
         assert_eq!(
             delays(&mut r, t, &err(), 3),
             [RetryDecision::RetryAfter(ms(20)), RetryDecision::RetryAfter(ms(40)), RetryDecision::RetryAfter(ms(80))]

@@ -425,9 +425,11 @@ impl ConnectOptions {
             }
         }
         if self.healthy_after.is_zero() {
-            return bad("healthy_after must be positive: forgiving failures as soon as a connection is up would retry a \
+            return bad(
+                "healthy_after must be positive: forgiving failures as soon as a connection is up would retry a \
                  server that accepts and closes at once forever, at the first delay (Connection::mark_healthy vouches \
-                 for a connection explicitly)");
+                 for a connection explicitly)",
+            );
         }
         if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
             return bad("keepalive interval and timeout must be positive");
