@@ -111,7 +111,11 @@ async fn a_connection_up_for_healthy_after_resets_the_count() {
     bounded(async {
         let (port, release) = scripted_server(&[3]).await;
         let rec = Recorder::default();
-        let o = opts(&rec).retry(RetryPolicy::exponential(4, ms(20), Duration::from_secs(1))).healthy_after(ms(200));
+        // 1 s: long enough that a connection the server closes at once never lasts it, even on
+        // a loaded machine; short enough to keep the test quick.
+        let o = opts(&rec)
+            .retry(RetryPolicy::exponential(4, ms(20), Duration::from_secs(1)))
+            .healthy_after(Duration::from_secs(1));
         let (conn, mut events) = moorline::open("127.0.0.1", port, o).unwrap();
         // Three connections close at once; the fourth stays up.
         ups(&mut events, 4).await;
