@@ -159,7 +159,9 @@ pub enum ExitReason {
     /// The retry policy gave up; `last` is the last failure.
     #[error("gave up after {attempts} failed attempts; last failure: {last}")]
     RetriesExhausted {
-        /// Consecutive failures, counting the one that triggered reconnection.
+        /// Consecutive failures counted by the policy, including the last one it refused to
+        /// retry: failed attempts and connections lost before they proved healthy (see
+        /// [`crate::ConnectOptions::healthy_after`]). `retries + 1` for a bounded policy.
         attempts: u32,
         /// The last failure.
         last: Failure,
@@ -269,13 +271,14 @@ pub enum Error {
     Timeout(Duration),
     /// [`crate::Events::await_up`] (or [`crate::ws::connect`]) timed out while the worker
     /// was still trying to connect. `attempts` counts the attempts (and lost connections)
-    /// that failed since the last `Up`, and `last` says why the last one failed (also the
+    /// that failed since the retry count was last reset, and `last` says why the last one failed (also the
     /// error's [`source`](std::error::Error::source)); `None` while the first attempt runs.
     #[error("{}", connect_timeout_text(*.after, *.attempts, .last.as_ref()))]
     ConnectTimeout {
         /// The timeout that elapsed.
         after: Duration,
-        /// Consecutive failures since the last `Up` (0: the first attempt is still running).
+        /// Consecutive failures the retry policy counts ([`crate::Info::failures`]): failed
+        /// attempts and connections lost before they proved healthy (0: none yet).
         attempts: u32,
         /// The last failure, if any.
         #[source]

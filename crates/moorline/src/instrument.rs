@@ -95,7 +95,9 @@ pub enum Step {
     },
     /// The worker will try again after `delay`.
     Retry {
-        /// 1-based retry number.
+        /// The attempt number the retry policy was asked about (1-based): consecutive
+        /// failures, counting failed attempts and connections lost before they proved
+        /// healthy (see [`crate::ConnectOptions::healthy_after`]); back to 1 after a healthy one.
         attempt: u32,
         /// Delay before it.
         delay: Duration,

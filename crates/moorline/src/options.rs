@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use moorline_proto::retry::RetryPolicy;
-
-use crate::error::Error;
+use crate::error::{Error, Failure};
 use crate::event::Protocol;
 use crate::instrument::{Hook, Instrument};
 
@@ -23,6 +21,30 @@ const MAX_EVENT_BUFFER: usize = 1 << 20;
 /// A DNS resolver: the addresses of `host:port`. See [`ConnectOptions::resolver`].
 pub type Resolver =
     Arc<dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
+
+/// How a connection retries after a failed attempt or a lost connection: never, a fixed
+/// delay, exponential backoff, or a function of the attempt number (1-based) and the typed
+/// [`Failure`] that decides each delay (`None` gives up). See [`ConnectOptions::retry`] and,
+/// for how failures are counted, [`ConnectOptions::healthy_after`].
+///
+/// ```
+/// use std::time::Duration;
+/// use moorline::{ConnectError, ConnectOptions, DownReason, Failure, RetryPolicy};
+///
+/// // Retry lost connections quickly, refused or timed-out connects with backoff, and give
+/// // up at once on what retrying cannot fix (a certificate the server will keep sending).
+/// let policy = RetryPolicy::custom(|attempt, failure: &Failure| match failure {
+///     Failure::Down(DownReason::Closed | DownReason::Io(_)) if attempt <= 3 => Some(Duration::from_millis(100)),
+///     Failure::Connect(ConnectError::Connect { .. } | ConnectError::ConnectTimeout { .. }) if attempt <= 10 => {
+///         Some(Duration::from_millis(250).saturating_mul(attempt))
+///     }
+///     Failure::Connect(ConnectError::Tls { .. }) => None,
+///     _ => (attempt <= 5).then_some(Duration::from_secs(1)),
+/// });
+/// let opts = ConnectOptions::default().retry(policy);
+/// # let _ = opts;
+/// ```
+pub type RetryPolicy = moorline_proto::retry::RetryPolicy<Failure>;
 
 /// The transport under the HTTP protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +217,7 @@ pub struct ConnectOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) tls_handshake_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) healthy_after: Duration,
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) hook: Option<Hook>,
     pub(crate) resolver: Option<Resolver>,
@@ -213,6 +236,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            healthy_after: moorline_proto::retry::DEFAULT_HEALTHY_AFTER,
             keepalive: Some(Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) }),
             hook: None,
             resolver: None,
@@ -233,6 +257,7 @@ impl fmt::Debug for ConnectOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("retry", &self.retry)
+            .field("healthy_after", &self.healthy_after)
             .field("keepalive", &self.keepalive)
             .field("hook", &self.hook.is_some())
             .field("resolver", &self.resolver.is_some())
@@ -275,9 +300,28 @@ impl ConnectOptions {
         self.tls_handshake_timeout = d;
         self
     }
-    /// Reconnection policy (default: Gun's 5 retries, 5 s apart).
+    /// Reconnection policy (default: Gun's 5 retries, 5 s apart). The policy is asked after
+    /// every failed attempt and every lost connection, with the attempt number: the
+    /// consecutive failures not yet forgiven (see [`ConnectOptions::healthy_after`]).
     pub fn retry(mut self, r: RetryPolicy) -> Self {
         self.retry = r;
+        self
+    }
+    /// How long a connection must stay up before the failures before it are forgiven
+    /// (default 10 s; must be positive; `Duration::MAX`: only [`Connection::mark_healthy`] resets
+    /// the count).
+    ///
+    /// Coming up is not enough: a connection lost before this time counts as one more
+    /// failure, so a server that accepts TCP and then closes at once (or closes after
+    /// failing every WebSocket upgrade) is retried with the policy's growing delays and, for a bounded
+    /// policy, given up on, instead of being retried forever at the first delay. Once the
+    /// connection has stayed up this long, or the caller calls [`Connection::mark_healthy`]
+    /// (say, once its subscriptions are confirmed), the count is back to zero and the next
+    /// failure is attempt 1 again.
+    ///
+    /// [`Connection::mark_healthy`]: crate::Connection::mark_healthy
+    pub fn healthy_after(mut self, d: Duration) -> Self {
+        self.healthy_after = d;
         self
     }
     /// HTTP/2 keepalive PINGs (default: every 30 s, 10 s to answer). `None` turns them off.
@@ -379,6 +423,13 @@ impl ConnectOptions {
             if d.is_zero() {
                 return bad("timeouts must be positive");
             }
+        }
+        if self.healthy_after.is_zero() {
+            return bad(
+                "healthy_after must be positive: forgiving failures as soon as a connection is up would retry a \
+                 server that accepts and closes at once forever, at the first delay (Connection::mark_healthy vouches \
+                 for a connection explicitly)",
+            );
         }
         if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
             return bad("keepalive interval and timeout must be positive");

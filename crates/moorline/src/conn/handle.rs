@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
     /// WebSocket messages on their way through the command channel (see [`InChannel`]).
     ws_in_channel: Arc<AtomicUsize>,
+    /// [`Connection::mark_healthy`] calls, for the worker (which ignores those made while
+    /// no connection is up).
+    pub(crate) healthy: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -205,6 +208,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         abort: Mutex::new(None),
         ws_out: Mutex::new(None),
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
+        healthy: tokio::sync::Notify::new(),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
     Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
@@ -371,6 +375,30 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         self.owner.send(tx).await.map_err(|_| Error::Exited(self.shared.exit_reason()))?;
         rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
+    }
+
+    /// Vouch for the current connection: it works (say, the venue confirmed the
+    /// subscriptions made on it), so the failures before it are forgiven now rather than
+    /// after [`ConnectOptions::healthy_after`]: the retry count is back to zero
+    /// ([`Info::failures`] shows it shortly) and the next failure is attempt 1 of the retry
+    /// policy again.
+    ///
+    /// It applies to the connection that is up when the worker hears of it; made while no
+    /// connection is up (connecting, waiting to retry, after the worker exited) it does
+    /// nothing. Calling it again is harmless. A client that calls it once its session is
+    /// really usable keeps a server that accepts connections and then fails them (closes
+    /// at once, refuses every upgrade or login) from being retried forever.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: moorline::Connection, mut events: moorline::Events) -> Result<(), moorline::Error> {
+    /// use std::time::Duration;
+    /// events.await_up(Duration::from_secs(5)).await?;
+    /// // ... subscribe, and wait for the venue to confirm ...
+    /// conn.mark_healthy();
+    /// # Ok(()) }
+    /// ```
+    pub fn mark_healthy(&self) {
+        self.shared.healthy.notify_one();
     }
 
     /// A snapshot of the connection. Works even after the worker exited.

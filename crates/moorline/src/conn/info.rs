@@ -45,7 +45,10 @@ pub struct Info {
     pub local: Option<SocketAddr>,
     /// Connections established so far (1 after the first `Up`).
     pub connects: u64,
-    /// Consecutive failures since the last `Up`.
+    /// Consecutive failures the retry policy counts: failed attempts and connections lost
+    /// before they proved healthy. An `Up` does not reset it; a connection that stays up
+    /// for [`crate::ConnectOptions::healthy_after`], or [`crate::Connection::mark_healthy`],
+    /// does. The next failure is attempt `failures + 1` of the policy.
     pub failures: u32,
     /// Why the last of those failures happened: a failed attempt or the lost connection
     /// (`None` since the last `Up`, or before any failure). [`crate::Error::ConnectTimeout`]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use futures_util::FutureExt;
 use moorline_proto::retry::{Reconnector, RetryDecision};
 
 use super::command::Command;
@@ -323,8 +324,13 @@ struct Dialed2 {
     local: std::net::SocketAddr,
 }
 
+/// Now, as the retry bookkeeping takes it (tokio's clock, so a paused test clock applies).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
-    let mut retry = Reconnector::new(ctx.setup.opts.retry.clone());
+    let mut retry = Reconnector::new(ctx.setup.opts.retry.clone()).healthy_after(ctx.setup.opts.healthy_after);
     loop {
         set_state(&ctx.shared, State::Connecting);
         // Connect while still taking commands: requests made now wait for the connection.
@@ -358,7 +364,10 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
                 e.into()
             }
             Ok((session, meta)) => {
-                retry.on_up();
+                // The failure count stays until this connection proves healthy.
+                retry.on_up(now());
+                // `mark_healthy` calls made while nothing was up are for no connection.
+                let _ = ctx.shared.healthy.notified().now_or_never();
                 {
                     let mut info = lock(&ctx.shared.info);
                     info.state = State::Up;
@@ -366,15 +375,12 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
                     info.peer = Some(meta.peer);
                     info.local = Some(meta.local);
                     info.connects += 1;
-                    info.failures = 0;
+                    info.failures = retry.failures();
                     info.last_failure = None;
                 }
                 ctx.setup.em.emit(Step::Up { protocol: meta.protocol });
                 ctx.emit(Event::Up { protocol: meta.protocol }).await?;
-                let end = match session {
-                    Session::H1(d) => h1::run(ctx, d.io, early).await,
-                    Session::H2(parts) => h2::run(ctx, *parts, early).await,
-                };
+                let end = run_session(ctx, session, early, &mut retry).await;
                 match end {
                     SessionEnd::Shutdown => return Err(ExitReason::Shutdown),
                     SessionEnd::Exit(r) => return Err(r),
@@ -395,7 +401,7 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
                 }
             }
         };
-        let decision = retry.on_failure(&failure);
+        let decision = retry.on_failure(now(), &failure);
         {
             // What an `await_up` that times out reports (`Error::ConnectTimeout`).
             let mut info = lock(&ctx.shared.info);
@@ -414,6 +420,52 @@ async fn lifecycle(ctx: &mut Ctx) -> Result<Infallible, ExitReason> {
             }
         }
     }
+}
+
+/// Run the session of a connection that is up. While it has failures to forgive, also
+/// wait for it to prove healthy (up for `healthy_after`, or `mark_healthy`), and then reset
+/// the count. With none (the usual case) the session runs alone.
+async fn run_session(
+    ctx: &mut Ctx,
+    session: Session,
+    early: Vec<Command>,
+    retry: &mut Reconnector<Failure>,
+) -> SessionEnd {
+    let shared = ctx.shared.clone();
+    let run = async move {
+        match session {
+            Session::H1(d) => h1::run(ctx, d.io, early).await,
+            Session::H2(parts) => h2::run(ctx, *parts, early).await,
+        }
+    };
+    if retry.failures() == 0 {
+        return run.await;
+    }
+    let healthy_at = retry.healthy_at().map(tokio::time::Instant::from_std);
+    tokio::pin!(run);
+    // `None` (the time is beyond the clock's range): only `mark_healthy` resets the count.
+    let by_time = async {
+        match healthy_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        end = &mut run => return end,
+        () = by_time => {
+            retry.on_time(now());
+        }
+        () = shared.healthy.notified() => {
+            retry.on_healthy();
+        }
+    }
+    {
+        let mut info = lock(&shared.info);
+        info.failures = retry.failures();
+    }
+    tracing::debug!(connection = shared.id, "connection healthy: retry count reset");
+    run.await
 }
 
 /// Wait before the next try; requests made meanwhile fail at once (nothing is connected).
