@@ -1,5 +1,6 @@
 //! The cloneable handle and `open`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -83,6 +84,19 @@ pub(crate) struct Shared {
     pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
     /// WebSocket messages on their way through the command channel (see [`InChannel`]).
     ws_in_channel: Arc<AtomicUsize>,
+    /// WebSocket streams that ended, and what a send on one of them returns.
+    ws_ended: Mutex<EndedWs>,
+}
+
+/// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
+/// send on a forgotten one goes to the worker, which reports it as an event).
+const ENDED_WS_MEMORY: usize = 1024;
+
+/// The ended WebSocket streams [`Shared`] remembers, at most [`ENDED_WS_MEMORY`].
+#[derive(Default)]
+pub(crate) struct EndedWs {
+    errors: HashMap<StreamRef, Error>,
+    order: VecDeque<StreamRef>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -99,6 +113,29 @@ impl Shared {
 
     fn exit_reason(&self) -> Option<ExitReason> {
         lock(&self.info).exit.clone()
+    }
+
+    /// Records that WebSocket `stream` ended: from now on a send on it returns `error`. The
+    /// drivers call it before the owner can hear of the end (and before the outbox refuses
+    /// direct sends), so a send made after the owner saw the end cannot report success. The
+    /// first record of a stream stands (it is the most precise).
+    pub(crate) fn ws_ended(&self, stream: StreamRef, error: Error) {
+        let mut ended = lock(&self.ws_ended);
+        if ended.errors.contains_key(&stream) {
+            return;
+        }
+        if ended.order.len() >= ENDED_WS_MEMORY
+            && let Some(old) = ended.order.pop_front()
+        {
+            ended.errors.remove(&old);
+        }
+        ended.order.push_back(stream);
+        ended.errors.insert(stream, error);
+    }
+
+    /// What a send on `stream` returns if it is a WebSocket that ended.
+    fn ws_end_error(&self, stream: &StreamRef) -> Option<Error> {
+        lock(&self.ws_ended).errors.get(stream).cloned()
     }
 
     /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
@@ -204,6 +241,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         abort: Mutex::new(None),
         ws_out: Mutex::new(None),
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
+        ws_ended: Mutex::new(EndedWs::default()),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
     Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
@@ -299,9 +337,17 @@ impl Connection {
     /// encodes and writes the message itself, with no hop through the connection's worker.
     ///
     /// Errors known at once are returned: control payloads over 125 bytes, close codes that
-    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). Errors
-    /// the worker finds later (the stream is not, or no longer, a WebSocket) reach the
-    /// owner as [`Event::StreamError`](crate::Event::StreamError).
+    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). A send
+    /// on a WebSocket that has ended is refused with how it ended: after its closing
+    /// handshake [`Error::Stream`]`(`[`StreamError::WsClosed`]`)`, after a failure of the
+    /// stream alone (HTTP/2) that [`Error::Stream`], and after the connection went down
+    /// [`Error::Down`] with the reason of the `Down` (also during the backoff and once a new
+    /// connection is up: a WebSocket does not survive a reconnection). The stream is known
+    /// to have ended before the owner hears of it, so a send made after the owner saw the
+    /// end never reports success. (`Ok` means written or queued: a message queued when the
+    /// connection dies is lost with it, as the `Down` says.) Other errors the worker finds
+    /// later (the stream was never a WebSocket, or not upgraded yet) reach the owner as
+    /// [`Event::StreamError`](crate::Event::StreamError).
     pub async fn ws_send(&self, stream: &StreamRef, message: Message) -> Result<(), Error> {
         self.ws_queue(stream, message, true).await
     }
@@ -331,6 +377,11 @@ impl Connection {
         check_outgoing(&message)?;
         if let Some(sent) = self.shared.ws_direct(stream, &message, now).await {
             return sent;
+        }
+        // Not a live HTTP/1.1 WebSocket (HTTP/2, not upgraded yet, or over): one that ended
+        // says how, rather than a message vanishing behind an `Ok`.
+        if let Some(error) = self.shared.ws_end_error(stream) {
+            return Err(error);
         }
         let in_channel = InChannel::new(&self.shared.ws_in_channel);
         self.send(Command::WsSend(*stream, message, in_channel)).await
