@@ -692,7 +692,9 @@ async fn drive(case: &Case, peer: &mut Peer) -> Result<(), String> {
     while case.replies_may_coalesce && want_from < case.replies.len() {
         let got = match peer.next_message(WAIT).await {
             Ok((got, _)) => got,
-            Err(e) => return Err(format!("reply {want_from}: expected {}, got {e}", describe(&case.replies[want_from]))),
+            Err(e) => {
+                return Err(format!("reply {want_from}: expected {}, got {e}", describe(&case.replies[want_from])));
+            }
         };
         match case.replies[want_from..].iter().position(|w| *w == got) {
             Some(k) => want_from += k + 1,

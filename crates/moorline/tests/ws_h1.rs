@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use common::{T, bounded, next_matching};
 use moorline::ws::{CloseCode, Message, WsOptions};
 use moorline::{
-    ConnectOptions, Connection, DownReason, Error, Event, Events, ExitReason, Keepalive, RetryPolicy, State, StreamError,
-    StreamRef,
+    ConnectOptions, Connection, DownReason, Error, Event, Events, ExitReason, Keepalive, RetryPolicy, State,
+    StreamError, StreamRef,
 };
 use moorline_proto::ws::{Decoder, Limits, Role, accept_key, write_frame};
 use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer};

@@ -192,7 +192,8 @@ async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
             assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
         }
         events.await_up(T).await.unwrap();
-        for r in [conn.ws_send(&b, Message::text("new conn")).await, conn.ws_feed(&b, Message::text("new conn")).await] {
+        for r in [conn.ws_send(&b, Message::text("new conn")).await, conn.ws_feed(&b, Message::text("new conn")).await]
+        {
             assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
         }
         let r = conn.ws_send(&a, Message::text("new conn")).await;

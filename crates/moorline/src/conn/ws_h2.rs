@@ -79,8 +79,7 @@ pub(crate) async fn run(
     // One timer for the keepalive, reset only when it fires.
     let keepalive_on = core.keepalive_start().is_some();
     let keepalive = tokio::time::sleep_until(
-        core.keepalive_start()
-            .unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)),
+        core.keepalive_start().unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)),
     );
     tokio::pin!(keepalive);
     loop {

@@ -24,7 +24,7 @@ pub const DEFAULT_WS_KEEPALIVE: Keepalive =
 /// | `max_message_size` | 64 MiB | largest message accepted (after inflation) |
 /// | `max_frame_payload` | none | split outgoing messages into frames of this size |
 /// | `compress_min_size` | 64 B | smaller outgoing messages are not compressed |
-/// | `auto_pong` | on | answer pings with pongs |
+/// | `auto_pong` | on | answer pings with pongs (the latest of those that arrive before our pong leaves) |
 /// | `surface_control` | off | also deliver pings and pongs to the owner |
 /// | `close_timeout` | 5 s | how long the closing handshake may take |
 /// | `keepalive` | ping after 30 s of silence, 10 s to answer | any inbound frame counts as life; no answer ends the connection with `Down { WsKeepaliveTimeout }` |
@@ -58,11 +58,13 @@ pub struct WsOptions {
     pub max_frame_payload: Option<usize>,
     /// With permessage-deflate, outgoing messages shorter than this are sent uncompressed.
     pub compress_min_size: usize,
-    /// Answer pings with pongs.
+    /// Answer pings with pongs. Pings that arrive while our pong has not left yet replace
+    /// it: only the latest is answered (RFC 6455 §5.5.3), so a ping flood costs one pong.
     pub auto_pong: bool,
     /// Deliver pings and pongs to the owner as well.
     pub surface_control: bool,
-    /// How long the closing handshake may take before the connection is dropped.
+    /// How long the closing handshake may take before the connection is dropped
+    /// (`Duration::MAX`: wait for the server as long as it takes).
     pub close_timeout: Duration,
     /// Keepalive: after `interval` without any inbound frame a ping is sent; if nothing at
     /// all arrives within `timeout` after it, the connection is declared dead and goes down
