@@ -198,6 +198,19 @@ async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
         }
         let r = conn.ws_send(&a, Message::text("new conn")).await;
         assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        // A WebSocket the owner cancelled takes no more messages either.
+        let c = conn.ws_upgrade("/c", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&c, T).await.unwrap();
+        conn.cancel(&c).await.unwrap();
+        // The cancel goes through the worker: wait for it to be taken.
+        let gone = async {
+            while conn.stream_info(&c).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(T, gone).await.unwrap();
+        let r = conn.ws_send(&c, Message::text("cancelled")).await;
+        assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let texts: Vec<_> = server.received().iter().filter_map(|r| r.frame.as_text().map(str::to_owned)).collect();
         assert_eq!(texts, ["b still"]);

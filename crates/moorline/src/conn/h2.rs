@@ -384,7 +384,12 @@ impl Session<'_> {
             Command::Cancel(stream) => {
                 self.queue.retain(|r| r.stream != stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).
-                self.streams.remove(&stream);
+                if let Some(e) = self.streams.remove(&stream)
+                    && e.ws_tx.is_some()
+                {
+                    // A cancelled WebSocket takes no more messages.
+                    self.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
+                }
             }
             Command::StreamInfo(stream, reply) => {
                 let info = if let Some(e) = self.streams.get(&stream) {
