@@ -390,6 +390,11 @@ impl Connection {
     /// Start the closing handshake of a WebSocket with `code` and `reason` (at most 123
     /// bytes; longer is cut at a character boundary). The server's close frame arrives as
     /// [`Event::Ws`](crate::Event::Ws) with [`Message::Close`].
+    ///
+    /// Over HTTP/1.1 the connection is the WebSocket, so it ends too: once the server
+    /// answered (or `close_timeout` passed) the owner gets
+    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`], and there is no
+    /// reconnection. Over HTTP/2 only the stream ends.
     pub async fn ws_close(&self, stream: &StreamRef, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.ws_send(stream, Message::Close(Some(CloseFrame::new(code, reason)))).await
     }
