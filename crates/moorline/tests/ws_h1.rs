@@ -623,9 +623,12 @@ async fn senders_on_several_threads_keep_their_own_order_and_lose_nothing() {
 async fn sends_on_a_websocket_that_went_down_return_the_reason() {
     bounded(async {
         let server = MockServer::builder().start().await.unwrap();
-        // A backoff long enough to send during it.
-        let opts = ConnectOptions::default().retry(RetryPolicy::fixed(3, Duration::from_millis(800)));
-        let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), opts).unwrap();
+        let port = server.addr().port();
+        let is_reset = |r: &Result<(), Error>| matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed)));
+
+        // During the backoff (an hour long: the worker is certainly still in it).
+        let opts = ConnectOptions::default().retry(RetryPolicy::fixed(3, Duration::from_secs(3600)));
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts).unwrap();
         events.await_up(T).await.unwrap();
         let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
         events.await_ws_upgrade(&ws, T).await.unwrap();
@@ -633,27 +636,28 @@ async fn sends_on_a_websocket_that_went_down_return_the_reason() {
         let seen = events.await_ws(&ws, T).await;
         assert!(matches!(seen, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{seen:?}");
         assert_eq!(conn.info().state, State::Reconnecting);
-        for r in [
-            conn.ws_send(&ws, Message::text("during backoff")).await,
-            conn.ws_feed(&ws, Message::text("fed during backoff")).await,
-        ] {
-            assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
-        }
-        // A new connection is up: the old WebSocket is still over.
+        let r = conn.ws_send(&ws, Message::text("during backoff")).await;
+        assert!(is_reset(&r), "{r:?}");
+        let r = conn.ws_feed(&ws, Message::text("fed during backoff")).await;
+        assert!(is_reset(&r), "{r:?}");
+        conn.close();
+
+        // Once a new connection is up (a quick retry): the old WebSocket is still over.
+        let (conn, mut events, ws) = open_ws(port, WsOptions::default()).await;
+        server.fault(Fault::Reset);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(_))));
         events.await_up(T).await.unwrap();
-        for r in [
-            conn.ws_send(&ws, Message::text("after reconnect")).await,
-            conn.ws_feed(&ws, Message::text("fed after reconnect")).await,
-        ] {
-            assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
-        }
+        let r = conn.ws_send(&ws, Message::text("after reconnect")).await;
+        assert!(is_reset(&r), "{r:?}");
+        let r = conn.ws_feed(&ws, Message::text("fed after reconnect")).await;
+        assert!(is_reset(&r), "{r:?}");
 
         // A new WebSocket on the new connection; the server closes it.
         let again = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
         events.await_ws_upgrade(&again, T).await.unwrap();
         // The first WebSocket's sends still fail while the second one is live.
         let r = conn.ws_send(&ws, Message::text("old stream")).await;
-        assert!(matches!(r, Err(Error::Down(_))), "{r:?}");
+        assert!(is_reset(&r), "{r:?}");
         server.fault(Fault::Close { code: 4000, reason: "bye".into() });
         assert!(matches!(events.await_ws(&again, T).await.unwrap(), Message::Close(Some(_))));
         // (The first `Down` is still queued: the failed await left it for `next`.)
@@ -697,7 +701,8 @@ async fn keepalive_ends_a_websocket_whose_server_stalls_and_the_connection_comes
 async fn keepalive_pings_keep_a_quiet_but_answering_server_up() {
     bounded(async {
         let server = MockServer::builder().start().await.unwrap();
-        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(300) };
+        // A generous timeout: only the pings matter here.
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(5) };
         let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default().keepalive(Some(k))).await;
         // Quiet for several intervals: pings go out, the server's pongs keep it alive.
         let quiet = tokio::time::timeout(Duration::from_millis(1500), events.next()).await;

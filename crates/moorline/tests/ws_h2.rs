@@ -160,19 +160,22 @@ async fn rejected_extended_connect_is_a_handshake_error() {
     .await;
 }
 
-fn h2c_retrying() -> ConnectOptions {
-    // A backoff long enough to send during it.
-    ConnectOptions::default().protocols(&[Protocol::Http2]).retry(RetryPolicy::fixed(3, Duration::from_millis(800)))
+fn h2c_retrying(delay: Duration) -> ConnectOptions {
+    ConnectOptions::default().protocols(&[Protocol::Http2]).retry(RetryPolicy::fixed(3, delay))
 }
 
 /// A send on a WebSocket that is over must say so (issue 14, item 5): after the server
 /// closed it (the connection stays up), after the connection went down, during the backoff
-/// and once a new connection is up.
+/// and once a new connection is up; after a cancel.
 #[tokio::test]
 async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
     bounded(async {
         let server = MockServer::builder().http2(true).start().await.unwrap();
-        let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), h2c_retrying()).unwrap();
+        let port = server.addr().port();
+        let is_reset = |r: &Result<(), Error>| matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed)));
+
+        // A backoff an hour long: the worker is certainly still in it when we send.
+        let (conn, mut events) = moorline::open("127.0.0.1", port, h2c_retrying(Duration::from_secs(3600))).unwrap();
         assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
         let (a, b) = upgrade_two(&conn, &mut events).await;
         let clients = server.clients();
@@ -183,21 +186,30 @@ async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
         }
         conn.ws_send(&b, Message::text("b still")).await.unwrap();
         server.expect_received(Matcher::Exact("b still".into()), T).await.unwrap();
-
         server.fault(Fault::Reset);
         let seen = events.await_ws(&b, T).await;
         assert!(matches!(seen, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{seen:?}");
         assert_eq!(conn.info().state, moorline::State::Reconnecting);
         for r in [conn.ws_send(&b, Message::text("backoff")).await, conn.ws_feed(&b, Message::text("backoff")).await] {
-            assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
+            assert!(is_reset(&r), "{r:?}");
         }
-        events.await_up(T).await.unwrap();
-        for r in [conn.ws_send(&b, Message::text("new conn")).await, conn.ws_feed(&b, Message::text("new conn")).await]
-        {
-            assert!(matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{r:?}");
-        }
-        let r = conn.ws_send(&a, Message::text("new conn")).await;
+        let r = conn.ws_send(&a, Message::text("backoff")).await;
         assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        conn.close();
+
+        // Once a new connection is up (a quick retry).
+        let (conn, mut events) = moorline::open("127.0.0.1", port, h2c_retrying(Duration::from_millis(50))).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        server.fault(Fault::Reset);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(_))));
+        events.await_up(T).await.unwrap();
+        for r in
+            [conn.ws_send(&ws, Message::text("new conn")).await, conn.ws_feed(&ws, Message::text("new conn")).await]
+        {
+            assert!(is_reset(&r), "{r:?}");
+        }
         // A WebSocket the owner cancelled takes no more messages either.
         let c = conn.ws_upgrade("/c", WsOptions::default()).await.unwrap();
         events.await_ws_upgrade(&c, T).await.unwrap();
@@ -224,7 +236,7 @@ async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
 async fn keepalive_ends_a_websocket_whose_server_stalls() {
     bounded(async {
         let server = MockServer::builder().http2(true).start().await.unwrap();
-        let opts = h2c_retrying().keepalive(None);
+        let opts = h2c_retrying(Duration::from_millis(50)).keepalive(None);
         let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), opts).unwrap();
         events.await_up(T).await.unwrap();
         let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(300) };
@@ -250,7 +262,8 @@ async fn keepalive_pings_keep_a_quiet_but_answering_server_up() {
     bounded(async {
         let server = MockServer::builder().http2(true).start().await.unwrap();
         let (conn, mut events) = h2c(&server).await;
-        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(300) };
+        // A generous timeout: only the pings matter here.
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(5) };
         let ws = conn.ws_upgrade("/", WsOptions::default().keepalive(Some(k))).await.unwrap();
         events.await_ws_upgrade(&ws, T).await.unwrap();
         let quiet = tokio::time::timeout(Duration::from_millis(1500), events.next()).await;

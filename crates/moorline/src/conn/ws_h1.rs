@@ -105,7 +105,8 @@ impl Driver<'_> {
         // Frames that came with the 101 are already buffered.
         self.deliver().await?;
         let out = self.core.out.clone();
-        // One timer for the keepalive, reset only when it fires (not on every turn).
+        // One timer for the keepalive, reset when it fires or our ping is answered (not on
+        // every read).
         let keepalive_on = self.core.keepalive_start().is_some();
         let keepalive = tokio::time::sleep_until(self.core.keepalive_start().unwrap_or_else(far_future));
         tokio::pin!(keepalive);
@@ -163,7 +164,9 @@ impl Driver<'_> {
                     return Err(self.down(DownReason::Closed));
                 }
                 Step::Read(Ok(_)) => {
-                    self.core.on_rx();
+                    if let Some(next) = self.core.on_rx() {
+                        keepalive.as_mut().reset(next);
+                    }
                     self.deliver().await?;
                 }
                 Step::Read(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),

@@ -76,7 +76,7 @@ pub(crate) async fn run(
         })
         .await?;
     let mut core = WsCore::new(&negotiated, &options, BytesMut::new(), None);
-    // One timer for the keepalive, reset only when it fires.
+    // One timer for the keepalive, reset when it fires or our ping is answered.
     let keepalive_on = core.keepalive_start().is_some();
     let keepalive = tokio::time::sleep_until(
         core.keepalive_start().unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)),
@@ -140,7 +140,9 @@ pub(crate) async fn run(
                     // Capacity goes back as the bytes are taken; they are delivered before
                     // more are read, so what is buffered stays bounded.
                     let _ = body.flow_control().release_capacity(data.len());
-                    core.on_rx();
+                    if let Some(next) = core.on_rx() {
+                        keepalive.as_mut().reset(next);
+                    }
                     core.rbuf.extend_from_slice(&data);
                 }
                 Some(Err(e)) => return Err(WsEnd::H2(e)),

@@ -97,11 +97,15 @@ impl WsCore {
         }
     }
 
-    /// The driver read bytes from the peer: it is alive.
-    pub(crate) fn on_rx(&mut self) {
-        if self.keepalive.is_some() {
-            self.last_rx = Instant::now();
-        }
+    /// The driver read bytes from the peer: it is alive. When this answers our keepalive
+    /// ping, returns when the timer should fire next (the next ping is due an interval after
+    /// this); otherwise the timer stays as it is.
+    #[must_use]
+    pub(crate) fn on_rx(&mut self) -> Option<Instant> {
+        let k = self.keepalive?;
+        self.last_rx = Instant::now();
+        self.ping_sent.take()?;
+        Some(deadline_after(self.last_rx, k.interval))
     }
 
     /// When the keepalive timer should first fire (`None`: keepalive is off).
@@ -231,6 +235,8 @@ mod tests {
     use bytes::{Bytes, BytesMut};
     use moorline_proto::ws::{Decoder, Limits, Message, Negotiated, Role, write_frame};
 
+    use tokio::time::Instant;
+
     use super::{KeepaliveTick, WsCore};
     use crate::options::Keepalive;
     use crate::ws::WsOptions;
@@ -321,6 +327,15 @@ mod tests {
         // Silence again: ping, then nothing: dead.
         assert_eq!(core.keepalive_tick(next), KeepaliveTick::Next(next + k.timeout));
         assert_eq!(core.keepalive_tick(next + k.timeout), KeepaliveTick::Dead(k.timeout));
+        // A read that answers our ping moves the timer to an interval after it (not to the
+        // end of the timeout); a read with no ping out leaves the timer alone.
+        let mut core = self::core(&WsOptions::default().keepalive(Some(k)));
+        let start = core.keepalive_start().unwrap();
+        assert_eq!(core.keepalive_tick(start), KeepaliveTick::Next(start + k.timeout));
+        let before = Instant::now();
+        let next = core.on_rx().unwrap();
+        assert!(next >= before + k.interval && next <= Instant::now() + k.interval, "{next:?}");
+        assert_eq!(core.on_rx(), None);
 
         // `Duration::MAX` saturates instead of overflowing.
         let forever = Keepalive { interval: Duration::MAX, timeout: Duration::MAX };
