@@ -144,6 +144,11 @@ pub enum DownReason {
     /// The server broke the WebSocket protocol; we sent a close frame with the matching code.
     #[error("WebSocket protocol error: {0}")]
     WsProtocol(moorline_proto::ws::ProtocolError),
+    /// WebSocket keepalive: nothing arrived within this timeout after our ping (sent after
+    /// an interval of silence), so the connection was silently dead. See
+    /// [`WsOptions::keepalive`](crate::ws::WsOptions::keepalive).
+    #[error("WebSocket keepalive: nothing received within {0:?} after our ping")]
+    WsKeepaliveTimeout(Duration),
 }
 
 /// Why the connection worker exited. The owner receives it in [`crate::Event::Exit`].
@@ -172,6 +177,15 @@ pub enum ExitReason {
     /// Every `Connection` handle was dropped, so nobody can command the connection.
     #[error("every connection handle was dropped")]
     HandlesDropped,
+    /// The owner closed the WebSocket this HTTP/1.1 connection had become (`ws_close`, or
+    /// `cancel` of its stream): the connection ends with it and does not reconnect (open a
+    /// new one for a new WebSocket). A close started by the server, or a protocol error,
+    /// is a `Down` instead, and reconnection follows the retry policy.
+    #[error("the owner closed the connection's WebSocket ({})", if *.completed { "closing handshake completed" } else { "the server did not answer within close_timeout" })]
+    WsClosed {
+        /// Whether the server answered our close frame within `close_timeout`.
+        completed: bool,
+    },
     /// The worker panicked; this is a bug in moorline, reported instead of lost.
     #[error("the connection worker panicked: {0}")]
     Panicked(String),

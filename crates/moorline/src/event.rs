@@ -150,7 +150,8 @@ pub enum Event {
     },
     /// A WebSocket message (pings and pongs only with `surface_control`). A
     /// [`Message::Close`](crate::ws::Message::Close) is the server's close frame: the
-    /// WebSocket is over (over HTTP/1.1, a `Down` with [`DownReason::WsClosed`] follows).
+    /// WebSocket is over (over HTTP/1.1, a `Down` with [`DownReason::WsClosed`] follows, or
+    /// [`ExitReason::WsClosed`] when the owner closed it).
     Ws {
         /// The stream.
         stream: StreamRef,

@@ -145,8 +145,10 @@ fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
     Ok(certs)
 }
 
-/// HTTP/2 keepalive: a PING every `interval`; no answer within `timeout` means the connection
-/// is dead (silently hung) and it is taken down.
+/// Keepalive: a PING every `interval`; no answer within `timeout` means the connection
+/// is dead (silently hung) and it is taken down. Used for HTTP/2 PINGs
+/// ([`ConnectOptions::keepalive`]) and WebSocket pings
+/// ([`WsOptions::keepalive`](crate::ws::WsOptions::keepalive)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     /// Time between pings.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{T, bounded, next_matching};
 use moorline::ws::{CloseCode, DeflateConfig, Message, WsOptions};
-use moorline::{ConnectOptions, DownReason, Event, Protocol, RetryPolicy, TlsOptions, Transport};
+use moorline::{ConnectOptions, DownReason, Event, ExitReason, Protocol, RetryPolicy, TlsOptions, Transport};
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -152,8 +152,9 @@ async fn http1_suite(port: u16, peer_name: &str) {
     assert!(matches!(events.await_ws(&ws, T).await.unwrap(), Message::Ping(_)), "{peer_name}: ping");
     conn.ws_close(&ws, CloseCode::NORMAL, "done").await.unwrap();
     assert!(matches!(events.await_ws(&ws, T).await.unwrap(), Message::Close(Some(c)) if c.code == CloseCode::NORMAL));
-    match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
-        Event::Down { reason: DownReason::WsClosed { by_us: true, .. }, .. } => {}
+    // Our own close ends the connection (no `Down`, no reconnection).
+    match next_matching(&mut events, |e| matches!(e, Event::Down { .. } | Event::Exit { .. })).await {
+        Event::Exit { reason: ExitReason::WsClosed { completed: true } } => {}
         other => panic!("{peer_name}: {other:?}"),
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::{T, bounded, next_matching};
 use moorline::ws::{CloseCode, Message, WsOptions};
-use moorline::{ConnectOptions, Connection, DownReason, Error, Event, Events, RetryPolicy, StreamError, StreamRef};
+use moorline::{
+    ConnectOptions, Connection, DownReason, Error, Event, Events, ExitReason, Keepalive, RetryPolicy, State,
+    StreamError, StreamRef,
+};
 use moorline_proto::ws::{Decoder, Limits, Role, accept_key, write_frame};
 use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,8 +87,13 @@ async fn server_close_frame_then_down_then_reconnect() {
     .await;
 }
 
+/// The next `Down` or `Exit`, whichever comes first.
+async fn down_or_exit(events: &mut Events) -> Event {
+    next_matching(events, |e| matches!(e, Event::Down { .. } | Event::Exit { .. })).await
+}
+
 #[tokio::test]
-async fn our_close_completes_the_handshake() {
+async fn our_close_completes_the_handshake_and_ends_the_connection_without_a_reconnect() {
     bounded(async {
         let server = MockServer::builder().start().await.unwrap();
         let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
@@ -97,12 +105,17 @@ async fn our_close_completes_the_handshake() {
         assert!(
             matches!(events.await_ws(&ws, T).await.unwrap(), Message::Close(Some(c)) if c.code == CloseCode::NORMAL)
         );
-        let (reason, _) = down(&mut events).await;
-        assert!(matches!(reason, DownReason::WsClosed { by_us: true, .. }), "{reason:?}");
+        // The owner asked for the end: no `Down` listing the (completed) stream, no reconnection.
+        match down_or_exit(&mut events).await {
+            Event::Exit { reason: ExitReason::WsClosed { completed: true } } => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(conn.info().state, State::Exited);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(server.tcp_connections_accepted(), 1);
         // Sending after the close is refused, with a reason.
-        conn.ws_send(&ws, Message::text("late")).await.unwrap();
-        let ev = next_matching(&mut events, |e| matches!(e, Event::StreamError { .. })).await;
-        assert!(matches!(ev, Event::StreamError { error: StreamError::NotWebSocket | StreamError::NotConnected, .. }));
+        let late = conn.ws_send(&ws, Message::text("late")).await;
+        assert!(matches!(late, Err(Error::Stream(StreamError::WsClosed) | Error::Exited(_))), "{late:?}");
     })
     .await;
 }
@@ -125,8 +138,11 @@ async fn reset_and_half_open_end_the_websocket_without_hanging() {
         // Nothing may follow our close frame: refused at once, with the reason.
         let late = conn.ws_send(&ws, Message::text("late")).await;
         assert!(matches!(late, Err(Error::Stream(StreamError::WsClosed))), "{late:?}");
-        let (reason, _) = down(&mut events).await;
-        assert!(matches!(reason, DownReason::WsCloseTimeout(_)), "{reason:?}");
+        // The owner asked for the close: the connection ends all the same, without reconnecting.
+        match down_or_exit(&mut events).await {
+            Event::Exit { reason: ExitReason::WsClosed { completed: false } } => {}
+            other => panic!("{other:?}"),
+        }
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
     })
@@ -597,6 +613,127 @@ async fn senders_on_several_threads_keep_their_own_order_and_lose_nothing() {
         }
         assert_eq!(next, [EACH; TASKS]);
         assert_eq!(big, TASKS * EACH / 100);
+    })
+    .await;
+}
+
+/// A send on a WebSocket that is over must say so (issue 14, item 5): after a reset, during
+/// the backoff, and once a new connection is up; after the server's close.
+#[tokio::test]
+async fn sends_on_a_websocket_that_went_down_return_the_reason() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let port = server.addr().port();
+        let is_reset = |r: &Result<(), Error>| matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed)));
+
+        // During the backoff (an hour long: the worker is certainly still in it).
+        let opts = ConnectOptions::default().retry(RetryPolicy::fixed(3, Duration::from_secs(3600)));
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        server.fault(Fault::Reset);
+        let seen = events.await_ws(&ws, T).await;
+        assert!(matches!(seen, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{seen:?}");
+        assert_eq!(conn.info().state, State::Reconnecting);
+        let r = conn.ws_send(&ws, Message::text("during backoff")).await;
+        assert!(is_reset(&r), "{r:?}");
+        let r = conn.ws_feed(&ws, Message::text("fed during backoff")).await;
+        assert!(is_reset(&r), "{r:?}");
+        conn.close();
+
+        // Once a new connection is up (a quick retry): the old WebSocket is still over.
+        let (conn, mut events, ws) = open_ws(port, WsOptions::default()).await;
+        server.fault(Fault::Reset);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(_))));
+        events.await_up(T).await.unwrap();
+        let r = conn.ws_send(&ws, Message::text("after reconnect")).await;
+        assert!(is_reset(&r), "{r:?}");
+        let r = conn.ws_feed(&ws, Message::text("fed after reconnect")).await;
+        assert!(is_reset(&r), "{r:?}");
+
+        // A new WebSocket on the new connection; the server closes it.
+        let again = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&again, T).await.unwrap();
+        // The first WebSocket's sends still fail while the second one is live.
+        let r = conn.ws_send(&ws, Message::text("old stream")).await;
+        assert!(is_reset(&r), "{r:?}");
+        server.fault(Fault::Close { code: 4000, reason: "bye".into() });
+        assert!(matches!(events.await_ws(&again, T).await.unwrap(), Message::Close(Some(_))));
+        // (The first `Down` is still queued: the failed await left it for `next`.)
+        let closed = next_matching(&mut events, |e| {
+            matches!(e, Event::Down { reason: DownReason::WsClosed { by_us: false, .. }, .. })
+        });
+        closed.await;
+        for r in [
+            conn.ws_send(&again, Message::text("after close")).await,
+            conn.ws_feed(&again, Message::text("fed after close")).await,
+        ] {
+            assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        }
+        // None of these reached the server.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(server.received().iter().all(|r| r.frame.as_text().is_none()), "{:?}", server.received());
+    })
+    .await;
+}
+
+/// Keepalive (issue 14, item 7): a server that stops reading and answering is noticed.
+#[tokio::test]
+async fn keepalive_ends_a_websocket_whose_server_stalls_and_the_connection_comes_back() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(300) };
+        let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default().keepalive(Some(k))).await;
+        server.fault(Fault::HalfOpen);
+        let (reason, listed) = down(&mut events).await;
+        assert!(matches!(reason, DownReason::WsKeepaliveTimeout(t) if t == k.timeout), "{reason:?}");
+        assert_eq!(listed, [ws]);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(DownReason::WsKeepaliveTimeout(_)))));
+        // Reconnection follows the retry policy, as for any `Down`.
+        events.await_up(T).await.unwrap();
+        drop(conn);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keepalive_pings_keep_a_quiet_but_answering_server_up() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        // A generous timeout: only the pings matter here.
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(5) };
+        let (conn, mut events, ws) = open_ws(server.addr().port(), WsOptions::default().keepalive(Some(k))).await;
+        // Quiet for several intervals: pings go out, the server's pongs keep it alive.
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), events.next()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
+        let pings = server.received().iter().filter(|r| matches!(r.frame, Frame::Ping(_))).count();
+        assert!(pings >= 2, "{pings} pings in 1.5 s");
+        conn.ws_send(&ws, Message::text("still here")).await.unwrap();
+        server.expect_received(Matcher::Exact("still here".into()), T).await.unwrap();
+        assert_eq!(server.tcp_connections_accepted(), 1);
+    })
+    .await;
+}
+
+/// "Wait forever" (issue 14, item 12): `close_timeout(Duration::MAX)` must not overflow the
+/// close deadline (it panicked the worker).
+#[tokio::test]
+async fn a_close_timeout_of_duration_max_waits_instead_of_panicking() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let options = WsOptions::default().close_timeout(Duration::MAX);
+        let (conn, mut events, ws) = open_ws(server.addr().port(), options).await;
+        server.fault(Fault::HalfOpen);
+        conn.ws_close(&ws, CloseCode::NORMAL, "").await.unwrap();
+        let nothing = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+        assert!(nothing.is_err(), "{nothing:?}");
+        assert_eq!(conn.info().state, State::Up);
+        conn.close();
+        match next_matching(&mut events, |e| matches!(e, Event::Exit { .. })).await {
+            Event::Exit { reason: ExitReason::Closed } => {}
+            other => panic!("{other:?}"),
+        }
     })
     .await;
 }

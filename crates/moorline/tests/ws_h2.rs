@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{T, bounded, next_matching};
 use moorline::ws::{CloseCode, Message, WsOptions};
 use moorline::{
-    ConnectOptions, Connection, DownReason, Error, Event, Events, Protocol, RetryPolicy, StreamError, StreamRef,
-    TlsOptions, Transport,
+    ConnectOptions, Connection, DownReason, Error, Event, Events, Keepalive, Protocol, RetryPolicy, StreamError,
+    StreamRef, TlsOptions, Transport,
 };
 use moorline_testkit::http::TestServer;
 use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer};
@@ -154,6 +154,145 @@ async fn rejected_extended_connect_is_a_handshake_error() {
         let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
         match events.await_ws_upgrade(&ws, T).await {
             Err(Error::Stream(StreamError::WsHandshake(e))) => assert!(e.to_string().contains("403"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+fn h2c_retrying(delay: Duration) -> ConnectOptions {
+    ConnectOptions::default().protocols(&[Protocol::Http2]).retry(RetryPolicy::fixed(3, delay))
+}
+
+/// A send on a WebSocket that is over must say so (issue 14, item 5): after the server
+/// closed it (the connection stays up), after the connection went down, during the backoff
+/// and once a new connection is up; after a cancel.
+#[tokio::test]
+async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let port = server.addr().port();
+        let is_reset = |r: &Result<(), Error>| matches!(r, Err(Error::Down(DownReason::Io(_) | DownReason::Closed)));
+
+        // A backoff an hour long: the worker is certainly still in it when we send.
+        let (conn, mut events) = moorline::open("127.0.0.1", port, h2c_retrying(Duration::from_secs(3600))).unwrap();
+        assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
+        let (a, b) = upgrade_two(&conn, &mut events).await;
+        let clients = server.clients();
+        server.fault_to(clients[0].id, Fault::Close { code: 4001, reason: "a done".into() });
+        assert!(matches!(events.await_ws(&a, T).await.unwrap(), Message::Close(Some(c)) if c.code == CloseCode(4001)));
+        for r in [conn.ws_send(&a, Message::text("late a")).await, conn.ws_feed(&a, Message::text("late a")).await] {
+            assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        }
+        conn.ws_send(&b, Message::text("b still")).await.unwrap();
+        server.expect_received(Matcher::Exact("b still".into()), T).await.unwrap();
+        server.fault(Fault::Reset);
+        let seen = events.await_ws(&b, T).await;
+        assert!(matches!(seen, Err(Error::Down(DownReason::Io(_) | DownReason::Closed))), "{seen:?}");
+        assert_eq!(conn.info().state, moorline::State::Reconnecting);
+        for r in [conn.ws_send(&b, Message::text("backoff")).await, conn.ws_feed(&b, Message::text("backoff")).await] {
+            assert!(is_reset(&r), "{r:?}");
+        }
+        let r = conn.ws_send(&a, Message::text("backoff")).await;
+        assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        conn.close();
+
+        // Once a new connection is up (a quick retry).
+        let (conn, mut events) = moorline::open("127.0.0.1", port, h2c_retrying(Duration::from_millis(50))).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        server.fault(Fault::Reset);
+        assert!(matches!(events.await_ws(&ws, T).await, Err(Error::Down(_))));
+        events.await_up(T).await.unwrap();
+        for r in
+            [conn.ws_send(&ws, Message::text("new conn")).await, conn.ws_feed(&ws, Message::text("new conn")).await]
+        {
+            assert!(is_reset(&r), "{r:?}");
+        }
+        // A WebSocket the owner cancelled takes no more messages either.
+        let c = conn.ws_upgrade("/c", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&c, T).await.unwrap();
+        conn.cancel(&c).await.unwrap();
+        // The cancel goes through the worker: wait for it to be taken.
+        let gone = async {
+            while conn.stream_info(&c).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(T, gone).await.unwrap();
+        let r = conn.ws_send(&c, Message::text("cancelled")).await;
+        assert!(matches!(r, Err(Error::Stream(StreamError::WsClosed))), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let texts: Vec<_> = server.received().iter().filter_map(|r| r.frame.as_text().map(str::to_owned)).collect();
+        assert_eq!(texts, ["b still"]);
+    })
+    .await;
+}
+
+/// Keepalive (issue 14, item 7) over HTTP/2: a server that stops reading and answering takes
+/// the connection down, even with the HTTP/2 PING keepalive off.
+#[tokio::test]
+async fn keepalive_ends_a_websocket_whose_server_stalls() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let opts = h2c_retrying(Duration::from_millis(50)).keepalive(None);
+        let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), opts).unwrap();
+        events.await_up(T).await.unwrap();
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(300) };
+        let ws = conn.ws_upgrade("/", WsOptions::default().keepalive(Some(k))).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        server.fault(Fault::HalfOpen);
+        match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
+            Event::Down { reason, possibly_processed, .. } => {
+                assert!(matches!(reason, DownReason::WsKeepaliveTimeout(t) if t == k.timeout), "{reason:?}");
+                assert_eq!(possibly_processed, [ws]);
+            }
+            _ => unreachable!(),
+        }
+        let r = conn.ws_send(&ws, Message::text("late")).await;
+        assert!(matches!(r, Err(Error::Down(DownReason::WsKeepaliveTimeout(_)))), "{r:?}");
+        events.await_up(T).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keepalive_pings_keep_a_quiet_but_answering_server_up() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let (conn, mut events) = h2c(&server).await;
+        // A generous timeout: only the pings matter here.
+        let k = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(5) };
+        let ws = conn.ws_upgrade("/", WsOptions::default().keepalive(Some(k))).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), events.next()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
+        let pings = server.received().iter().filter(|r| matches!(r.frame, Frame::Ping(_))).count();
+        assert!(pings >= 2, "{pings} pings in 1.5 s");
+        conn.ws_send(&ws, Message::text("still here")).await.unwrap();
+        server.expect_received(Matcher::Exact("still here".into()), T).await.unwrap();
+    })
+    .await;
+}
+
+/// "Wait forever" (issue 14, item 12): `close_timeout(Duration::MAX)` must not overflow the
+/// close deadline (it panicked the stream task, hence the worker).
+#[tokio::test]
+async fn a_close_timeout_of_duration_max_waits_instead_of_panicking() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let (conn, mut events) = h2c(&server).await;
+        let ws = conn.ws_upgrade("/", WsOptions::default().close_timeout(Duration::MAX)).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        server.fault(Fault::HalfOpen);
+        conn.ws_close(&ws, CloseCode::NORMAL, "").await.unwrap();
+        let nothing = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+        assert!(nothing.is_err(), "{nothing:?}");
+        assert_eq!(conn.info().state, moorline::State::Up);
+        conn.close();
+        match next_matching(&mut events, |e| matches!(e, Event::Exit { .. })).await {
+            Event::Exit { reason: moorline::ExitReason::Closed } => {}
             other => panic!("{other:?}"),
         }
     })

@@ -31,7 +31,7 @@ use super::info::{StreamInfo, StreamState};
 use super::worker::{Ctx, Input, SessionEnd};
 use super::ws_h2::{self, WsEnd};
 use crate::dial::BoxIo;
-use crate::error::{ConnectError, DownReason, ExitReason, StreamError};
+use crate::error::{ConnectError, DownReason, Error, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::{Emitter, Step};
 use crate::options::{Http2Options, Keepalive};
@@ -173,6 +173,9 @@ enum Outcome {
     ConnectionLost,
     /// The stream alone failed.
     Failed(StreamError),
+    /// The stream found the connection silently dead (WebSocket keepalive): the session
+    /// takes it down with this reason.
+    Dead(DownReason),
 }
 
 /// A pushed stream's task, started by the session once the stream is registered.
@@ -230,6 +233,8 @@ struct Session<'a> {
     opened: usize,
     /// Requests h2 refused because the connection had just failed: never sent.
     never_sent: Vec<StreamRef>,
+    /// A stream found the connection dead (WebSocket keepalive): the session goes down.
+    dead: Option<DownReason>,
 }
 
 enum Step2 {
@@ -268,6 +273,7 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
         ws_pending: HashMap::new(),
         opened: 0,
         never_sent: Vec::new(),
+        dead: None,
     };
     for cmd in early {
         if let Err(end) = s.command(cmd).await {
@@ -302,6 +308,11 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
             Step2::Msg(m) => {
                 if let Err(r) = s.message(m).await {
                     return SessionEnd::Exit(r);
+                }
+                if let Some(reason) = s.dead.take() {
+                    // As for an unanswered PING: dropping the connection fails every stream.
+                    drop(conn_task.take());
+                    return s.down(reason, &mut msg_rx).await;
                 }
             }
             Step2::Task(r) => s.task_ended(r),
@@ -405,7 +416,12 @@ impl Session<'_> {
                 self.queue.retain(|r| r.stream != stream);
                 self.ws_pending.remove(&stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).
-                self.remove(&stream);
+                if let Some(e) = self.remove(&stream)
+                    && e.ws_tx.is_some()
+                {
+                    // A cancelled WebSocket takes no more messages.
+                    self.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
+                }
             }
             Command::StreamInfo(stream, reply) => {
                 let info = if let Some(e) = self.streams.get(&stream) {
@@ -611,6 +627,13 @@ impl Session<'_> {
                     }
                     Ok(())
                 }
+                Outcome::Dead(reason) => {
+                    if let Some(e) = self.streams.get_mut(&stream) {
+                        e.lost = true;
+                    }
+                    self.dead.get_or_insert(reason);
+                    Ok(())
+                }
                 Outcome::Failed(error) => {
                     // Unknown means cancelled: its owner asked to hear no more of it.
                     if self.remove(&stream).is_some() {
@@ -698,6 +721,12 @@ impl Session<'_> {
             }
         }
         self.refresh_goaway();
+        // Before the owner hears of it: a send on one of these WebSockets now says why.
+        for (stream, e) in &self.streams {
+            if e.ws_tx.is_some() {
+                self.ctx.shared.ws_ended(*stream, Error::Down(reason.clone()));
+            }
+        }
         let (possibly_processed, unprocessed) = self.lists();
         SessionEnd::Down { reason, possibly_processed, unprocessed }
     }
@@ -776,6 +805,10 @@ impl ws_h2::Report for StreamTask {
     async fn event(&self, ev: Event) -> Result<(), WsEnd> {
         self.tx.send(Msg::Event(ev)).await.map_err(|_| WsEnd::Cancelled)
     }
+
+    fn ended(&self, error: Error) {
+        self.shared.ws_ended(self.stream, error);
+    }
 }
 
 impl StreamTask {
@@ -793,8 +826,15 @@ impl StreamTask {
             Ok(()) => Outcome::Complete,
             Err(WsEnd::H2(e)) => classify(&e),
             Err(WsEnd::Failed(error)) => Outcome::Failed(error),
+            Err(WsEnd::KeepaliveTimeout(timeout)) => Outcome::Dead(DownReason::WsKeepaliveTimeout(timeout)),
             Err(WsEnd::Cancelled) => return,
         };
+        // Before the session tells the owner: a send on the stream now says how it ended.
+        match &outcome {
+            Outcome::Complete => ws_h2::Report::ended(&self, Error::Stream(StreamError::WsClosed)),
+            Outcome::Failed(error) => ws_h2::Report::ended(&self, Error::Stream(error.clone())),
+            Outcome::ConnectionLost | Outcome::Dead(_) => {}
+        }
         let _ = self.tx.send(Msg::Finished(stream, outcome)).await;
     }
 

@@ -1,5 +1,6 @@
 //! The cloneable handle and `open`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -86,6 +87,19 @@ pub(crate) struct Shared {
     /// [`Connection::mark_healthy`] calls, for the worker (which ignores those made while
     /// no connection is up).
     pub(crate) healthy: tokio::sync::Notify,
+    /// WebSocket streams that ended, and what a send on one of them returns.
+    ws_ended: Mutex<EndedWs>,
+}
+
+/// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
+/// send on a forgotten one goes to the worker, which reports it as an event).
+const ENDED_WS_MEMORY: usize = 1024;
+
+/// The ended WebSocket streams [`Shared`] remembers, at most [`ENDED_WS_MEMORY`].
+#[derive(Default)]
+pub(crate) struct EndedWs {
+    errors: HashMap<StreamRef, Error>,
+    order: VecDeque<StreamRef>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,6 +116,29 @@ impl Shared {
 
     fn exit_reason(&self) -> Option<ExitReason> {
         lock(&self.info).exit.clone()
+    }
+
+    /// Records that WebSocket `stream` ended: from now on a send on it returns `error`. The
+    /// drivers call it before the owner can hear of the end (and before the outbox refuses
+    /// direct sends), so a send made after the owner saw the end cannot report success. The
+    /// first record of a stream stands (it is the most precise).
+    pub(crate) fn ws_ended(&self, stream: StreamRef, error: Error) {
+        let mut ended = lock(&self.ws_ended);
+        if ended.errors.contains_key(&stream) {
+            return;
+        }
+        if ended.order.len() >= ENDED_WS_MEMORY
+            && let Some(old) = ended.order.pop_front()
+        {
+            ended.errors.remove(&old);
+        }
+        ended.order.push_back(stream);
+        ended.errors.insert(stream, error);
+    }
+
+    /// What a send on `stream` returns if it is a WebSocket that ended.
+    fn ws_end_error(&self, stream: &StreamRef) -> Option<Error> {
+        lock(&self.ws_ended).errors.get(stream).cloned()
     }
 
     /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
@@ -209,6 +246,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         ws_out: Mutex::new(None),
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
         healthy: tokio::sync::Notify::new(),
+        ws_ended: Mutex::new(EndedWs::default()),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
     Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
@@ -304,9 +342,17 @@ impl Connection {
     /// encodes and writes the message itself, with no hop through the connection's worker.
     ///
     /// Errors known at once are returned: control payloads over 125 bytes, close codes that
-    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). Errors
-    /// the worker finds later (the stream is not, or no longer, a WebSocket) reach the
-    /// owner as [`Event::StreamError`](crate::Event::StreamError).
+    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). A send
+    /// on a WebSocket that has ended is refused with how it ended: after its closing
+    /// handshake [`Error::Stream`]`(`[`StreamError::WsClosed`]`)`, after a failure of the
+    /// stream alone (HTTP/2) that [`Error::Stream`], and after the connection went down
+    /// [`Error::Down`] with the reason of the `Down` (also during the backoff and once a new
+    /// connection is up: a WebSocket does not survive a reconnection). The stream is known
+    /// to have ended before the owner hears of it, so a send made after the owner saw the
+    /// end never reports success. (`Ok` means written or queued: a message queued when the
+    /// connection dies is lost with it, as the `Down` says.) Other errors the worker finds
+    /// later (the stream was never a WebSocket, or not upgraded yet) reach the owner as
+    /// [`Event::StreamError`](crate::Event::StreamError).
     pub async fn ws_send(&self, stream: &StreamRef, message: Message) -> Result<(), Error> {
         self.ws_queue(stream, message, true).await
     }
@@ -337,6 +383,11 @@ impl Connection {
         if let Some(sent) = self.shared.ws_direct(stream, &message, now).await {
             return sent;
         }
+        // Not a live HTTP/1.1 WebSocket (HTTP/2, not upgraded yet, or over): one that ended
+        // says how, rather than a message vanishing behind an `Ok`.
+        if let Some(error) = self.shared.ws_end_error(stream) {
+            return Err(error);
+        }
         let in_channel = InChannel::new(&self.shared.ws_in_channel);
         self.send(Command::WsSend(*stream, message, in_channel)).await
     }
@@ -344,6 +395,11 @@ impl Connection {
     /// Start the closing handshake of a WebSocket with `code` and `reason` (at most 123
     /// bytes; longer is cut at a character boundary). The server's close frame arrives as
     /// [`Event::Ws`](crate::Event::Ws) with [`Message::Close`].
+    ///
+    /// Over HTTP/1.1 the connection is the WebSocket, so it ends too: once the server
+    /// answered (or `close_timeout` passed) the owner gets
+    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`], and there is no
+    /// reconnection. Over HTTP/2 only the stream ends.
     pub async fn ws_close(&self, stream: &StreamRef, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.ws_send(stream, Message::Close(Some(CloseFrame::new(code, reason)))).await
     }

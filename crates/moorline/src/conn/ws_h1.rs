@@ -2,9 +2,15 @@
 //! driver moves bytes between the socket and [`WsCore`], delivers messages to the owner
 //! (waiting for room: a slow owner slows the socket) and runs the closing handshake.
 //!
-//! It ends the session with `Down`: `WsClosed` after a completed closing handshake,
-//! `WsCloseTimeout` if the server never answered ours, `WsProtocol` after a violation (our
-//! close frame with the matching code is sent first), or the socket's own failure.
+//! A close the owner asked for ends the connection: `Exit { WsClosed }`, no reconnection.
+//! Otherwise it ends the session with `Down`: `WsClosed` after a closing handshake the
+//! server started, `WsCloseTimeout` if the server never answered our close frame (sent
+//! at shutdown), `WsProtocol` after a violation (our close frame with the matching code is
+//! sent first), `WsKeepaliveTimeout` when the server fell silent, or the socket's own failure.
+//!
+//! While more than the outbox's high-water mark waits to be written (a server that does not
+//! read), the driver neither takes commands nor reads the socket: what the server sends
+//! waits in the kernel, and memory stays bounded.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -16,9 +22,9 @@ use super::handle::{Shared, lock};
 use super::info::{StreamInfo, StreamState};
 use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
-use crate::error::{DownReason, ExitReason, StreamError};
+use crate::error::{DownReason, Error, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
-use crate::ws::{CloseCode, CloseFrame, Incoming, Message, Outbox, WsCore};
+use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
@@ -29,6 +35,7 @@ enum Step {
     Woken,
     Input(Input),
     CloseTimeout,
+    Keepalive,
 }
 
 /// While it lives, handles send on `stream` through its outbox directly (and may write the
@@ -74,6 +81,17 @@ pub(crate) async fn run(
     let end = match d.serve().await {
         Ok(end) | Err(end) => end,
     };
+    // Before the outbox refuses direct sends (and before the owner hears of it): a send on
+    // the stream from now on says how it ended.
+    match &end {
+        SessionEnd::Down { reason: DownReason::WsClosed { .. }, .. }
+        | SessionEnd::Shutdown
+        | SessionEnd::Exit(ExitReason::WsClosed { .. }) => {
+            d.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
+        }
+        SessionEnd::Down { reason, .. } => d.ctx.shared.ws_ended(stream, Error::Down(reason.clone())),
+        SessionEnd::Exit(_) => {}
+    }
     drop(registration);
     end
 }
@@ -87,6 +105,11 @@ impl Driver<'_> {
         // Frames that came with the 101 are already buffered.
         self.deliver().await?;
         let out = self.core.out.clone();
+        // One timer for the keepalive, reset when it fires or our ping is answered (not on
+        // every read).
+        let keepalive_on = self.core.keepalive_start().is_some();
+        let keepalive = tokio::time::sleep_until(self.core.keepalive_start().unwrap_or_else(far_future));
+        tokio::pin!(keepalive);
         loop {
             if self.core.is_closed() {
                 return Ok(self.finish_close().await);
@@ -107,21 +130,28 @@ impl Driver<'_> {
                     break;
                 }
             }
-            let (take_input, sent_close) = out.status();
+            // Over the high-water mark (a server that does not read) neither commands nor the
+            // socket are taken: the write arm says when room is back.
+            let (room, sent_close) = out.status();
             if sent_close.is_some() && self.core.received_close.is_some() {
                 return Ok(self.finish_close().await);
             }
-            let deadline =
-                sent_close.filter(|_| self.core.received_close.is_none()).map(|at| at + self.core.close_timeout);
+            let deadline = sent_close
+                .filter(|_| self.core.received_close.is_none())
+                .map(|at| deadline_after(at, self.core.close_timeout));
             // The write arm drains the outbox (in the same turn a message was queued) and
-            // stays pending; it ends the select only on a socket error.
+            // stays pending; it ends the select on a socket error, or when room came back.
             let step = tokio::select! {
                 biased;
-                i = self.ctx.input(), if take_input => Step::Input(i),
-                e = poll_fn(|cx| out.poll_write_out(cx)) => Step::WriteFailed(e),
+                i = self.ctx.input(), if room => Step::Input(i),
+                r = poll_fn(|cx| out.poll_write_out(cx)) => match r {
+                    Ok(()) => Step::Woken,
+                    Err(e) => Step::WriteFailed(e),
+                },
                 () = poll_fn(|cx| out.poll_woken(cx)) => Step::Woken,
-                r = self.rd.read_buf(&mut self.core.rbuf) => Step::Read(r),
+                r = self.rd.read_buf(&mut self.core.rbuf), if room => Step::Read(r),
                 () = sleep_until(deadline), if deadline.is_some() => Step::CloseTimeout,
+                () = &mut keepalive, if keepalive_on => Step::Keepalive,
             };
             match step {
                 Step::Woken => {}
@@ -133,14 +163,35 @@ impl Driver<'_> {
                     self.deliver().await?;
                     return Err(self.down(DownReason::Closed));
                 }
-                Step::Read(Ok(_)) => self.deliver().await?,
+                Step::Read(Ok(_)) => {
+                    if let Some(next) = self.core.on_rx() {
+                        keepalive.as_mut().reset(next);
+                    }
+                    self.deliver().await?;
+                }
                 Step::Read(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
-                Step::CloseTimeout => return Err(self.down(DownReason::WsCloseTimeout(self.core.close_timeout))),
+                Step::CloseTimeout => return Err(self.close_timed_out()),
+                Step::Keepalive => match self.core.keepalive_tick(tokio::time::Instant::now()) {
+                    KeepaliveTick::Next(at) => keepalive.as_mut().reset(at),
+                    KeepaliveTick::Dead(timeout) => {
+                        tracing::debug!(stream = ?self.stream, ?timeout, "WebSocket keepalive: the server fell silent");
+                        return Err(self.down(DownReason::WsKeepaliveTimeout(timeout)));
+                    }
+                },
                 Step::Input(Input::Command(cmd)) => self.command(cmd).await?,
                 Step::Input(Input::HandlesDropped) => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
                 Step::Input(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
             }
         }
+    }
+
+    /// Our close frame went unanswered for the close timeout. A close the owner asked for
+    /// ends the connection all the same; one sent at shutdown is a `Down`.
+    fn close_timed_out(&self) -> SessionEnd {
+        if self.core.closed_by_us() && !self.ctx.shutting_down {
+            return SessionEnd::Exit(ExitReason::WsClosed { completed: false });
+        }
+        self.down(DownReason::WsCloseTimeout(self.core.close_timeout))
     }
 
     /// Delivers everything decodable in the read buffer: the messages of one read leave in
@@ -157,6 +208,7 @@ impl Driver<'_> {
                 }
                 Err(e) => {
                     tracing::debug!(stream = ?self.stream, error = %e, "WebSocket protocol error");
+                    self.ctx.shared.ws_ended(self.stream, Error::Down(DownReason::WsProtocol(e.clone())));
                     self.core.fail(&e);
                     self.emit(Event::StreamError { stream: self.stream, error: StreamError::WsProtocol(e.clone()) })
                         .await?;
@@ -240,7 +292,11 @@ impl Driver<'_> {
 
     /// Both close frames are exchanged: flush ours, let the server close the TCP connection
     /// first (RFC 6455 §7.1.1), bounded by the close timeout, then end.
+    ///
+    /// A close the owner asked for (`ws_close`, `cancel`) ends the connection: the stream
+    /// completed, and reconnecting would give the owner a connection it did not ask for.
     async fn finish_close(&mut self) -> SessionEnd {
+        self.ctx.shared.ws_ended(self.stream, Error::Stream(StreamError::WsClosed));
         let wr = self.flush_bounded().await;
         let mut scratch = [0u8; 1024];
         let wait_eof = async {
@@ -257,9 +313,17 @@ impl Driver<'_> {
         if self.ctx.shutting_down {
             return SessionEnd::Shutdown;
         }
+        if self.core.closed_by_us() {
+            return SessionEnd::Exit(ExitReason::WsClosed { completed: true });
+        }
         let close = self.core.received_close.clone().flatten();
-        self.down(DownReason::WsClosed { close, by_us: self.core.closed_by_us() })
+        self.down(DownReason::WsClosed { close, by_us: false })
     }
+}
+
+/// An instant the keepalive timer never reaches when keepalive is off.
+fn far_future() -> tokio::time::Instant {
+    deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -3,6 +3,11 @@
 //! [`WsCore`], reporting messages through the session's channel (so a slow owner stops
 //! the task, which stops releasing flow-control capacity, which slows the server) and
 //! taking outgoing messages from its own channel, fed by the session.
+//!
+//! While more than the outbox's high-water mark waits to be sent (a server that does not
+//! read: no flow-control capacity), the task takes neither messages nor DATA, so the
+//! server's window closes too and memory stays bounded. Keepalive pings go out after an
+//! interval of silence; a server silent past the timeout takes the connection down.
 
 use std::future::poll_fn;
 
@@ -12,9 +17,9 @@ use h2::{Reason, SendStream};
 use moorline_proto::ws::{Carrier, ClientHandshake};
 use tokio::sync::mpsc;
 
-use crate::error::StreamError;
+use crate::error::{Error, StreamError};
 use crate::event::{Event, StreamRef};
-use crate::ws::{Incoming, Message, WRITE_HIGH_WATER, WsCore, WsOptions};
+use crate::ws::{Incoming, KeepaliveTick, Message, WRITE_HIGH_WATER, WsCore, WsOptions, deadline_after};
 
 /// How a WebSocket stream ended, short of completing its closing handshake.
 pub(crate) enum WsEnd {
@@ -24,6 +29,9 @@ pub(crate) enum WsEnd {
     Failed(StreamError),
     /// The session dropped the sender: the stream was cancelled.
     Cancelled,
+    /// Keepalive: nothing came within this timeout after our ping. The connection is
+    /// taken down (the peer is silently gone, as an unanswered HTTP/2 PING says).
+    KeepaliveTimeout(std::time::Duration),
 }
 
 impl From<h2::Error> for WsEnd {
@@ -35,6 +43,9 @@ impl From<h2::Error> for WsEnd {
 /// Sends events to the session; `Err` when it is gone.
 pub(crate) trait Report {
     async fn event(&self, ev: Event) -> Result<(), WsEnd>;
+    /// The WebSocket ended: a send on it from now on returns `error` (recorded before the
+    /// owner hears of the end).
+    fn ended(&self, error: Error);
 }
 
 /// Runs the WebSocket of `stream` until it ends.
@@ -65,6 +76,12 @@ pub(crate) async fn run(
         })
         .await?;
     let mut core = WsCore::new(&negotiated, &options, BytesMut::new(), None);
+    // One timer for the keepalive, reset when it fires or our ping is answered.
+    let keepalive_on = core.keepalive_start().is_some();
+    let keepalive = tokio::time::sleep_until(
+        core.keepalive_start().unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)),
+    );
+    tokio::pin!(keepalive);
     loop {
         // Deliver what is decodable.
         loop {
@@ -72,10 +89,12 @@ pub(crate) async fn run(
                 Ok(None) => break,
                 Ok(Some(Incoming::Message(message))) => report.event(Event::Ws { stream, message }).await?,
                 Ok(Some(Incoming::Closed(frame))) => {
+                    report.ended(Error::Stream(StreamError::WsClosed));
                     report.event(Event::Ws { stream, message: Message::Close(frame) }).await?;
                 }
                 Err(e) => {
                     // Tell the owner now, then close properly (our close frame carries the code).
+                    report.ended(Error::Stream(StreamError::WsProtocol(e.clone())));
                     report.event(Event::StreamError { stream, error: StreamError::WsProtocol(e.clone()) }).await?;
                     core.fail(&e);
                     end_gracefully(&mut send, &mut body, &mut core).await;
@@ -92,9 +111,11 @@ pub(crate) async fn run(
             send.reserve_capacity(queued);
         }
         let deadline = core.close_deadline();
+        // Over the high-water mark neither messages nor DATA are taken (see the module doc).
+        let room = queued < WRITE_HIGH_WATER;
         tokio::select! {
             biased;
-            m = outgoing.recv(), if queued < WRITE_HIGH_WATER => match m {
+            m = outgoing.recv(), if room => match m {
                 Some(message) => {
                     if let Err(error) = core.send(&message) {
                         let first = !matches!(error, StreamError::WsClosed) || !core.refused_after_close;
@@ -114,11 +135,14 @@ pub(crate) async fn run(
                 Some(Err(e)) => return Err(WsEnd::H2(e)),
                 None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
             },
-            d = body.data() => match d {
+            d = body.data(), if room => match d {
                 Some(Ok(data)) => {
                     // Capacity goes back as the bytes are taken; they are delivered before
                     // more are read, so what is buffered stays bounded.
                     let _ = body.flow_control().release_capacity(data.len());
+                    if let Some(next) = core.on_rx() {
+                        keepalive.as_mut().reset(next);
+                    }
                     core.rbuf.extend_from_slice(&data);
                 }
                 Some(Err(e)) => return Err(WsEnd::H2(e)),
@@ -135,6 +159,13 @@ pub(crate) async fn run(
                     core.close_timeout
                 ))));
             }
+            () = &mut keepalive, if keepalive_on => match core.keepalive_tick(tokio::time::Instant::now()) {
+                KeepaliveTick::Next(at) => keepalive.as_mut().reset(at),
+                KeepaliveTick::Dead(timeout) => {
+                    tracing::debug!(?stream, ?timeout, "WebSocket keepalive: the server fell silent");
+                    return Err(WsEnd::KeepaliveTimeout(timeout));
+                }
+            },
         }
     }
 }

@@ -20,13 +20,13 @@ mod core;
 mod options;
 mod outbox;
 
-pub(crate) use self::core::{Incoming, WsCore};
+pub(crate) use self::core::{Incoming, KeepaliveTick, WsCore, deadline_after};
 pub(crate) use self::outbox::{Outbox, Queued, WRITE_HIGH_WATER};
 pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,
 };
-pub use options::WsOptions;
+pub use options::{DEFAULT_WS_KEEPALIVE, WsOptions};
 
 /// What a successful upgrade agreed, as returned by
 /// [`Events::await_ws_upgrade`](crate::Events::await_ws_upgrade).

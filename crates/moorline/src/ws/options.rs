@@ -6,6 +6,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use moorline_proto::ws::{DeflateConfig, Limits};
 
 use crate::error::Error;
+use crate::options::Keepalive;
+
+/// The default WebSocket keepalive: a ping after 30 s without any inbound frame, 10 s to
+/// hear anything back (as the HTTP/2 keepalive's defaults).
+pub const DEFAULT_WS_KEEPALIVE: Keepalive =
+    Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) };
 
 /// Options of one WebSocket upgrade.
 ///
@@ -18,9 +24,10 @@ use crate::error::Error;
 /// | `max_message_size` | 64 MiB | largest message accepted (after inflation) |
 /// | `max_frame_payload` | none | split outgoing messages into frames of this size |
 /// | `compress_min_size` | 64 B | smaller outgoing messages are not compressed |
-/// | `auto_pong` | on | answer pings with pongs |
+/// | `auto_pong` | on | answer pings with pongs (the latest of those that arrive before our pong leaves) |
 /// | `surface_control` | off | also deliver pings and pongs to the owner |
 /// | `close_timeout` | 5 s | how long the closing handshake may take |
+/// | `keepalive` | ping after 30 s of silence, 10 s to answer | any inbound frame counts as life; no answer ends the connection with `Down { WsKeepaliveTimeout }` |
 /// | `http2` | off | [`connect`](super::connect): offer HTTP/2 by ALPN and use RFC 8441 when the server allows it |
 /// | `fallback_http1` | off | [`connect`](super::connect): if WebSocket over HTTP/2 is refused, retry on a fresh HTTP/1.1 connection |
 ///
@@ -51,12 +58,20 @@ pub struct WsOptions {
     pub max_frame_payload: Option<usize>,
     /// With permessage-deflate, outgoing messages shorter than this are sent uncompressed.
     pub compress_min_size: usize,
-    /// Answer pings with pongs.
+    /// Answer pings with pongs. Pings that arrive while our pong has not left yet replace
+    /// it: only the latest is answered (RFC 6455 §5.5.3), so a ping flood costs one pong.
     pub auto_pong: bool,
     /// Deliver pings and pongs to the owner as well.
     pub surface_control: bool,
-    /// How long the closing handshake may take before the connection is dropped.
+    /// How long the closing handshake may take before the connection is dropped
+    /// (`Duration::MAX`: wait for the server as long as it takes).
     pub close_timeout: Duration,
+    /// Keepalive: after `interval` without any inbound frame a ping is sent; if nothing at
+    /// all arrives within `timeout` after it, the connection is declared dead and goes down
+    /// with [`DownReason::WsKeepaliveTimeout`](crate::DownReason::WsKeepaliveTimeout) (then
+    /// reconnects per the retry policy). `None`: no pings. Default
+    /// [`DEFAULT_WS_KEEPALIVE`].
+    pub keepalive: Option<Keepalive>,
     /// [`connect`](super::connect) offers HTTP/2 (opt-in: proxies break WebSockets over it).
     pub http2: bool,
     /// [`connect`](super::connect) retries on a fresh HTTP/1.1 connection when the server
@@ -76,6 +91,7 @@ impl Default for WsOptions {
             auto_pong: true,
             surface_control: false,
             close_timeout: Duration::from_secs(5),
+            keepalive: Some(DEFAULT_WS_KEEPALIVE),
             http2: false,
             fallback_http1: false,
         }
@@ -154,6 +170,12 @@ impl WsOptions {
         self
     }
 
+    /// Sets the keepalive (`None`: no pings); see [`WsOptions::keepalive`](Self#structfield.keepalive).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
     /// Checks the options; [`crate::Connection::ws_upgrade`] does it too.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: String| Err(Error::InvalidOptions(m));
@@ -165,6 +187,9 @@ impl WsOptions {
         }
         if self.close_timeout.is_zero() {
             return bad("close_timeout must be positive".into());
+        }
+        if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
+            return bad("WebSocket keepalive interval and timeout must be positive".into());
         }
         if let Some(d) = &self.deflate {
             d.validate().map_err(|e| Error::InvalidOptions(e.to_string()))?;

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use moorline_proto::ws::{Encoder, Message};
 use rand::rngs::StdRng;
@@ -82,6 +82,11 @@ pub(crate) struct OutState {
     pub(crate) peer_closed: bool,
     /// The session is over; senders go through the worker.
     ended: bool,
+    /// The payload of the latest ping not answered yet: its pong is encoded only when it can
+    /// leave (the queue ahead of it is written, or a message is queued after it), so pings
+    /// that arrive meanwhile replace it (RFC 6455 §5.5.3 lets us answer only the latest).
+    /// A server flooding pings without reading costs one pong, not one per ping.
+    pong: Option<Bytes>,
 }
 
 impl std::fmt::Debug for OutState {
@@ -91,6 +96,7 @@ impl std::fmt::Debug for OutState {
             .field("direct", &self.io.is_some())
             .field("sent_close", &self.sent_close)
             .field("ended", &self.ended)
+            .field("pong", &self.pong.as_ref().map(Bytes::len))
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +108,7 @@ impl OutState {
         if self.sent_close.is_some() {
             return Err(StreamError::WsClosed);
         }
+        self.flush_pong();
         let rng = &mut self.rng;
         self.encoder
             .encode(message, &mut || rng.random(), &mut self.wbuf)
@@ -113,20 +120,57 @@ impl OutState {
         Ok(())
     }
 
-    /// Encodes one of our own control frames (always valid; logged rather than fail if not).
+    /// Encodes one of our own control frames (a close or a keepalive ping; always valid,
+    /// logged rather than fail if not), after the pong waiting to go out.
     pub(crate) fn encode_control(&mut self, message: &Message) {
+        self.flush_pong();
+        self.encode_raw(message);
+    }
+
+    fn encode_raw(&mut self, message: &Message) {
         let rng = &mut self.rng;
         if let Err(e) = self.encoder.encode(message, &mut || rng.random(), &mut self.wbuf) {
             tracing::error!(error = %e, "could not encode a control frame");
         }
     }
 
+    /// Answers a ping: its pong replaces the one still waiting to be encoded, if any. None
+    /// after our close frame.
+    pub(crate) fn queue_pong(&mut self, payload: Bytes) {
+        if self.sent_close.is_none() {
+            self.pong = Some(payload);
+        }
+    }
+
+    /// Encodes the waiting pong (if any) after what is queued.
+    fn flush_pong(&mut self) {
+        if let Some(payload) = self.pong.take() {
+            self.encode_raw(&Message::Pong(payload));
+        }
+    }
+
+    /// Bytes queued, counting the waiting pong's frame (a client frame: 2 header bytes and
+    /// a 4-byte mask key before a payload of at most 125 bytes).
+    fn queued(&self) -> usize {
+        self.wbuf.len() + self.pong.as_ref().map_or(0, |p| p.len() + 6)
+    }
+
     /// Writes and flushes what is queued as far as the socket takes it now, registering
     /// `cx` for what it does not take. `Ready(Ok)` when nothing is left; errors are the
     /// socket's (a write of zero bytes is `WriteZero`).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
-        while !self.wbuf.is_empty() {
+        if self.io.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.wbuf.is_empty() {
+                // Everything ahead of the waiting pong is written: now it may go.
+                if self.pong.is_none() {
+                    break;
+                }
+                self.flush_pong();
+            }
+            let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
             let end = self.wbuf.len().min(WRITE_CHUNK);
             match Pin::new(&mut *io).poll_write(cx, &self.wbuf[..end]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
@@ -138,7 +182,9 @@ impl OutState {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if self.unflushed {
+        if self.unflushed
+            && let Some(io) = self.io.as_mut()
+        {
             match Pin::new(io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -150,7 +196,7 @@ impl OutState {
 
     /// Whether the driver has writing (or flushing) to do.
     pub(crate) fn pending(&self) -> bool {
-        !self.wbuf.is_empty() || self.unflushed
+        !self.wbuf.is_empty() || self.unflushed || self.pong.is_some()
     }
 }
 
@@ -169,6 +215,7 @@ impl Outbox {
                 closed_by_us: false,
                 peer_closed: false,
                 ended: false,
+                pong: None,
             }),
             wake: AtomicWaker::new(),
             woken: AtomicBool::new(false),
@@ -264,19 +311,23 @@ impl Outbox {
         (s.wbuf.len() < WRITE_HIGH_WATER, s.sent_close)
     }
 
-    /// The driver's write: drain what is queued, with the driver's waker. Never returns
-    /// `Ready(Ok)`: progress is made inside, and new bytes come with a [`Outbox::woken`].
-    pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+    /// The driver's write: drain what is queued, with the driver's waker. `Ready(Ok)` only
+    /// when this write brought the queue back under the high-water mark (the driver then
+    /// takes commands and reads the socket again); otherwise progress is made inside, and
+    /// new bytes come with a [`Outbox::poll_woken`]. `Ready(Err)` is the socket's error.
+    pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut s = lock(&self.state);
         let before = s.wbuf.len();
         let r = s.poll_drain(cx);
         let after = s.wbuf.len();
         drop(s);
-        if before >= WRITE_HIGH_WATER && after < WRITE_HIGH_WATER {
+        let room_back = before >= WRITE_HIGH_WATER && after < WRITE_HIGH_WATER;
+        if room_back {
             self.room.notify_waiters();
         }
         match r {
-            Poll::Ready(Err(e)) => Poll::Ready(e),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ if room_back => Poll::Ready(Ok(())),
             Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
         }
     }
@@ -293,6 +344,7 @@ impl Outbox {
         let taken = {
             let mut s = lock(&self.state);
             s.ended = true;
+            s.flush_pong();
             (s.io.take(), std::mem::take(&mut s.wbuf))
         };
         self.room.notify_waiters();
@@ -302,6 +354,10 @@ impl Outbox {
     /// Takes up to `max` queued bytes (HTTP/2: what flow control allows).
     pub(crate) fn take_chunk(&self, max: usize) -> bytes::Bytes {
         let mut s = lock(&self.state);
+        if s.wbuf.is_empty() {
+            // Everything ahead of the waiting pong is sent: now it may go.
+            s.flush_pong();
+        }
         let before = s.wbuf.len();
         let n = max.min(before);
         let chunk = s.wbuf.split_to(n).freeze();
@@ -312,8 +368,8 @@ impl Outbox {
         chunk
     }
 
-    /// How many bytes wait to be written.
+    /// How many bytes wait to be written (the waiting pong's frame included).
     pub(crate) fn queued(&self) -> usize {
-        lock(&self.state).wbuf.len()
+        lock(&self.state).queued()
     }
 }
