@@ -169,6 +169,15 @@ impl Default for Http2Options {
     }
 }
 
+/// Default of [`ConnectOptions::event_buffer_bytes`]: 4 MiB of payload may wait for the owner.
+///
+/// Why 4 MiB: it is four times the default HTTP/2 connection window (1 MiB), so a busy owner
+/// does not throttle a fast server on its own, and it holds thousands of typical market-data
+/// messages (1-10 KiB) of slack for an owner that falls behind for a moment; yet it is a
+/// fixed, small ceiling per connection, whatever the messages' size (the old bound was 256
+/// deliveries: with 1 MiB messages, 256 MiB).
+pub const DEFAULT_EVENT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Options of [`crate::open`].
 ///
 /// ```
@@ -194,6 +203,7 @@ pub struct ConnectOptions {
     pub(crate) hook: Option<Hook>,
     pub(crate) resolver: Option<Resolver>,
     pub(crate) event_buffer: usize,
+    pub(crate) event_buffer_bytes: usize,
     pub(crate) http1: Http1Options,
     pub(crate) http2: Http2Options,
 }
@@ -212,6 +222,7 @@ impl Default for ConnectOptions {
             hook: None,
             resolver: None,
             event_buffer: 256,
+            event_buffer_bytes: DEFAULT_EVENT_BUFFER_BYTES,
             http1: Http1Options::default(),
             http2: Http2Options::default(),
         }
@@ -232,6 +243,7 @@ impl fmt::Debug for ConnectOptions {
             .field("hook", &self.hook.is_some())
             .field("resolver", &self.resolver.is_some())
             .field("event_buffer", &self.event_buffer)
+            .field("event_buffer_bytes", &self.event_buffer_bytes)
             .field("http1", &self.http1)
             .field("http2", &self.http2)
             .finish()
@@ -312,6 +324,18 @@ impl ConnectOptions {
         self.event_buffer = n;
         self
     }
+    /// Payload bytes (response body chunks and WebSocket messages) queued for the owner
+    /// before the worker stops reading the socket (default [`DEFAULT_EVENT_BUFFER_BYTES`],
+    /// 4 MiB). Counted from when an event is queued until it leaves [`crate::Events`]
+    /// (returned by `next`, or taken by an await; events an await sets aside still count).
+    /// While the budget is used up, the worker reads no more from the socket (HTTP/1.1) and
+    /// HTTP/2 stream tasks release no flow-control capacity, so a slow owner slows the
+    /// server. One delivery may go past it: a message larger than the whole budget still
+    /// gets through once the owner has caught up. Must be at least 1.
+    pub fn event_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.event_buffer_bytes = bytes;
+        self
+    }
     /// HTTP/1.1 settings.
     pub fn http1(mut self, o: Http1Options) -> Self {
         self.http1 = o;
@@ -353,6 +377,9 @@ impl ConnectOptions {
         }
         if self.event_buffer == 0 {
             return bad("event_buffer must be at least 1");
+        }
+        if self.event_buffer_bytes == 0 {
+            return bad("event_buffer_bytes must be at least 1");
         }
         if self.http1.pipeline == 0 {
             return bad("http1.pipeline must be at least 1");

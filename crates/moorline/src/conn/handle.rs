@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use moorline_proto::ws::ClientHandshake;
 
 use super::command::{Command, InChannel, ReqBody, Request, WsUpgrade};
-use super::delivery::Delivery;
+use super::delivery::{Budget, Delivery};
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
 use super::worker;
@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
     /// WebSocket messages on their way through the command channel (see [`InChannel`]).
     ws_in_channel: Arc<AtomicUsize>,
+    /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
+    /// replaces it on `set_owner`).
+    pub(crate) budget: Mutex<Arc<Budget>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +98,11 @@ impl Shared {
     /// A fresh stream reference of this connection.
     pub(crate) fn new_stream(&self) -> StreamRef {
         StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// The current owner's byte budget.
+    pub(crate) fn budget(&self) -> Arc<Budget> {
+        lock(&self.budget).clone()
     }
 
     fn exit_reason(&self) -> Option<ExitReason> {
@@ -183,6 +191,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
     let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (owner_tx, owner_rx) = mpsc::channel(4);
+    let budget = Arc::new(Budget::new(options.event_buffer_bytes));
     let info = Info {
         id,
         host: host.to_owned(),
@@ -204,9 +213,10 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         abort: Mutex::new(None),
         ws_out: Mutex::new(None),
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
+        budget: Mutex::new(budget.clone()),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
-    Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
+    Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx, budget)))
 }
 
 impl Connection {

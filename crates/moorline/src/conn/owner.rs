@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::delivery::Delivery;
+use super::delivery::{Budget, Delivery, event_bytes};
 use super::handle::Shared;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
@@ -32,11 +32,16 @@ pub struct Events {
     /// outbox found there (see [`WRITE_FED_EVERY`]).
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Delivery>,
+    /// The byte budget of what waits for this owner: every event gives its payload bytes
+    /// back as it leaves (returned by `next`, or taken by an await).
+    budget: Arc<Budget>,
     /// Events delivered and put back unlooked-at (by `await_ws`'s fast path): they come first.
     inbox: VecDeque<Event>,
     /// The rest of the last batch of WebSocket messages received, after `inbox`.
     batch: Option<(StreamRef, std::vec::IntoIter<Message>)>,
-    stash: VecDeque<Event>,
+    stash: VecDeque<Stashed>,
+    /// Payload bytes of the stash still counted in the budget (events set aside).
+    stash_bytes: usize,
     stash_limit: usize,
     moved: bool,
     exit: Option<ExitReason>,
@@ -55,6 +60,15 @@ pub struct Events {
 /// peer idle longer.
 const WRITE_FED_EVERY: usize = 4;
 
+/// An event an await set aside (or consumed, until the await ends).
+#[derive(Debug)]
+struct Stashed {
+    ev: Event,
+    /// Its payload bytes still counted in the budget: 0 once an await took it (the await
+    /// holds it for its caller, e.g. a body being collected).
+    bytes: usize,
+}
+
 /// How many ended streams `Events` remembers.
 const GONE_MEMORY: usize = 4096;
 
@@ -71,14 +85,16 @@ enum Verdict<T> {
 }
 
 impl Events {
-    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Delivery>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Delivery>, budget: Arc<Budget>) -> Self {
         Self {
             conn: shared.id,
             shared,
             rx,
+            budget,
             inbox: VecDeque::new(),
             batch: None,
             stash: VecDeque::new(),
+            stash_bytes: 0,
             stash_limit: DEFAULT_STASH_LIMIT,
             moved: false,
             exit: None,
@@ -101,9 +117,13 @@ impl Events {
     /// The next event, or `None` once the worker has exited (after `Exit`) or ownership moved
     /// (after `OwnerChanged`).
     pub async fn next(&mut self) -> Option<Event> {
-        let ev = match self.stash.pop_front() {
+        let ev = match self.unstash() {
             Some(ev) => ev,
-            None => self.recv().await?,
+            None => {
+                let ev = self.recv().await?;
+                self.budget.give_back(event_bytes(&ev));
+                ev
+            }
         };
         self.observe(&ev);
         Some(ev)
@@ -111,12 +131,46 @@ impl Events {
 
     /// The next event if one is ready now.
     pub fn try_next(&mut self) -> Option<Event> {
-        let ev = match self.stash.pop_front() {
+        let ev = match self.unstash() {
             Some(ev) => ev,
-            None => self.try_recv().ok()?,
+            None => {
+                let ev = self.try_recv().ok()?;
+                self.budget.give_back(event_bytes(&ev));
+                ev
+            }
         };
         self.observe(&ev);
         Some(ev)
+    }
+
+    /// The first event set aside, leaving `Events` (its bytes go back to the budget).
+    fn unstash(&mut self) -> Option<Event> {
+        let Stashed { ev, bytes } = self.stash.pop_front()?;
+        self.stash_bytes -= bytes;
+        self.budget.give_back(bytes);
+        Some(ev)
+    }
+
+    /// Sets `ev` aside; it stays counted in the budget.
+    fn stash_push(&mut self, ev: Event) {
+        let bytes = event_bytes(&ev);
+        self.stash_bytes += bytes;
+        self.stash.push_back(Stashed { ev, bytes });
+    }
+
+    /// The await took the event set aside at `index`: it no longer counts in the budget.
+    fn stash_taken(&mut self, index: usize) {
+        if let Some(entry) = self.stash.get_mut(index) {
+            let bytes = std::mem::take(&mut entry.bytes);
+            self.stash_bytes -= bytes;
+            self.budget.give_back(bytes);
+        }
+    }
+
+    /// Nothing delivered is waiting to be looked at: no put-back event, no batch, an empty
+    /// channel.
+    fn nothing_delivered(&self) -> bool {
+        self.inbox.is_empty() && self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) && self.rx.is_empty()
     }
 
     /// The next event delivered: the rest of the last batch first, then the channel.
@@ -171,6 +225,7 @@ impl Events {
             match self.rx.try_recv().ok()? {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
                 Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
+                    self.budget.give_back(message.len());
                     return Some(message);
                 }
                 Delivery::One(ev) => {
@@ -184,6 +239,9 @@ impl Events {
             return None;
         }
         let message = messages.next();
+        if let Some(m) = &message {
+            self.budget.give_back(m.len());
+        }
         self.taken += 1;
         if self.taken >= WRITE_FED_EVERY {
             self.taken = 0;
@@ -368,11 +426,15 @@ impl Events {
         let mut consumed: Vec<usize> = Vec::new();
         // First the events already set aside, in order.
         for i in 0..self.stash.len() {
-            match judge(&self.stash[i]) {
+            match judge(&self.stash[i].ev) {
                 Verdict::Skip => {}
-                Verdict::Consumed => consumed.push(i),
+                Verdict::Consumed => {
+                    consumed.push(i);
+                    self.stash_taken(i);
+                }
                 Verdict::Done(v) => {
                     consumed.push(i);
+                    self.stash_taken(i);
                     self.take(&consumed);
                     return Ok(v);
                 }
@@ -387,6 +449,11 @@ impl Events {
         }
         loop {
             if self.stash.len() - consumed.len() >= self.stash_limit {
+                return Err(Error::Backlog(self.stash.len() - consumed.len()));
+            }
+            // The events set aside fill the byte budget and the worker waits for room: nothing
+            // more can come until the owner takes some, so waiting would only time out.
+            if self.stash_bytes >= self.budget.limit() && self.budget.is_waited_on() && self.nothing_delivered() {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
             // An event already queued is taken without arming a timer.
@@ -407,6 +474,7 @@ impl Events {
             let verdict = match judge(&ev) {
                 // Nothing set aside: the event that ends the wait need not pass through the stash.
                 Verdict::Done(v) if consumed.is_empty() && !matches!(ev, Event::OwnerChanged | Event::Exit { .. }) => {
+                    self.budget.give_back(event_bytes(&ev));
                     return Ok(v);
                 }
                 other => other,
@@ -423,12 +491,16 @@ impl Events {
                 _ => None,
             };
             let index = self.stash.len();
-            self.stash.push_back(ev);
+            self.stash_push(ev);
             match verdict {
                 Verdict::Skip => {}
-                Verdict::Consumed => consumed.push(index),
+                Verdict::Consumed => {
+                    consumed.push(index);
+                    self.stash_taken(index);
+                }
                 Verdict::Done(v) => {
                     consumed.push(index);
+                    self.stash_taken(index);
                     self.take(&consumed);
                     return Ok(v);
                 }
