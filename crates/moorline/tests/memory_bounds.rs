@@ -254,6 +254,81 @@ async fn http1_body_flood_stays_under_the_byte_budget() {
     .await;
 }
 
+/// Item 1 over HTTP/2: stream tasks take room in the budget before they hand a chunk over
+/// and release its flow-control capacity, so a body flood stops at the budget plus the
+/// windows (the server cannot send past them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_body_flood_stays_under_the_byte_budget() {
+    let _serial = heap::serial().await;
+    bounded(async {
+        const BODY: usize = 64 * MIB;
+        const BUDGET: usize = 256 * KIB;
+        let server = common::plain_server(true).await;
+        let opts = options().protocols(&[Protocol::Http2]).event_buffer_bytes(BUDGET);
+        let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts).unwrap();
+        events.await_up(T).await.unwrap();
+        let base = measure();
+        let s = conn.get(&format!("/big?bytes={BODY}"), http::HeaderMap::new()).await.unwrap();
+        assert_eq!(events.await_response(&s, T).await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let grown = grown_since(base);
+        // The budget, one chunk past it, and at most the connection window (1 MiB) received
+        // but not released, in h2's buffers; slack for the test server's own.
+        let ceiling = BUDGET + 2 * MIB;
+        println!("HTTP/2 body flood: heap grew by {} KiB (ceiling {} KiB)", grown / KIB, ceiling / KIB);
+        assert!(grown <= ceiling, "the client took in {} KiB (ceiling {} KiB)", grown / KIB, ceiling / KIB);
+        let mut got = 0;
+        loop {
+            match common::next(&mut events).await {
+                Event::Data { data, fin, .. } => {
+                    assert!(data.iter().all(|b| *b == b'x'));
+                    got += data.len();
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, BODY);
+    })
+    .await;
+}
+
+/// Item 1 for WebSockets over HTTP/2 (RFC 8441): the stream task waits for room before it
+/// hands a message over (and reads no more DATA meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_over_http2_flood_stays_under_the_byte_budget() {
+    let _serial = heap::serial().await;
+    bounded(async {
+        const N: usize = 24;
+        const SIZE: usize = MIB;
+        let server = moorline_testkit::ws::MockServer::builder().http2(true).start().await.unwrap();
+        let opts = options().protocols(&[Protocol::Http2]);
+        let (conn, mut events) = moorline::open("127.0.0.1", server.addr().port(), opts).unwrap();
+        events.await_up(T).await.unwrap();
+        let ws = conn.ws_upgrade("/flood", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        let client = server.clients()[0].id;
+        let payload = bytes::Bytes::from(vec![3u8; SIZE]);
+        let base = measure();
+        for _ in 0..N {
+            assert!(server.inject_to(client, moorline_testkit::ws::Frame::binary(payload.clone())));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let grown = grown_since(base);
+        // The budget, one message past it, the message being read, the windows, and the test
+        // server's own buffers (it encodes what it sends).
+        let ceiling = DEFAULT_BUDGET + 6 * SIZE;
+        println!("WebSocket over HTTP/2 flood: heap grew by {} KiB (ceiling {} KiB)", grown / KIB, ceiling / KIB);
+        assert!(grown <= ceiling, "the client took in {} KiB (ceiling {} KiB)", grown / KIB, ceiling / KIB);
+        for _ in 0..N {
+            assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::Binary(payload.clone()));
+        }
+    })
+    .await;
+}
+
 /// Item 3 over HTTP/1.1: a server that answers with `103` responses without end. The decoder
 /// refuses them past the head limit (64 KiB by default) with a typed error; the await fails
 /// with it at once, and memory stays small.
