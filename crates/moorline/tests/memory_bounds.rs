@@ -616,3 +616,59 @@ async fn stream_info_answers_on_a_websocket_whose_owner_is_behind() {
     })
     .await;
 }
+
+/// What an await takes for its caller (the chunks of the body it collects) no longer counts:
+/// a body larger than the whole budget is collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_body_collects_a_body_larger_than_the_budget() {
+    let _serial = heap::serial().await;
+    bounded(async {
+        const BODY: usize = 8 * MIB;
+        for h2 in [false, true] {
+            let server = common::plain_server(h2).await;
+            let opts = if h2 { options().protocols(&[Protocol::Http2]) } else { options() };
+            let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts.event_buffer_bytes(64 * KIB)).unwrap();
+            events.await_up(T).await.unwrap();
+            let s = conn.get(&format!("/big?bytes={BODY}"), http::HeaderMap::new()).await.unwrap();
+            let body = events.await_body(&s, T).await.unwrap();
+            assert_eq!(body.data.len(), BODY, "h2={h2}");
+        }
+    })
+    .await;
+}
+
+/// An await whose stream is stuck behind events it set aside (they fill the budget, so the
+/// connection waits for the owner) fails at once with `Backlog`, not after its timeout; the
+/// events set aside are all still there for `next`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_await_behind_a_full_budget_fails_with_backlog() {
+    let _serial = heap::serial().await;
+    bounded(async {
+        const BODY: usize = 4 * MIB;
+        const BUDGET: usize = 256 * KIB;
+        let server = common::plain_server(true).await;
+        let opts = options().protocols(&[Protocol::Http2]).event_buffer_bytes(BUDGET);
+        let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts).unwrap();
+        events.await_up(T).await.unwrap();
+        let a = conn.get(&format!("/big?bytes={BODY}"), http::HeaderMap::new()).await.unwrap();
+        assert_eq!(events.await_response(&a, T).await.unwrap().status, 200);
+        // Let a's chunks fill the budget, then wait for another stream's body.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = conn.get("/stall", http::HeaderMap::new()).await.unwrap();
+        let started = std::time::Instant::now();
+        let waited = events.await_body(&b, Duration::from_secs(20)).await;
+        assert!(matches!(waited, Err(Error::Backlog(_))), "{waited:?}");
+        assert!(started.elapsed() < Duration::from_secs(15), "Backlog came only after {:?}", started.elapsed());
+        // Nothing was lost: a's whole body, in order, with next().
+        let mut got = 0;
+        while got < BODY {
+            match common::next(&mut events).await {
+                Event::Data { stream, data, .. } if stream == a => got += data.len(),
+                Event::Response { stream, .. } if stream == b => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, BODY);
+    })
+    .await;
+}

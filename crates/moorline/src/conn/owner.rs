@@ -5,6 +5,13 @@
 //! `next` returns first, in order. Because the receiver itself closes when the worker is
 //! gone (and the worker always sends `Exit` before going), an await can never wait on a dead
 //! connection: no monitor to set up, none to forget.
+//!
+//! The payload bytes of what waits here (the channel, a batch being unpacked, the stash)
+//! count in the owner's byte budget ([`ConnectOptions::event_buffer_bytes`]); each event gives
+//! its bytes back as it leaves: returned by `next`, or taken by an await (an await holds what
+//! it took for its caller, e.g. the chunks of a body it collects, outside the budget).
+//!
+//! [`ConnectOptions::event_buffer_bytes`]: crate::ConnectOptions::event_buffer_bytes
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -109,7 +116,10 @@ impl Events {
     }
 
     /// Set how many unrelated events an await may set aside before it fails with
-    /// [`Error::Backlog`] (default [`DEFAULT_STASH_LIMIT`]).
+    /// [`Error::Backlog`] (default [`DEFAULT_STASH_LIMIT`]). An await for a body or a
+    /// WebSocket message also fails with it, at once, when the events set aside fill the
+    /// byte budget ([`ConnectOptions::event_buffer_bytes`](crate::ConnectOptions::event_buffer_bytes))
+    /// and the connection waits for room: nothing more can come until they are read.
     pub fn set_stash_limit(&mut self, limit: usize) {
         self.stash_limit = limit.max(1);
     }
@@ -279,7 +289,7 @@ impl Events {
     /// `Down` events met on the way stay queued for [`Events::next`]. Fails at once if the
     /// worker exits (retries exhausted, closed...).
     pub async fn await_up(&mut self, timeout: Duration) -> Result<Protocol, Error> {
-        self.wait(timeout, |ev| match ev {
+        self.wait(timeout, false, |ev| match ev {
             Event::Up { protocol } => Verdict::Done(*protocol),
             _ => Verdict::Skip,
         })
@@ -295,7 +305,7 @@ impl Events {
         self.check(stream)?;
         let s = *stream;
         let mut informs = Vec::new();
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, false, move |ev| match ev {
             Event::Inform { stream, status, headers } if *stream == s => {
                 informs.push((*status, headers.clone()));
                 Verdict::Consumed
@@ -321,7 +331,7 @@ impl Events {
         let s = *stream;
         let mut buf = BytesMut::new();
         let mut single: Option<Bytes> = None;
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, true, move |ev| match ev {
             Event::Inform { stream, .. } if *stream == s => Verdict::Consumed,
             Event::Response { stream, fin, .. } if *stream == s => {
                 if *fin {
@@ -365,7 +375,7 @@ impl Events {
     pub async fn await_ws_upgrade(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Upgraded, Error> {
         self.check(stream)?;
         let s = *stream;
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, false, move |ev| match ev {
             Event::WsUpgraded { stream, protocol, deflate, headers } if *stream == s => {
                 Verdict::Done(Upgraded { protocol: protocol.clone(), deflate: *deflate, headers: headers.clone() })
             }
@@ -393,7 +403,7 @@ impl Events {
             return Ok(message);
         }
         let message = self
-            .wait(timeout, move |ev| match ev {
+            .wait(timeout, true, move |ev| match ev {
                 Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
                 _ => stream_failure(ev, s),
             })
@@ -420,7 +430,16 @@ impl Events {
     /// Every event pulled from the channel goes into the stash first; the ones the await
     /// consumed leave it only when the await succeeds. So a timeout, a failure or a dropped
     /// future loses nothing: a later await or `next` sees every event, in order.
-    async fn wait<T>(&mut self, timeout: Duration, mut judge: impl FnMut(&Event) -> Verdict<T>) -> Result<T, Error> {
+    ///
+    /// `payload`: what the await waits for carries payload bytes (a body chunk, a message),
+    /// so it cannot come while the events set aside fill the byte budget: the wait then
+    /// fails at once with [`Error::Backlog`] instead of timing out.
+    async fn wait<T>(
+        &mut self,
+        timeout: Duration,
+        payload: bool,
+        mut judge: impl FnMut(&Event) -> Verdict<T>,
+    ) -> Result<T, Error> {
         // Read the clock only when the wait has to block (an event already queued needs none).
         let mut deadline: Option<Instant> = None;
         let mut consumed: Vec<usize> = Vec::new();
@@ -451,9 +470,13 @@ impl Events {
             if self.stash.len() - consumed.len() >= self.stash_limit {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
-            // The events set aside fill the byte budget and the worker waits for room: nothing
-            // more can come until the owner takes some, so waiting would only time out.
-            if self.stash_bytes >= self.budget.limit() && self.budget.is_waited_on() && self.nothing_delivered() {
+            // The events set aside fill the byte budget and the connection waits for room: no
+            // payload can come until the owner takes some, so waiting would only time out.
+            if payload
+                && self.stash_bytes >= self.budget.limit()
+                && self.budget.is_waited_on()
+                && self.nothing_delivered()
+            {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
             // An event already queued is taken without arming a timer.
