@@ -377,7 +377,13 @@ async fn http1_informational_flood_is_refused_within_bounded_memory() {
 }
 
 /// Writes one HTTP/2 frame.
-async fn write_frame(sock: &mut (impl tokio::io::AsyncWrite + Unpin), kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+async fn write_frame(
+    sock: &mut (impl tokio::io::AsyncWrite + Unpin),
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: &[u8],
+) {
     let mut head = [0u8; 9];
     head[..3].copy_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
     head[3] = kind;
@@ -627,7 +633,8 @@ async fn await_body_collects_a_body_larger_than_the_budget() {
         for h2 in [false, true] {
             let server = common::plain_server(h2).await;
             let opts = if h2 { options().protocols(&[Protocol::Http2]) } else { options() };
-            let (conn, mut events) = moorline::open("127.0.0.1", server.port(), opts.event_buffer_bytes(64 * KIB)).unwrap();
+            let (conn, mut events) =
+                moorline::open("127.0.0.1", server.port(), opts.event_buffer_bytes(64 * KIB)).unwrap();
             events.await_up(T).await.unwrap();
             let s = conn.get(&format!("/big?bytes={BODY}"), http::HeaderMap::new()).await.unwrap();
             let body = events.await_body(&s, T).await.unwrap();

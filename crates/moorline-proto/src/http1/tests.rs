@@ -850,7 +850,9 @@ fn informational_allowance_is_per_response() {
     // Two 1xx of 44 bytes (88 together, within 128) before each of two responses.
     let one = "HTTP/1.1 102 Processing\r\nx-progress: 50%\r\n\r\n";
     assert_eq!(one.len(), 44);
-    let wire = format!("{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    let wire = format!(
+        "{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    );
     let ev = decode_one(&mut codec, wire.as_bytes()).unwrap();
     let informs: Vec<RequestId> =
         ev.iter().filter_map(|e| if let ResponseEvent::Inform { id, .. } = e { Some(*id) } else { None }).collect();

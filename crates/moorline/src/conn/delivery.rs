@@ -252,7 +252,8 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_charge_gives_its_bytes_back() {
         let b = Arc::new(Budget::new(10));
-        let ev = Event::Data { stream: StreamRef { conn: 1, id: 1 }, data: bytes::Bytes::from_static(b"abc"), fin: false };
+        let ev =
+            Event::Data { stream: StreamRef { conn: 1, id: 1 }, data: bytes::Bytes::from_static(b"abc"), fin: false };
         let charge = Charge::take(|| b.clone(), &ev).await;
         assert_eq!(b.used.load(Ordering::SeqCst), 3);
         drop(charge);

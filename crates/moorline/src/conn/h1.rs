@@ -321,13 +321,7 @@ impl Session<'_> {
         };
         let state = if streaming.is_some() { StreamState::Sending } else { StreamState::AwaitingResponse };
         self.ctx.streams.set(stream, state);
-        self.inflight.push_back(InFlight {
-            id,
-            stream,
-            state,
-            cancelled: false,
-            done: false,
-        });
+        self.inflight.push_back(InFlight { id, stream, state, cancelled: false, done: false });
         self.ctx.setup.em.emit(Step::RequestStart { stream, method, target });
         match streaming {
             Some(rx) => self.writing = Some((stream, rx)),

@@ -203,7 +203,10 @@ enum Msg {
     /// a task stops, and releases no flow-control capacity, while the owner is behind).
     Event(Event, Charge),
     Sent(StreamRef),
-    Pushed { pushed: StreamRef, task: PushedTask },
+    Pushed {
+        pushed: StreamRef,
+        task: PushedTask,
+    },
     Finished(StreamRef, Outcome),
 }
 

@@ -93,8 +93,13 @@ pub(crate) struct StreamTable(HashMap<StreamRef, StreamInfo>);
 impl StreamTable {
     /// A request or WebSocket upgrade accepted, not yet handed to the socket.
     pub(crate) fn queued(&mut self, stream: StreamRef, method: &Method, target: &str, protocol: Protocol) {
-        let info =
-            StreamInfo { stream, method: method.clone(), target: target.to_owned(), protocol, state: StreamState::Queued };
+        let info = StreamInfo {
+            stream,
+            method: method.clone(),
+            target: target.to_owned(),
+            protocol,
+            state: StreamState::Queued,
+        };
         self.0.insert(stream, info);
     }
 
