@@ -133,7 +133,8 @@ pub struct Keepalive {
 pub struct Http1Options {
     /// Requests written before their predecessors are answered (1 = no pipelining).
     pub pipeline: usize,
-    /// Largest response head accepted, in bytes.
+    /// Largest response head accepted, in bytes; also the most bytes of 1xx heads before
+    /// one response, together (past it the connection goes down with a protocol error).
     pub max_head_bytes: usize,
     /// Most response header fields accepted.
     pub max_headers: usize,
@@ -152,7 +153,8 @@ pub struct Http2Options {
     pub stream_window: u32,
     /// Connection receive window.
     pub connection_window: u32,
-    /// Largest header list accepted.
+    /// Largest header list accepted; also the most bytes of 1xx heads before one response,
+    /// together, counted the same way (past it the stream fails with a protocol error).
     pub max_header_list_size: u32,
     /// Accept server push.
     pub enable_push: bool,
@@ -320,6 +322,7 @@ impl ConnectOptions {
     }
     /// Deliveries buffered for the owner before the worker stops reading the socket (default
     /// 256). A delivery is one event, or up to 32 WebSocket messages decoded from one read.
+    /// Their bytes are bounded by [`ConnectOptions::event_buffer_bytes`].
     pub fn event_buffer(mut self, n: usize) -> Self {
         self.event_buffer = n;
         self
