@@ -375,6 +375,7 @@ impl Session<'_> {
             }
             Command::WsUpgrade(up) => {
                 if !self.send.is_extended_connect_protocol_enabled() {
+                    self.ctx.streams.remove(up.stream);
                     let error = StreamError::Http2WebSocketUnsupported;
                     self.ctx.emit(Event::StreamError { stream: up.stream, error }).await.map_err(SessionEnd::Exit)?;
                     return Ok(());

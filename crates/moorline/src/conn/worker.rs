@@ -368,10 +368,12 @@ impl Ctx {
                 Ok(None)
             }
             Command::Request(req) if self.shutting_down => {
+                self.streams.remove(req.stream);
                 self.emit(Event::StreamError { stream: req.stream, error: StreamError::ShuttingDown }).await?;
                 Ok(None)
             }
             Command::WsUpgrade(up) if self.shutting_down => {
+                self.streams.remove(up.stream);
                 self.emit(Event::StreamError { stream: up.stream, error: StreamError::ShuttingDown }).await?;
                 Ok(None)
             }
