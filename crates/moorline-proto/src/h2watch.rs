@@ -21,6 +21,8 @@
 //! assert!(goaway.is_some_and(|g| !g.may_have_processed(7)));
 //! ```
 
+/// Frame type of HEADERS (RFC 9113 §6.2).
+const HEADERS: u8 = 0x1;
 /// Frame type of GOAWAY (RFC 9113 §6.8).
 const GOAWAY: u8 = 0x7;
 /// Frame type of SETTINGS (RFC 9113 §6.5).
@@ -83,6 +85,7 @@ pub struct FrameWatcher {
     last: Option<GoAway>,
     frames: u64,
     settings: u64,
+    headers: u64,
 }
 
 impl Default for FrameWatcher {
@@ -94,7 +97,7 @@ impl Default for FrameWatcher {
 impl FrameWatcher {
     /// A watcher positioned at the start of the server's frame stream.
     pub fn new() -> Self {
-        FrameWatcher { state: State::START, last: None, frames: 0, settings: 0 }
+        FrameWatcher { state: State::START, last: None, frames: 0, settings: 0, headers: 0 }
     }
 
     /// Observe the next bytes read from the server, in order. Returns the last GOAWAY
@@ -116,6 +119,7 @@ impl FrameWatcher {
                     let len = u32::from_be_bytes([0, l0, l1, l2]);
                     let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
                     self.frames += 1;
+                    self.headers += u64::from(kind == HEADERS);
                     self.state = if kind == GOAWAY && stream == 0 && len as usize >= GOAWAY_FIXED {
                         State::GoAway { buf: [0; GOAWAY_FIXED], got: 0, rest: len - GOAWAY_FIXED as u32 }
                     } else {
@@ -182,6 +186,20 @@ impl FrameWatcher {
     /// ```
     pub fn settings_seen(&self) -> u64 {
         self.settings
+    }
+
+    /// Number of HEADERS frames seen so far (each starts a header block: a response head,
+    /// a 1xx, trailers).
+    ///
+    /// ```
+    /// let mut watcher = moorline_proto::h2watch::FrameWatcher::new();
+    /// // Two HEADERS frames (`:status: 103`, then `:status: 200`) and a PING.
+    /// watcher.observe(&[0, 0, 5, 1, 4, 0, 0, 0, 1, 0x08, 0x03, b'1', b'0', b'3', 0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
+    /// watcher.observe(&[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    /// assert_eq!((watcher.headers_seen(), watcher.frames_seen()), (2, 3));
+    /// ```
+    pub fn headers_seen(&self) -> u64 {
+        self.headers
     }
 }
 

@@ -57,5 +57,6 @@ pub use error::{ConnectError, DownReason, Error, ExitReason, Failure, StreamErro
 pub use event::{Body, Event, Protocol, Response, StreamRef};
 pub use instrument::{Hook, Instrument, Step};
 pub use options::{
-    ConnectOptions, Http1Options, Http2Options, Keepalive, Resolver, RetryPolicy, TlsOptions, Transport,
+    ConnectOptions, DEFAULT_EVENT_BUFFER_BYTES, Http1Options, Http2Options, Keepalive, Resolver, RetryPolicy,
+    TlsOptions, Transport,
 };

@@ -162,7 +162,8 @@ pub struct Keepalive {
 pub struct Http1Options {
     /// Requests written before their predecessors are answered (1 = no pipelining).
     pub pipeline: usize,
-    /// Largest response head accepted, in bytes.
+    /// Largest response head accepted, in bytes; also the most bytes of 1xx heads before
+    /// one response, together (past it the connection goes down with a protocol error).
     pub max_head_bytes: usize,
     /// Most response header fields accepted.
     pub max_headers: usize,
@@ -181,7 +182,8 @@ pub struct Http2Options {
     pub stream_window: u32,
     /// Connection receive window.
     pub connection_window: u32,
-    /// Largest header list accepted.
+    /// Largest header list accepted; also the most bytes of 1xx heads before one response,
+    /// together, counted the same way (past it the stream fails with a protocol error).
     pub max_header_list_size: u32,
     /// Accept server push.
     pub enable_push: bool,
@@ -197,6 +199,15 @@ impl Default for Http2Options {
         }
     }
 }
+
+/// Default of [`ConnectOptions::event_buffer_bytes`]: 4 MiB of payload may wait for the owner.
+///
+/// Why 4 MiB: it is four times the default HTTP/2 connection window (1 MiB), so a busy owner
+/// does not throttle a fast server on its own, and it holds thousands of typical market-data
+/// messages (1-10 KiB) of slack for an owner that falls behind for a moment; yet it is a
+/// fixed, small ceiling per connection, whatever the messages' size (the old bound was 256
+/// deliveries: with 1 MiB messages, 256 MiB).
+pub const DEFAULT_EVENT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Options of [`crate::open`].
 ///
@@ -224,6 +235,7 @@ pub struct ConnectOptions {
     pub(crate) hook: Option<Hook>,
     pub(crate) resolver: Option<Resolver>,
     pub(crate) event_buffer: usize,
+    pub(crate) event_buffer_bytes: usize,
     pub(crate) http1: Http1Options,
     pub(crate) http2: Http2Options,
 }
@@ -243,6 +255,7 @@ impl Default for ConnectOptions {
             hook: None,
             resolver: None,
             event_buffer: 256,
+            event_buffer_bytes: DEFAULT_EVENT_BUFFER_BYTES,
             http1: Http1Options::default(),
             http2: Http2Options::default(),
         }
@@ -264,6 +277,7 @@ impl fmt::Debug for ConnectOptions {
             .field("hook", &self.hook.is_some())
             .field("resolver", &self.resolver.is_some())
             .field("event_buffer", &self.event_buffer)
+            .field("event_buffer_bytes", &self.event_buffer_bytes)
             .field("http1", &self.http1)
             .field("http2", &self.http2)
             .finish()
@@ -359,9 +373,22 @@ impl ConnectOptions {
     }
     /// Deliveries buffered for the owner before the worker stops reading the socket (default
     /// 256, at most 1 048 576: `open` refuses more). A delivery is one event, or up to 32
-    /// WebSocket messages decoded from one read.
+    /// WebSocket messages decoded from one read. Their bytes are bounded by
+    /// [`ConnectOptions::event_buffer_bytes`].
     pub fn event_buffer(mut self, n: usize) -> Self {
         self.event_buffer = n;
+        self
+    }
+    /// Payload bytes (response body chunks and WebSocket messages) queued for the owner
+    /// before the worker stops reading the socket (default [`DEFAULT_EVENT_BUFFER_BYTES`],
+    /// 4 MiB). Counted from when an event is queued until it leaves [`crate::Events`]
+    /// (returned by `next`, or taken by an await; events an await sets aside still count).
+    /// While the budget is used up, the worker reads no more from the socket (HTTP/1.1) and
+    /// HTTP/2 stream tasks release no flow-control capacity, so a slow owner slows the
+    /// server. One delivery may go past it: a message larger than the whole budget still
+    /// gets through once the owner has caught up. Must be at least 1.
+    pub fn event_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.event_buffer_bytes = bytes;
         self
     }
     /// HTTP/1.1 settings.
@@ -411,6 +438,9 @@ impl ConnectOptions {
                 "event_buffer must be at most {MAX_EVENT_BUFFER} deliveries, not {}",
                 self.event_buffer
             )));
+        }
+        if self.event_buffer_bytes == 0 {
+            return bad("event_buffer_bytes must be at least 1");
         }
         if self.http1.pipeline == 0 {
             return bad("http1.pipeline must be at least 1");

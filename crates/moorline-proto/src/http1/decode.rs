@@ -230,6 +230,16 @@ impl Codec {
         req.written = true;
         let (id, discard) = (req.id, req.cancelled);
 
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // The 1xx heads of one response share the head limit: without a bound, a server
+            // could send them for ever, and each becomes an event the owner holds.
+            self.informational = self.informational.saturating_add(end);
+            if self.informational > limit {
+                return Err(DecodeError::InformationalTooLarge { limit });
+            }
+        } else {
+            self.informational = 0;
+        }
         if status == StatusCode::SWITCHING_PROTOCOLS || (req.is_connect && status.is_success()) {
             self.queue.pop_front();
             self.read = ReadState::Upgraded;

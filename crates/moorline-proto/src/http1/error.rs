@@ -133,6 +133,13 @@ pub enum DecodeError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// The 1xx informational responses before one final response add up to more than the
+    /// head limit: a server sending them without end would otherwise grow memory without end.
+    #[error("the 1xx informational responses before one response exceed the limit of {limit} bytes together")]
+    InformationalTooLarge {
+        /// The configured `max_head_bytes` (the 1xx heads of one response share it).
+        limit: usize,
+    },
     /// The trailer section after the last chunk did not end within the limit.
     #[error("response trailer section exceeds the limit of {limit} bytes")]
     TrailersTooLarge {

@@ -78,7 +78,8 @@ use encode::BodyWriter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest response head (status line and header fields) and largest trailer section,
-    /// in bytes. Default 64 KiB.
+    /// in bytes; also the most bytes of 1xx informational heads before one final response,
+    /// together. Default 64 KiB.
     pub max_head_bytes: usize,
     /// Most header fields in a response head or trailer section. Default 128.
     pub max_headers: usize,
@@ -241,6 +242,9 @@ pub struct Codec {
     answered_early: bool,
     /// The peer closed its side.
     eof: bool,
+    /// Bytes of 1xx heads received since the last final response head (bounded by
+    /// `max_head_bytes`).
+    informational: usize,
 }
 
 impl Codec {
@@ -258,6 +262,7 @@ impl Codec {
             server_close: None,
             answered_early: false,
             eof: false,
+            informational: 0,
         }
     }
 

@@ -812,3 +812,51 @@ fn mutated_input_never_panics_and_stays_bounded() {
         let _ = codec.in_flight();
     }
 }
+
+#[test]
+fn informational_flood_is_refused_past_the_head_limit() {
+    // The 1xx heads before one final response share `max_head_bytes`; a server sending them
+    // forever fails the connection instead of growing the client's memory.
+    let limits = Limits { max_head_bytes: 256, ..Limits::default() };
+    let hint: &[u8] = b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n"; // 55 bytes
+    let mut codec = Codec::new(limits);
+    let id = send(&mut codec, Method::GET, b"");
+    let mut src = BytesMut::new();
+    let mut informs = 0;
+    let err = loop {
+        src.extend_from_slice(hint);
+        match codec.decode(&mut src) {
+            Ok(Some(ResponseEvent::Inform { id: i, .. })) => {
+                assert_eq!(i, id);
+                informs += 1;
+                assert!(informs < 1000, "1xx responses are accepted without end");
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(informs, 256 / hint.len());
+    assert_eq!(err, DecodeError::InformationalTooLarge { limit: 256 });
+    assert!(err.to_string().contains("1xx"), "{err}");
+    assert!(!codec.is_reusable());
+}
+
+#[test]
+fn informational_allowance_is_per_response() {
+    let limits = Limits { max_head_bytes: 128, ..Limits::default() };
+    let mut codec = Codec::new(limits);
+    let a = send(&mut codec, Method::GET, b"");
+    let b = send(&mut codec, Method::GET, b"");
+    // Two 1xx of 44 bytes (88 together, within 128) before each of two responses.
+    let one = "HTTP/1.1 102 Processing\r\nx-progress: 50%\r\n\r\n";
+    assert_eq!(one.len(), 44);
+    let wire = format!(
+        "{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n{one}{one}HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    );
+    let ev = decode_one(&mut codec, wire.as_bytes()).unwrap();
+    let informs: Vec<RequestId> =
+        ev.iter().filter_map(|e| if let ResponseEvent::Inform { id, .. } = e { Some(*id) } else { None }).collect();
+    assert_eq!(informs, [a, a, b, b]);
+    assert_eq!(ev.last(), Some(&ResponseEvent::End { id: b }));
+    assert!(codec.is_reusable());
+}

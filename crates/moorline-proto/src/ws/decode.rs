@@ -362,7 +362,15 @@ impl Decoder {
             return Ok(None);
         }
         let Some(mut p) = self.partial.take() else { return Ok(None) };
-        let bytes = if p.compressed { Bytes::from(std::mem::take(&mut p.inflated)) } else { p.plain.freeze() };
+        let bytes = if p.compressed {
+            // The output grew by doubling: give the spare room back before the message is
+            // queued (a `Bytes` made from a `Vec` keeps its whole capacity).
+            let mut inflated = std::mem::take(&mut p.inflated);
+            inflated.shrink_to_fit();
+            Bytes::from(inflated)
+        } else {
+            p.plain.freeze()
+        };
         if p.text {
             p.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok(Some(Message::Text(Utf8Bytes::from_validated(bytes))))

@@ -9,7 +9,10 @@ use super::protocol_error::ProtocolError;
 /// The tail every flushed message ends with; stripped on the wire (RFC 7692 §7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Output is grown by at most this much per inflate step.
+/// The least spare room the output gets before an inflate step (less when the limit is
+/// nearer). The output grows by doubling, as a `Vec` does, but never past the limit plus
+/// one byte (see [`grow`]): the decompressor fills whatever spare room it is given, so room
+/// past the limit would be filled by a bomb before the limit is checked.
 const STEP: usize = 32 * 1024;
 
 /// Inflates received messages.
@@ -49,8 +52,7 @@ impl Inflater {
 
     fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), ProtocolError> {
         loop {
-            // Room for one byte past the limit, so that crossing it is seen.
-            out.reserve(STEP.min(max.saturating_sub(out.len()).saturating_add(1)));
+            grow(out, max);
             let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
             let status = self
                 .inner
@@ -78,6 +80,22 @@ impl Inflater {
             }
         }
     }
+}
+
+/// Makes room in `out` for the next inflate step: at least [`STEP`] bytes of spare room (less
+/// near the limit), by doubling the capacity, but never to more than `max + 1` bytes: one
+/// byte past the limit, so that crossing it is seen, and no more for a bomb to fill.
+/// (`Vec::reserve` may double past the limit, and the decompressor fills all spare room:
+/// that made a refused message cost up to twice the limit.)
+fn grow(out: &mut Vec<u8>, max: usize) {
+    let len = out.len();
+    let ceiling = max.saturating_add(1);
+    let want = STEP.min(ceiling.saturating_sub(len)).max(1);
+    if out.capacity() - len >= want {
+        return;
+    }
+    let target = out.capacity().saturating_mul(2).max(len.saturating_add(want)).min(ceiling.max(len.saturating_add(1)));
+    out.reserve_exact(target - len);
 }
 
 /// Deflates sent messages.
@@ -122,5 +140,59 @@ impl Deflater {
             self.inner.reset();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A raw DEFLATE stream of `len` zero bytes, sync-flushed, tail removed (as on the wire).
+    fn zeros_compressed(len: usize) -> Vec<u8> {
+        let mut deflater = Deflater::new(15, false, 6).unwrap();
+        let mut out = Vec::new();
+        deflater.deflate(&vec![0u8; len], &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_bomb_is_refused_without_the_output_growing_past_the_limit() {
+        // 64 MiB of zeros are about 64 KiB compressed; the limit is 1 MiB (and a few odd ones).
+        let bomb = zeros_compressed(64 << 20);
+        assert!(bomb.len() < 128 * 1024, "{}", bomb.len());
+        for max in [1 << 20, (1 << 20) + 1, 3 * STEP + 7, 5_000_000] {
+            let mut inflater = Inflater::new(false);
+            let mut out = Vec::new();
+            let err = inflater.inflate(&bomb, true, &mut out, max).unwrap_err();
+            assert_eq!(err, ProtocolError::MessageTooBig { max });
+            assert_eq!(err.close_code().0, 1009);
+            assert!(
+                out.capacity() <= max + STEP,
+                "output buffer grew to {} bytes for a limit of {max} (at most {} allowed)",
+                out.capacity(),
+                max + STEP
+            );
+        }
+    }
+
+    #[test]
+    fn messages_up_to_the_limit_inflate_whole() {
+        for len in [0, 1, STEP - 1, STEP, STEP + 1, 1 << 20] {
+            let wire = zeros_compressed(len);
+            let mut inflater = Inflater::new(false);
+            let mut out = Vec::new();
+            inflater.inflate(&wire, true, &mut out, len).unwrap();
+            assert_eq!(out.len(), len);
+            assert!(out.capacity() <= len + STEP, "{} for {len}", out.capacity());
+            // One byte more than the limit allows is refused.
+            if len > 0 {
+                let mut inflater = Inflater::new(false);
+                let mut out = Vec::new();
+                let err = inflater.inflate(&wire, true, &mut out, len - 1).unwrap_err();
+                assert_eq!(err, ProtocolError::MessageTooBig { max: len - 1 });
+            }
+        }
     }
 }

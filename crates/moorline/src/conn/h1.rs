@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use moorline_proto::ws::{Carrier, ClientHandshake, Negotiated};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
-use super::info::{StreamInfo, StreamState};
+use super::info::StreamState;
 use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
@@ -37,8 +37,6 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 struct InFlight {
     id: RequestId,
     stream: StreamRef,
-    method: http::Method,
-    target: String,
     state: StreamState,
     cancelled: bool,
     /// The owner already has the stream's last event (a head with `fin`, or trailers).
@@ -141,6 +139,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
                 return SessionEnd::Exit(reason);
             }
             for q in queued {
+                ctx.streams.remove(q);
                 let error = StreamError::InvalidRequest(
                     "the connection became a WebSocket before this request was sent".into(),
                 );
@@ -207,7 +206,9 @@ impl Session<'_> {
                     // Answers come in request order, and cancelled ones produce no `End`: whatever
                     // the codec no longer waits for is over.
                     while self.inflight.len() > self.codec.pending() {
-                        self.inflight.pop_front();
+                        if let Some(f) = self.inflight.pop_front() {
+                            self.ctx.streams.remove(f.stream);
+                        }
                     }
                     if let Err(e) = res {
                         return Err(Stop::Down(protocol(&e)));
@@ -227,9 +228,13 @@ impl Session<'_> {
             return Ok(());
         };
         match cmd {
-            Command::Request(req) => self.queue.push_back(*req),
+            Command::Request(req) => {
+                self.ctx.streams.queued(req.stream, &req.method, &req.target, Protocol::Http1);
+                self.queue.push_back(*req);
+            }
             Command::WsUpgrade(up) => {
                 let WsUpgrade { stream, target, options, handshake } = *up;
+                self.ctx.streams.queued(stream, &http::Method::GET, &target, Protocol::Http1);
                 let mut headers = options.headers.clone();
                 handshake.write_headers(Carrier::Http1, &mut headers);
                 self.queue.push_back(Request {
@@ -246,6 +251,7 @@ impl Session<'_> {
                 self.ctx.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
             }
             Command::Cancel(stream) => {
+                self.ctx.streams.remove(stream);
                 self.queue.retain(|r| r.stream != stream);
                 if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
                     f.cancelled = true;
@@ -259,29 +265,9 @@ impl Session<'_> {
                     self.held = None;
                 }
             }
+            // Answered by `Ctx::input` from the stream table; this is only a fallback.
             Command::StreamInfo(stream, reply) => {
-                let info = self
-                    .inflight
-                    .iter()
-                    .filter(|f| !f.cancelled)
-                    .find(|f| f.stream == stream)
-                    .map(|f| StreamInfo {
-                        stream,
-                        method: f.method.clone(),
-                        target: f.target.clone(),
-                        protocol: Protocol::Http1,
-                        state: f.state,
-                    })
-                    .or_else(|| {
-                        self.queue.iter().find(|r| r.stream == stream).map(|r| StreamInfo {
-                            stream,
-                            method: r.method.clone(),
-                            target: r.target.clone(),
-                            protocol: Protocol::Http1,
-                            state: StreamState::Queued,
-                        })
-                    });
-                let _ = reply.send(info);
+                let _ = reply.send(self.ctx.streams.get(stream));
             }
             Command::Shutdown => {}
         }
@@ -324,6 +310,7 @@ impl Session<'_> {
         let id = match encoded {
             Ok(id) => id,
             Err(e) => {
+                self.ctx.streams.remove(stream);
                 self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
                 if self.wbuf.len() > mark {
                     // The head went out but its body was refused: the connection is unusable.
@@ -333,15 +320,8 @@ impl Session<'_> {
             }
         };
         let state = if streaming.is_some() { StreamState::Sending } else { StreamState::AwaitingResponse };
-        self.inflight.push_back(InFlight {
-            id,
-            stream,
-            method: method.clone(),
-            target: target.clone(),
-            state,
-            cancelled: false,
-            done: false,
-        });
+        self.ctx.streams.set(stream, state);
+        self.inflight.push_back(InFlight { id, stream, state, cancelled: false, done: false });
         self.ctx.setup.em.emit(Step::RequestStart { stream, method, target });
         match streaming {
             Some(rx) => self.writing = Some((stream, rx)),
@@ -361,6 +341,7 @@ impl Session<'_> {
             // The declared length was overrun or not reached: the stream fails, and the
             // connection with it, since the server now waits for bytes that will not come.
             // (The codec wrote nothing for the refused chunk.)
+            self.ctx.streams.remove(stream);
             self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
             if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
                 f.cancelled = true;
@@ -373,6 +354,7 @@ impl Session<'_> {
             if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream && f.state == StreamState::Sending) {
                 f.state = StreamState::AwaitingResponse;
             }
+            self.ctx.streams.advance(stream, StreamState::Sending, StreamState::AwaitingResponse);
             self.ctx.setup.em.emit(Step::RequestEnd { stream });
         }
         Ok(())
@@ -392,6 +374,7 @@ impl Session<'_> {
                     if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
                         f.state = StreamState::Receiving;
                         f.done = !has_body;
+                        self.ctx.streams.set(f.stream, StreamState::Receiving);
                     }
                     if let Some(stream) = self.live(id) {
                         self.ctx.setup.em.emit(Step::ResponseHeaders { stream, status });
@@ -416,6 +399,7 @@ impl Session<'_> {
                 ResponseEvent::End { id } => {
                     let Some(pos) = self.inflight.iter().position(|f| f.id == id) else { continue };
                     let Some(f) = self.inflight.remove(pos) else { continue };
+                    self.ctx.streams.remove(f.stream);
                     // A WebSocket upgrade answered without switching is an ordinary response.
                     self.ws_requests.remove(&f.stream);
                     if f.cancelled {
@@ -437,9 +421,11 @@ impl Session<'_> {
                         return match handshake.check_response(Carrier::Http1, status, &headers) {
                             Ok(negotiated) => {
                                 self.ctx.setup.em.emit(Step::ResponseHeaders { stream, status });
+                                self.ctx.streams.set(stream, StreamState::WebSocket);
                                 Err(Stop::Upgraded(Box::new(Upgraded { stream, negotiated, options, headers })))
                             }
                             Err(e) => {
+                                self.ctx.streams.remove(stream);
                                 let reason = DownReason::Protocol(format!("WebSocket handshake: {e}"));
                                 self.ctx
                                     .emit(Event::StreamError { stream, error: StreamError::WsHandshake(e) })

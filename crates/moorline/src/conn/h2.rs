@@ -26,8 +26,9 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use moorline_proto::ws::{Carrier, ClientHandshake};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::delivery::Charge;
 use super::handle::{Shared, lock};
-use super::info::{StreamInfo, StreamState};
+use super::info::StreamState;
 use super::worker::{Ctx, Input, SessionEnd};
 use super::ws_h2::{self, WsEnd};
 use crate::dial::BoxIo;
@@ -57,7 +58,19 @@ pub(crate) struct WatchedIo {
     slot: Arc<GoAwaySlot>,
     /// SETTINGS frames already signalled through `slot.settings`.
     settings_signalled: u64,
+    /// The HEADERS frame count at which the read path next lets other tasks run.
+    yield_at: u64,
+    /// The next read returns `Pending` first (waking itself at once).
+    yield_now: bool,
 }
+
+/// After this many HEADERS frames, the connection task lets other tasks run before it
+/// reads on. h2 keeps every 1xx HEADERS of a stream until the stream task polls it (they are
+/// not flow-controlled), and it parses a whole scheduling slice of reads (128 reads,
+/// about 1 MiB of 14-byte 1xx frames, some 75 000 responses) in one go; yielding lets the
+/// stream task take them (and refuse them past the 1xx limit) as they come. A response has
+/// one or two HEADERS frames: ordinary traffic never comes near.
+const HEADERS_PER_SLICE: u64 = 64;
 
 impl AsyncRead for WatchedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -68,6 +81,11 @@ impl AsyncRead for WatchedIo {
         if settings != self.settings_signalled {
             self.settings_signalled = settings;
             self.slot.settings.notify_one();
+        }
+        if self.yield_now {
+            self.yield_now = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -82,6 +100,10 @@ impl AsyncRead for WatchedIo {
             if let Some(g) = goaway {
                 *lock(&this.slot.last) = Some(g);
                 this.slot.notify.notify_one();
+            }
+            if this.watcher.headers_seen() >= this.yield_at {
+                this.yield_at = this.watcher.headers_seen() + HEADERS_PER_SLICE;
+                this.yield_now = true;
             }
         }
         res
@@ -129,7 +151,14 @@ pub(crate) async fn handshake(
     server_name: String,
 ) -> Result<H2Parts, ConnectError> {
     let goaway = Arc::new(GoAwaySlot::default());
-    let io = WatchedIo { inner: io, watcher: FrameWatcher::new(), slot: goaway.clone(), settings_signalled: 0 };
+    let io = WatchedIo {
+        inner: io,
+        watcher: FrameWatcher::new(),
+        slot: goaway.clone(),
+        yield_at: HEADERS_PER_SLICE,
+        yield_now: false,
+        settings_signalled: 0,
+    };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(opts.stream_window)
         .initial_connection_window_size(opts.connection_window)
@@ -183,9 +212,14 @@ type PushedTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Reports from stream tasks to the session.
 enum Msg {
-    Event(Event),
+    /// An event and its payload bytes, taken from the owner's budget before it was sent (so
+    /// a task stops, and releases no flow-control capacity, while the owner is behind).
+    Event(Event, Charge),
     Sent(StreamRef),
-    Pushed { pushed: StreamRef, task: PushedTask },
+    Pushed {
+        pushed: StreamRef,
+        task: PushedTask,
+    },
     Finished(StreamRef, Outcome),
 }
 
@@ -206,8 +240,6 @@ impl Drop for AbortOnDrop {
 
 struct Entry {
     h2_id: u32,
-    method: http::Method,
-    target: String,
     state: StreamState,
     /// The connection failed under this stream; it waits for `Down`.
     lost: bool,
@@ -380,9 +412,13 @@ impl Session<'_> {
             // After GOAWAY this connection takes no new stream; the next one will.
             Command::Request(req) if self.goaway.is_some() => self.fail_unsent(req.stream).await?,
             Command::WsUpgrade(up) if self.goaway.is_some() => self.fail_unsent(up.stream).await?,
-            Command::Request(req) => self.queue.push_back(*req),
+            Command::Request(req) => {
+                self.ctx.streams.queued(req.stream, &req.method, &req.target, Protocol::Http2);
+                self.queue.push_back(*req);
+            }
             Command::WsUpgrade(up) => {
                 if !self.send.is_extended_connect_protocol_enabled() {
+                    self.ctx.streams.remove(up.stream);
                     let error = StreamError::Http2WebSocketUnsupported;
                     self.ctx.emit(Event::StreamError { stream: up.stream, error }).await.map_err(SessionEnd::Exit)?;
                     return Ok(());
@@ -396,6 +432,7 @@ impl Session<'_> {
                     headers,
                     body: ReqBody::Full(Bytes::new()),
                 };
+                self.ctx.streams.queued(req.stream, &req.method, &req.target, Protocol::Http2);
                 self.ws_pending.insert(up.stream, up);
                 self.queue.push_back(req);
             }
@@ -413,6 +450,7 @@ impl Session<'_> {
                 }
             }
             Command::Cancel(stream) => {
+                self.ctx.streams.remove(stream);
                 self.queue.retain(|r| r.stream != stream);
                 self.ws_pending.remove(&stream);
                 // Dropping the entry aborts its task, which resets the stream (CANCEL).
@@ -423,25 +461,9 @@ impl Session<'_> {
                     self.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
                 }
             }
+            // Answered by `Ctx::input` from the stream table; this is only a fallback.
             Command::StreamInfo(stream, reply) => {
-                let info = if let Some(e) = self.streams.get(&stream) {
-                    Some(StreamInfo {
-                        stream,
-                        method: e.method.clone(),
-                        target: e.target.clone(),
-                        protocol: Protocol::Http2,
-                        state: e.state,
-                    })
-                } else {
-                    self.queue.iter().find(|r| r.stream == stream).map(|r| StreamInfo {
-                        stream,
-                        method: r.method.clone(),
-                        target: r.target.clone(),
-                        protocol: Protocol::Http2,
-                        state: StreamState::Queued,
-                    })
-                };
-                let _ = reply.send(info);
+                let _ = reply.send(self.ctx.streams.get(stream));
             }
             Command::Shutdown => {}
         }
@@ -464,7 +486,10 @@ impl Session<'_> {
         let request = match built {
             Ok(request) => request,
             // Never reached the wire: fail it now, in order with everything else.
-            Err(error) => return self.ctx.emit(Event::StreamError { stream, error }).await,
+            Err(error) => {
+                self.ctx.streams.remove(stream);
+                return self.ctx.emit(Event::StreamError { stream, error }).await;
+            }
         };
         // A WebSocket's stream stays open for its frames.
         let end_now = ws.is_none() && matches!(&body, ReqBody::Full(b) if b.is_empty());
@@ -479,6 +504,7 @@ impl Session<'_> {
                 return Ok(());
             }
             Err(e) => {
+                self.ctx.streams.remove(stream);
                 let error = StreamError::InvalidRequest(e.to_string());
                 return self.ctx.emit(Event::StreamError { stream, error }).await;
             }
@@ -486,6 +512,7 @@ impl Session<'_> {
         em.emit(Step::RequestStart { stream, method: method.clone(), target: target.clone() });
         let h2_id = u32::from(resp.stream_id());
         let state = if end_now { StreamState::AwaitingResponse } else { StreamState::Sending };
+        self.ctx.streams.set(stream, state);
         if end_now {
             em.emit(Step::RequestEnd { stream });
         }
@@ -493,6 +520,7 @@ impl Session<'_> {
             stream,
             tx: self.msg_tx.clone(),
             em,
+            max_informational: self.ctx.setup.opts.http2.max_header_list_size as usize,
             shared: self.ctx.shared.clone(),
             push: self.ctx.setup.opts.http2.enable_push,
         };
@@ -504,7 +532,7 @@ impl Session<'_> {
             }
             None => (self.tasks.spawn(task.run(resp, send_stream, if end_now { None } else { Some(body) })), None),
         };
-        let entry = Entry { h2_id, method, target, state, lost: false, ws_tx, _task: AbortOnDrop(abort) };
+        let entry = Entry { h2_id, state, lost: false, ws_tx, _task: AbortOnDrop(abort) };
         self.streams.insert(stream, entry);
         self.opened += 1;
         Ok(())
@@ -520,6 +548,7 @@ impl Session<'_> {
 
     /// Forget a stream (dropping its entry aborts its task).
     fn remove(&mut self, stream: &StreamRef) -> Option<Entry> {
+        self.ctx.streams.remove(*stream);
         let entry = self.streams.remove(stream)?;
         if entry.h2_id != 0 {
             self.opened -= 1;
@@ -554,6 +583,7 @@ impl Session<'_> {
         self.ws_pending.clear();
         let error = StreamError::GoAwayUnprocessed { last_stream_id: g.last_stream_id, error_code: g.error_code };
         for stream in above {
+            self.ctx.streams.remove(stream);
             self.ctx.emit(Event::StreamError { stream, error: error.clone() }).await?;
         }
         Ok(())
@@ -579,24 +609,26 @@ impl Session<'_> {
 
     async fn message(&mut self, m: Msg) -> Result<(), ExitReason> {
         match m {
-            Msg::Event(ev) => {
+            Msg::Event(ev, charge) => {
                 if let Some(stream) = ev.stream() {
                     let Some(e) = self.streams.get_mut(&stream) else {
-                        return Ok(()); // cancelled
+                        return Ok(()); // cancelled (the charge goes back as it is dropped)
                     };
                     match &ev {
                         Event::Response { .. } => e.state = StreamState::Receiving,
                         Event::WsUpgraded { .. } => e.state = StreamState::WebSocket,
                         _ => {}
                     }
+                    self.ctx.streams.set(stream, e.state);
                 }
-                self.ctx.emit(ev).await
+                self.ctx.emit_charged(ev, charge).await
             }
             Msg::Sent(stream) => {
                 if let Some(e) = self.streams.get_mut(&stream) {
                     if e.state == StreamState::Sending {
                         e.state = StreamState::AwaitingResponse;
                     }
+                    self.ctx.streams.set(stream, e.state);
                     self.ctx.setup.em.emit(Step::RequestEnd { stream });
                 }
                 Ok(())
@@ -606,14 +638,13 @@ impl Session<'_> {
                 let abort = self.tasks.spawn(task);
                 let entry = Entry {
                     h2_id: 0,
-                    method: http::Method::GET,
-                    target: String::new(),
                     state: StreamState::Receiving,
                     lost: false,
                     ws_tx: None,
                     _task: AbortOnDrop(abort),
                 };
                 self.streams.insert(pushed, entry);
+                self.ctx.streams.pushed(pushed);
                 Ok(())
             }
             Msg::Finished(stream, outcome) => match outcome {
@@ -635,6 +666,7 @@ impl Session<'_> {
                     Ok(())
                 }
                 Outcome::Failed(error) => {
+                    self.ctx.streams.remove(stream);
                     // Unknown means cancelled: its owner asked to hear no more of it.
                     if self.remove(&stream).is_some() {
                         self.ctx.emit(Event::StreamError { stream, error }).await?;
@@ -797,13 +829,16 @@ struct StreamTask {
     stream: StreamRef,
     tx: mpsc::Sender<Msg>,
     em: Emitter,
+    /// The most bytes of 1xx heads accepted before the final response (the header list
+    /// limit), counted as HTTP/2 counts header lists.
+    max_informational: usize,
     shared: Arc<Shared>,
     push: bool,
 }
 
 impl ws_h2::Report for StreamTask {
     async fn event(&self, ev: Event) -> Result<(), WsEnd> {
-        self.tx.send(Msg::Event(ev)).await.map_err(|_| WsEnd::Cancelled)
+        self.send_event(ev).await.map_err(|_| WsEnd::Cancelled)
     }
 
     fn ended(&self, error: Error) {
@@ -864,7 +899,10 @@ impl StreamTask {
         let outcome = tokio::select! {
             r = self.receive(resp) => match r {
                 Ok(()) => Outcome::Complete,
-                Err(e) => classify(&e),
+                Err(RecvError::H2(e)) => classify(&e),
+                Err(RecvError::Informational(limit)) => Outcome::Failed(StreamError::Protocol(format!(
+                    "the server sent more than {limit} bytes of 1xx informational responses before the response"
+                ))),
             },
             o = sender => o,
         };
@@ -872,10 +910,17 @@ impl StreamTask {
     }
 
     async fn event(&self, ev: Event) -> Result<(), h2::Error> {
-        self.tx.send(Msg::Event(ev)).await.map_err(|_| h2::Error::from(Reason::CANCEL))
+        self.send_event(ev).await.map_err(|()| h2::Error::from(Reason::CANCEL))
     }
 
-    async fn receive(&self, mut resp: ResponseFuture) -> Result<(), h2::Error> {
+    /// Hands `ev` to the session once the owner's byte budget has room for it: until then
+    /// the task reads no more (and so releases no flow-control capacity).
+    async fn send_event(&self, ev: Event) -> Result<(), ()> {
+        let charge = Charge::take(|| self.shared.budget(), &ev).await;
+        self.tx.send(Msg::Event(ev, charge)).await.map_err(|_| ())
+    }
+
+    async fn receive(&self, mut resp: ResponseFuture) -> Result<(), RecvError> {
         let mut pushes = resp.push_promises();
         let mut pushes_open = self.push;
         let work = self.head_and_body(resp);
@@ -885,7 +930,7 @@ impl StreamTask {
                 biased;
                 p = pushes.push_promise(), if pushes_open => match p {
                     Some(Ok(p)) => self.pushed(p).await?,
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => return Err(e.into()),
                     None => pushes_open = false,
                 },
                 r = &mut work => {
@@ -909,28 +954,60 @@ impl StreamTask {
         Ok(())
     }
 
-    async fn head_and_body(&self, mut resp: ResponseFuture) -> Result<(), h2::Error> {
+    async fn head_and_body(&self, mut resp: ResponseFuture) -> Result<(), RecvError> {
         let stream = self.stream;
+        enum Head {
+            Inform(http::Response<()>),
+            Final(Result<http::Response<RecvStream>, h2::Error>),
+        }
+        enum Wake {
+            Head(Head),
+            Delivered,
+        }
+        // h2 keeps every 1xx of a stream until it is polled (HEADERS frames are not
+        // flow-controlled): they are taken as they arrive, also while the owner is behind,
+        // and counted; past the limit the stream fails (dropping it resets it).
+        let mut informs: VecDeque<http::Response<()>> = VecDeque::new();
+        let mut inform_bytes = 0usize;
         let response = loop {
-            enum Head {
-                Inform(http::Response<()>),
-                Final(Result<http::Response<RecvStream>, h2::Error>),
-            }
             let next = poll_fn(|cx| {
                 if let Poll::Ready(Some(r)) = resp.poll_informational(cx) {
                     return Poll::Ready(r.map(Head::Inform));
                 }
                 Pin::new(&mut resp).poll(cx).map(|r| Ok(Head::Final(r)))
             });
-            match next.await? {
-                Head::Inform(r) => {
-                    self.em.emit(Step::ResponseInform { stream, status: r.status() });
-                    let (parts, ()) = r.into_parts();
-                    self.event(Event::Inform { stream, status: parts.status, headers: parts.headers }).await?;
+            let deliver = async {
+                match informs.front() {
+                    Some(r) => self.event(inform_event(stream, r)).await,
+                    None => std::future::pending().await,
                 }
-                Head::Final(r) => break r?,
+            };
+            let step = tokio::select! {
+                biased;
+                h = next => Wake::Head(h?),
+                r = deliver => {
+                    r?;
+                    Wake::Delivered
+                }
+            };
+            match step {
+                Wake::Head(Head::Inform(r)) => {
+                    inform_bytes = inform_bytes.saturating_add(informational_size(&r));
+                    if inform_bytes > self.max_informational {
+                        return Err(RecvError::Informational(self.max_informational));
+                    }
+                    self.em.emit(Step::ResponseInform { stream, status: r.status() });
+                    informs.push_back(r);
+                }
+                Wake::Head(Head::Final(r)) => break r?,
+                Wake::Delivered => {
+                    informs.pop_front();
+                }
             }
         };
+        for r in &informs {
+            self.event(inform_event(stream, r)).await?;
+        }
         self.em.emit(Step::ResponseHeaders { stream, status: response.status() });
         let (parts, body) = response.into_parts();
         let fin = body.is_end_stream();
@@ -981,6 +1058,7 @@ impl StreamTask {
             stream: pushed,
             tx: self.tx.clone(),
             em: self.em.clone(),
+            max_informational: self.max_informational,
             shared: self.shared.clone(),
             push: false,
         };
@@ -1016,6 +1094,31 @@ impl StreamTask {
         });
         self.tx.send(Msg::Pushed { pushed, task }).await.map_err(|_| h2::Error::from(Reason::CANCEL))
     }
+}
+
+/// Why receiving a response failed.
+enum RecvError {
+    H2(h2::Error),
+    /// More than this many bytes of 1xx heads came before the final response.
+    Informational(usize),
+}
+
+impl From<h2::Error> for RecvError {
+    fn from(e: h2::Error) -> Self {
+        RecvError::H2(e)
+    }
+}
+
+/// The owner's event for a 1xx response.
+fn inform_event(stream: StreamRef, r: &http::Response<()>) -> Event {
+    Event::Inform { stream, status: r.status(), headers: r.headers().clone() }
+}
+
+/// A 1xx head's size as HTTP/2 counts header lists (RFC 9113 §6.5.2: name, value and 32
+/// bytes per field), `:status` included.
+fn informational_size(r: &http::Response<()>) -> usize {
+    let fields: usize = r.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 32).sum();
+    fields + ":status".len() + 3 + 32
 }
 
 /// Why a request body was not sent whole.

@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use moorline_proto::ws::ClientHandshake;
 
 use super::command::{Command, InChannel, ReqBody, Request, WsUpgrade};
-use super::delivery::Delivery;
+use super::delivery::{Budget, Delivery};
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
 use super::worker;
@@ -89,6 +89,9 @@ pub(crate) struct Shared {
     pub(crate) healthy: tokio::sync::Notify,
     /// WebSocket streams that ended, and what a send on one of them returns.
     ws_ended: Mutex<EndedWs>,
+    /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
+    /// replaces it on `set_owner`).
+    pub(crate) budget: Mutex<Arc<Budget>>,
 }
 
 /// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
@@ -112,6 +115,11 @@ impl Shared {
     /// A fresh stream reference of this connection.
     pub(crate) fn new_stream(&self) -> StreamRef {
         StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// The current owner's byte budget.
+    pub(crate) fn budget(&self) -> Arc<Budget> {
+        lock(&self.budget).clone()
     }
 
     fn exit_reason(&self) -> Option<ExitReason> {
@@ -223,6 +231,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
     let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (owner_tx, owner_rx) = mpsc::channel(4);
+    let budget = Arc::new(Budget::new(options.event_buffer_bytes));
     let info = Info {
         id,
         host: host.to_owned(),
@@ -247,9 +256,10 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         ws_in_channel: Arc::new(AtomicUsize::new(0)),
         healthy: tokio::sync::Notify::new(),
         ws_ended: Mutex::new(EndedWs::default()),
+        budget: Mutex::new(budget.clone()),
     });
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
-    Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx)))
+    Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx, budget)))
 }
 
 impl Connection {

@@ -1,5 +1,6 @@
 //! Introspection: what `info()` and `stream_info()` report.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use http::Method;
@@ -87,4 +88,67 @@ pub struct StreamInfo {
     pub protocol: Protocol,
     /// Where it is.
     pub state: StreamState,
+}
+
+/// What `stream_info` reports, kept by the worker as the sessions change it, so that a query
+/// is answered from here whenever the worker takes commands, also while it waits for room
+/// for the owner (the session itself is then in the middle of a delivery). Cleared when a
+/// session ends: its streams end with it (`Down` lists them).
+#[derive(Debug, Default)]
+pub(crate) struct StreamTable(HashMap<StreamRef, StreamInfo>);
+
+impl StreamTable {
+    /// A request or WebSocket upgrade accepted, not yet handed to the socket.
+    pub(crate) fn queued(&mut self, stream: StreamRef, method: &Method, target: &str, protocol: Protocol) {
+        let info = StreamInfo {
+            stream,
+            method: method.clone(),
+            target: target.to_owned(),
+            protocol,
+            state: StreamState::Queued,
+        };
+        self.0.insert(stream, info);
+    }
+
+    /// A stream the server opened (HTTP/2 push), its response arriving.
+    pub(crate) fn pushed(&mut self, stream: StreamRef) {
+        let info = StreamInfo {
+            stream,
+            method: Method::GET,
+            target: String::new(),
+            protocol: Protocol::Http2,
+            state: StreamState::Receiving,
+        };
+        self.0.insert(stream, info);
+    }
+
+    /// A known stream moved on (a stream no longer known stays unknown).
+    pub(crate) fn set(&mut self, stream: StreamRef, state: StreamState) {
+        if let Some(info) = self.0.get_mut(&stream) {
+            info.state = state;
+        }
+    }
+
+    /// A stream that only moves on from `from` (a body done being sent).
+    pub(crate) fn advance(&mut self, stream: StreamRef, from: StreamState, to: StreamState) {
+        if let Some(info) = self.0.get_mut(&stream)
+            && info.state == from
+        {
+            info.state = to;
+        }
+    }
+
+    /// The stream is over (ended, failed or cancelled).
+    pub(crate) fn remove(&mut self, stream: StreamRef) {
+        self.0.remove(&stream);
+    }
+
+    /// The session ended: every stream with it.
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub(crate) fn get(&self, stream: StreamRef) -> Option<StreamInfo> {
+        self.0.get(&stream).cloned()
+    }
 }

@@ -5,6 +5,13 @@
 //! `next` returns first, in order. Because the receiver itself closes when the worker is
 //! gone (and the worker always sends `Exit` before going), an await can never wait on a dead
 //! connection: no monitor to set up, none to forget.
+//!
+//! The payload bytes of what waits here (the channel, a batch being unpacked, the stash)
+//! count in the owner's byte budget ([`ConnectOptions::event_buffer_bytes`]); each event gives
+//! its bytes back as it leaves: returned by `next`, or taken by an await (an await holds what
+//! it took for its caller, e.g. the chunks of a body it collects, outside the budget).
+//!
+//! [`ConnectOptions::event_buffer_bytes`]: crate::ConnectOptions::event_buffer_bytes
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::delivery::Delivery;
+use super::delivery::{Budget, Delivery, event_bytes};
 use super::handle::Shared;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
@@ -32,11 +39,16 @@ pub struct Events {
     /// outbox found there (see [`WRITE_FED_EVERY`]).
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Delivery>,
+    /// The byte budget of what waits for this owner: every event gives its payload bytes
+    /// back as it leaves (returned by `next`, or taken by an await).
+    budget: Arc<Budget>,
     /// Events delivered and put back unlooked-at (by `await_ws`'s fast path): they come first.
     inbox: VecDeque<Event>,
     /// The rest of the last batch of WebSocket messages received, after `inbox`.
     batch: Option<(StreamRef, std::vec::IntoIter<Message>)>,
-    stash: VecDeque<Event>,
+    stash: VecDeque<Stashed>,
+    /// Payload bytes of the stash still counted in the budget (events set aside).
+    stash_bytes: usize,
     stash_limit: usize,
     moved: bool,
     exit: Option<ExitReason>,
@@ -55,6 +67,15 @@ pub struct Events {
 /// peer idle longer.
 const WRITE_FED_EVERY: usize = 4;
 
+/// An event an await set aside (or consumed, until the await ends).
+#[derive(Debug)]
+struct Stashed {
+    ev: Event,
+    /// Its payload bytes still counted in the budget: 0 once an await took it (the await
+    /// holds it for its caller, e.g. a body being collected).
+    bytes: usize,
+}
+
 /// How many ended streams `Events` remembers.
 const GONE_MEMORY: usize = 4096;
 
@@ -71,14 +92,16 @@ enum Verdict<T> {
 }
 
 impl Events {
-    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Delivery>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Delivery>, budget: Arc<Budget>) -> Self {
         Self {
             conn: shared.id,
             shared,
             rx,
+            budget,
             inbox: VecDeque::new(),
             batch: None,
             stash: VecDeque::new(),
+            stash_bytes: 0,
             stash_limit: DEFAULT_STASH_LIMIT,
             moved: false,
             exit: None,
@@ -93,7 +116,10 @@ impl Events {
     }
 
     /// Set how many unrelated events an await may set aside before it fails with
-    /// [`Error::Backlog`] (default [`DEFAULT_STASH_LIMIT`]).
+    /// [`Error::Backlog`] (default [`DEFAULT_STASH_LIMIT`]). An await for a body or a
+    /// WebSocket message also fails with it, at once, when the events set aside fill the
+    /// byte budget ([`ConnectOptions::event_buffer_bytes`](crate::ConnectOptions::event_buffer_bytes))
+    /// and the connection waits for room: nothing more can come until they are read.
     pub fn set_stash_limit(&mut self, limit: usize) {
         self.stash_limit = limit.max(1);
     }
@@ -101,9 +127,13 @@ impl Events {
     /// The next event, or `None` once the worker has exited (after `Exit`) or ownership moved
     /// (after `OwnerChanged`).
     pub async fn next(&mut self) -> Option<Event> {
-        let ev = match self.stash.pop_front() {
+        let ev = match self.unstash() {
             Some(ev) => ev,
-            None => self.recv().await?,
+            None => {
+                let ev = self.recv().await?;
+                self.budget.give_back(event_bytes(&ev));
+                ev
+            }
         };
         self.observe(&ev);
         Some(ev)
@@ -111,12 +141,46 @@ impl Events {
 
     /// The next event if one is ready now.
     pub fn try_next(&mut self) -> Option<Event> {
-        let ev = match self.stash.pop_front() {
+        let ev = match self.unstash() {
             Some(ev) => ev,
-            None => self.try_recv().ok()?,
+            None => {
+                let ev = self.try_recv().ok()?;
+                self.budget.give_back(event_bytes(&ev));
+                ev
+            }
         };
         self.observe(&ev);
         Some(ev)
+    }
+
+    /// The first event set aside, leaving `Events` (its bytes go back to the budget).
+    fn unstash(&mut self) -> Option<Event> {
+        let Stashed { ev, bytes } = self.stash.pop_front()?;
+        self.stash_bytes -= bytes;
+        self.budget.give_back(bytes);
+        Some(ev)
+    }
+
+    /// Sets `ev` aside; it stays counted in the budget.
+    fn stash_push(&mut self, ev: Event) {
+        let bytes = event_bytes(&ev);
+        self.stash_bytes += bytes;
+        self.stash.push_back(Stashed { ev, bytes });
+    }
+
+    /// The await took the event set aside at `index`: it no longer counts in the budget.
+    fn stash_taken(&mut self, index: usize) {
+        if let Some(entry) = self.stash.get_mut(index) {
+            let bytes = std::mem::take(&mut entry.bytes);
+            self.stash_bytes -= bytes;
+            self.budget.give_back(bytes);
+        }
+    }
+
+    /// Nothing delivered is waiting to be looked at: no put-back event, no batch, an empty
+    /// channel.
+    fn nothing_delivered(&self) -> bool {
+        self.inbox.is_empty() && self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) && self.rx.is_empty()
     }
 
     /// The next event delivered: the rest of the last batch first, then the channel.
@@ -171,6 +235,7 @@ impl Events {
             match self.rx.try_recv().ok()? {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
                 Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
+                    self.budget.give_back(message.len());
                     return Some(message);
                 }
                 Delivery::One(ev) => {
@@ -184,6 +249,9 @@ impl Events {
             return None;
         }
         let message = messages.next();
+        if let Some(m) = &message {
+            self.budget.give_back(m.len());
+        }
         self.taken += 1;
         if self.taken >= WRITE_FED_EVERY {
             self.taken = 0;
@@ -223,7 +291,7 @@ impl Events {
     /// [`Error::ConnectTimeout`], with why the last attempt failed.
     pub async fn await_up(&mut self, timeout: Duration) -> Result<Protocol, Error> {
         let up = self
-            .wait(timeout, |ev| match ev {
+            .wait(timeout, false, |ev| match ev {
                 Event::Up { protocol } => Verdict::Done(*protocol),
                 _ => Verdict::Skip,
             })
@@ -246,7 +314,7 @@ impl Events {
         self.check(stream)?;
         let s = *stream;
         let mut informs = Vec::new();
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, false, move |ev| match ev {
             Event::Inform { stream, status, headers } if *stream == s => {
                 informs.push((*status, headers.clone()));
                 Verdict::Consumed
@@ -272,7 +340,7 @@ impl Events {
         let s = *stream;
         let mut buf = BytesMut::new();
         let mut single: Option<Bytes> = None;
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, true, move |ev| match ev {
             Event::Inform { stream, .. } if *stream == s => Verdict::Consumed,
             Event::Response { stream, fin, .. } if *stream == s => {
                 if *fin {
@@ -316,7 +384,7 @@ impl Events {
     pub async fn await_ws_upgrade(&mut self, stream: &StreamRef, timeout: Duration) -> Result<Upgraded, Error> {
         self.check(stream)?;
         let s = *stream;
-        self.wait(timeout, move |ev| match ev {
+        self.wait(timeout, false, move |ev| match ev {
             Event::WsUpgraded { stream, protocol, deflate, headers } if *stream == s => {
                 Verdict::Done(Upgraded { protocol: protocol.clone(), deflate: *deflate, headers: headers.clone() })
             }
@@ -344,7 +412,7 @@ impl Events {
             return Ok(message);
         }
         let message = self
-            .wait(timeout, move |ev| match ev {
+            .wait(timeout, true, move |ev| match ev {
                 Event::Ws { stream, message } if *stream == s => Verdict::Done(message.clone()),
                 _ => stream_failure(ev, s),
             })
@@ -371,17 +439,30 @@ impl Events {
     /// Every event pulled from the channel goes into the stash first; the ones the await
     /// consumed leave it only when the await succeeds. So a timeout, a failure or a dropped
     /// future loses nothing: a later await or `next` sees every event, in order.
-    async fn wait<T>(&mut self, timeout: Duration, mut judge: impl FnMut(&Event) -> Verdict<T>) -> Result<T, Error> {
+    ///
+    /// `payload`: what the await waits for carries payload bytes (a body chunk, a message),
+    /// so it cannot come while the events set aside fill the byte budget: the wait then
+    /// fails at once with [`Error::Backlog`] instead of timing out.
+    async fn wait<T>(
+        &mut self,
+        timeout: Duration,
+        payload: bool,
+        mut judge: impl FnMut(&Event) -> Verdict<T>,
+    ) -> Result<T, Error> {
         // Read the clock only when the wait has to block (an event already queued needs none).
         let mut deadline: Option<Instant> = None;
         let mut consumed: Vec<usize> = Vec::new();
         // First the events already set aside, in order.
         for i in 0..self.stash.len() {
-            match judge(&self.stash[i]) {
+            match judge(&self.stash[i].ev) {
                 Verdict::Skip => {}
-                Verdict::Consumed => consumed.push(i),
+                Verdict::Consumed => {
+                    consumed.push(i);
+                    self.stash_taken(i);
+                }
                 Verdict::Done(v) => {
                     consumed.push(i);
+                    self.stash_taken(i);
                     self.take(&consumed);
                     return Ok(v);
                 }
@@ -396,6 +477,15 @@ impl Events {
         }
         loop {
             if self.stash.len() - consumed.len() >= self.stash_limit {
+                return Err(Error::Backlog(self.stash.len() - consumed.len()));
+            }
+            // The events set aside fill the byte budget and the connection waits for room: no
+            // payload can come until the owner takes some, so waiting would only time out.
+            if payload
+                && self.stash_bytes >= self.budget.limit()
+                && self.budget.is_waited_on()
+                && self.nothing_delivered()
+            {
                 return Err(Error::Backlog(self.stash.len() - consumed.len()));
             }
             // An event already queued is taken without arming a timer.
@@ -416,6 +506,7 @@ impl Events {
             let verdict = match judge(&ev) {
                 // Nothing set aside: the event that ends the wait need not pass through the stash.
                 Verdict::Done(v) if consumed.is_empty() && !matches!(ev, Event::OwnerChanged | Event::Exit { .. }) => {
+                    self.budget.give_back(event_bytes(&ev));
                     return Ok(v);
                 }
                 other => other,
@@ -432,12 +523,16 @@ impl Events {
                 _ => None,
             };
             let index = self.stash.len();
-            self.stash.push_back(ev);
+            self.stash_push(ev);
             match verdict {
                 Verdict::Skip => {}
-                Verdict::Consumed => consumed.push(index),
+                Verdict::Consumed => {
+                    consumed.push(index);
+                    self.stash_taken(index);
+                }
                 Verdict::Done(v) => {
                     consumed.push(index);
+                    self.stash_taken(index);
                     self.take(&consumed);
                     return Ok(v);
                 }
