@@ -290,7 +290,8 @@ mod tests {
             seen = w.observe(piece).or(seen);
         }
         assert_eq!(seen, Some(GoAway { last_stream_id: 1, error_code: 0 }));
-        assert!(std::mem::size_of::<FrameWatcher>() < 64);
+        // O(1): a few words whatever the input (the parse state, the last GOAWAY, three counters).
+        assert!(std::mem::size_of::<FrameWatcher>() <= 80);
     }
 
     #[test]
