@@ -38,7 +38,7 @@ pub enum HandshakeError {
     BadConfig(String),
 }
 
-/// Why a WebSocket message was not sent (see [`WsSession::send`](super::WsSession::send)).
+/// Why a WebSocket message was not sent (see [`Session::send`](super::Session::send)).
 ///
 /// Every outgoing check lives in [`check_outgoing`](super::check_outgoing) and the session's
 /// close state; nothing was queued when one of these is returned.

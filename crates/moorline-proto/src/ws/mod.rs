@@ -1,7 +1,7 @@
 //! WebSocket (RFC 6455, RFC 7692, RFC 8441), sans-IO: the opening handshake,
 //! extension negotiation, and the frame codec (strict decoder, masking encoder,
 //! permessage-deflate, incremental UTF-8 validation), and the session state machine
-//! ([`WsSession`]: closing handshake, auto-pong, keepalive, outgoing checks).
+//! ([`Session`]: closing handshake, auto-pong, keepalive, outgoing checks).
 
 mod close;
 #[cfg(test)]
@@ -35,7 +35,7 @@ pub use mask::apply_mask;
 pub use message::{Message, Utf8Bytes};
 pub use protocol_error::ProtocolError;
 pub use session::{
-    CloseState, Ended, Inbound, KeepaliveConfig, Outbound, OutboundAccess, SessionConfig, SessionEvent, WsSession,
+    CloseState, Ended, Inbound, KeepaliveConfig, Outbound, OutboundAccess, Session, SessionConfig, SessionEvent,
     check_outgoing,
 };
 pub use utf8::{InvalidUtf8, Utf8Validator};

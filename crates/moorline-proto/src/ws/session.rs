@@ -1,4 +1,4 @@
-//! [`WsSession`]: one WebSocket session's rules, sans-IO: received bytes and the time in;
+//! [`Session`]: one WebSocket session's rules, sans-IO: received bytes and the time in;
 //! bytes to write, events for the owner and the next deadline out.
 //!
 //! It owns the [`Decoder`] and the [`Encoder`] and applies every session rule in one place:
@@ -8,7 +8,7 @@
 //!   [`Ended::Closed`] once the peer's close frame arrives. A peer that closes first is
 //!   answered at once with its own code (RFC 6455 §5.5.1), so that handshake ends in the
 //!   same step (`by_us: false`). Frames after the peer's close frame are ignored;
-//! - **nothing after our close**: [`send`](WsSession::send) refuses with
+//! - **nothing after our close**: [`send`](Session::send) refuses with
 //!   [`SendError::Closed`], `first: true` only on the first refusal (the shell reports once);
 //! - **outgoing checks** ([`check_outgoing`]): control payloads of at most 125 bytes, close
 //!   codes allowed on the wire, reasons of at most 123 bytes;
@@ -23,15 +23,15 @@
 //! - **deadlines** saturate: a `Duration::MAX` timeout means "never" (no deadline), it does
 //!   not panic.
 //!
-//! No sockets, no runtime, no clock: the shell reads into [`read_buf`](WsSession::read_buf)
-//! (or hands bytes to [`receive`](WsSession::receive)), drains the output
+//! No sockets, no runtime, no clock: the shell reads into [`read_buf`](Session::read_buf)
+//! (or hands bytes to [`receive`](Session::receive)), drains the output
 //! ([`pending_output`](Outbound::pending_output) / [`consume_output`](Outbound::consume_output),
-//! or [`take_output`](Outbound::take_output)), and calls [`on_timeout`](WsSession::on_timeout)
-//! when [`next_deadline`](WsSession::next_deadline) passes. Masking keys come from the mask
+//! or [`take_output`](Outbound::take_output)), and calls [`on_timeout`](Session::on_timeout)
+//! when [`next_deadline`](Session::next_deadline) passes. Masking keys come from the mask
 //! source given at construction (one call per client frame).
 //!
 //! A shell whose senders encode from their own tasks (under a lock) can
-//! [`split`](WsSession::split) the session: the [`Outbound`] half (encoder, output, close
+//! [`split`](Session::split) the session: the [`Outbound`] half (encoder, output, close
 //! state) goes under the lock, the [`Inbound`] half (decoder, read buffer, keepalive) stays
 //! with the reader, which reaches the outbound half through [`OutboundAccess`] only for
 //! control frames, never for a data message.
@@ -42,12 +42,12 @@
 //! use bytes::BytesMut;
 //! use moorline_proto::ws::{
 //!     CloseCode, CloseFrame, CloseState, Decoder, Ended, Limits, Message, Role, SendError, SessionConfig,
-//!     SessionEvent, WsSession, write_frame,
+//!     SessionEvent, Session, write_frame,
 //! };
 //!
 //! let t0 = Instant::now();
 //! let config = SessionConfig { close_timeout: Duration::from_secs(5), ..SessionConfig::client() };
-//! let mut ws: WsSession = WsSession::new(&config, || [1, 2, 3, 4], t0);
+//! let mut ws: Session = Session::new(&config, || [1, 2, 3, 4], t0);
 //!
 //! // The server sends a text message and a ping.
 //! let mut wire = BytesMut::new();
@@ -103,7 +103,7 @@ pub struct KeepaliveConfig {
     pub timeout: Duration,
 }
 
-/// How a [`WsSession`] behaves.
+/// How a [`Session`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Our end: a client masks what it sends, a server does not.
@@ -256,7 +256,7 @@ impl<M: FnMut() -> [u8; 4]> Outbound<M> {
 
     /// Queues `message` after what is queued (the waiting pong first). A close frame starts
     /// the closing handshake (its timer from `now()`, called only for a close frame); after
-    /// it nothing more may be sent. Nothing is queued on an error.
+    /// it nothing more may be sent. Nothing of `message` is queued on an error.
     pub fn send(&mut self, message: &Message, now: impl FnOnce() -> Instant) -> Result<(), SendError> {
         if !matches!(self.state, CloseState::Open) {
             let first = !self.refused_after_close;
@@ -564,7 +564,7 @@ impl Inbound {
 
     /// When the keepalive timer fires next (`None`: keepalive off or resting, or never).
     /// Once the session has ended the shell stops watching it
-    /// ([`WsSession::next_deadline`] leaves it out).
+    /// ([`Session::next_deadline`] leaves it out).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
         self.keepalive_at
     }
@@ -618,18 +618,18 @@ impl Inbound {
 }
 
 /// One WebSocket session: [`Inbound`] and [`Outbound`] together (see the module doc).
-pub struct WsSession<M = fn() -> [u8; 4]> {
+pub struct Session<M = fn() -> [u8; 4]> {
     inbound: Inbound,
     outbound: Outbound<M>,
 }
 
-impl<M> std::fmt::Debug for WsSession<M> {
+impl<M> std::fmt::Debug for Session<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsSession").field("inbound", &self.inbound).field("outbound", &self.outbound).finish()
+        f.debug_struct("Session").field("inbound", &self.inbound).field("outbound", &self.outbound).finish()
     }
 }
 
-impl<M: FnMut() -> [u8; 4]> WsSession<M> {
+impl<M: FnMut() -> [u8; 4]> Session<M> {
     /// A session configured by `config`, masking with keys from `mask`, starting at `now`
     /// (the keepalive counts silence from it).
     pub fn new(config: &SessionConfig, mask: M, now: Instant) -> Self {

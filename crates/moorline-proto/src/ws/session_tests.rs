@@ -1,4 +1,4 @@
-//! [`WsSession`] byte by byte, with the time passed in.
+//! [`Session`] byte by byte, with the time passed in.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,8 +20,8 @@ fn config() -> SessionConfig {
     SessionConfig { close_timeout: Duration::from_secs(5), ..SessionConfig::client() }
 }
 
-fn session(config: &SessionConfig, t0: Instant) -> WsSession {
-    WsSession::new(config, mask, t0)
+fn session(config: &SessionConfig, t0: Instant) -> Session {
+    Session::new(config, mask, t0)
 }
 
 /// A server's (unmasked) frame.
@@ -45,7 +45,7 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 }
 
 /// Everything the session queued, taken as the shell would.
-fn output<M: FnMut() -> [u8; 4]>(ws: &mut WsSession<M>) -> Vec<u8> {
+fn output<M: FnMut() -> [u8; 4]>(ws: &mut Session<M>) -> Vec<u8> {
     ws.outbound().take_output(usize::MAX).to_vec()
 }
 
@@ -61,7 +61,7 @@ fn decode_sent(bytes: &[u8]) -> Vec<Message> {
     out
 }
 
-fn events(ws: &mut WsSession) -> Vec<SessionEvent> {
+fn events(ws: &mut Session) -> Vec<SessionEvent> {
     std::iter::from_fn(|| ws.next_event()).collect()
 }
 
@@ -500,4 +500,18 @@ fn split_halves_lock_only_for_control_frames() {
         decode_sent(&o.take_all_output()),
         [Message::Pong(Bytes::from_static(b"p")), Message::text("s"), Message::Close(None)]
     );
+}
+
+#[test]
+fn a_server_session_writes_unmasked_frames_and_never_asks_for_a_key() {
+    let t0 = Instant::now();
+    let config = SessionConfig { role: Role::Server, ..config() };
+    let mut ws = Session::new(&config, || unreachable!("a server does not mask"), t0);
+    let mut wire = BytesMut::new();
+    write_frame(true, false, 0x9, b"hi", Some(KEY), &mut wire);
+    ws.receive(&wire, t0);
+    assert_eq!(ws.next_event(), None);
+    assert_eq!(ws.outbound().queued(), 2 + 2);
+    ws.send(&Message::text("ok"), || t0).unwrap();
+    assert_eq!(output(&mut ws), [0x8a, 0x02, b'h', b'i', 0x81, 0x02, b'o', b'k']);
 }
