@@ -280,7 +280,7 @@ async fn stall_and_reset_and_big_over_h2() {
         let stalled =
             tokio::time::timeout(Duration::from_millis(200), h2_get(&mut client, "localhost", "/hello")).await;
         assert!(stalled.is_err());
-        assert_eq!(server.requests_seen(), before + 1);
+        assert!(server.wait_for_requests(before + 1, Duration::from_secs(5)).await, "the request was not counted");
     })
     .await;
 }
@@ -294,6 +294,7 @@ async fn silent_tls_never_handshakes() {
         let handshake =
             tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp);
         assert!(tokio::time::timeout(Duration::from_millis(300), handshake).await.is_err());
+        assert!(server.wait_for_connections(1, Duration::from_secs(5)).await);
         assert_eq!(server.open_connections(), 1);
         server.close_all();
         assert_eq!(server.open_connections(), 0);

@@ -412,21 +412,23 @@ async fn jsonl_replay_plays_in_messages_in_order_with_timing() {
         let server = MockServer::builder().replay_on_connect(recording.clone(), 1.0).start().await.unwrap();
         let start = tokio::time::Instant::now();
         let mut client = connect(&server, "/").await;
+        // Each message no earlier than its time (later only as the machine is loaded: the
+        // schedule itself is checked exactly by the unit tests of `replay.rs`).
         let times = receive_session(&mut client, start).await;
-        let tolerance = Duration::from_millis(150);
         for (got, want) in times.iter().zip([20u64, 220, 420]) {
             let want = Duration::from_millis(want);
-            assert!(*got + Duration::from_millis(5) >= want && *got <= want + tolerance, "{times:?}");
+            assert!(*got + Duration::from_millis(5) >= want, "{times:?}");
         }
 
-        // Replay on demand, twice as fast.
+        // Replay on demand, half as fast: later times than the recording's show the speed is
+        // applied (a lower bound, which a loaded machine cannot break).
         let id = server.clients()[0].id;
         let start = tokio::time::Instant::now();
-        assert!(server.replay_to(id, &recording, 2.0));
+        assert!(server.replay_to(id, &recording, 0.5));
         let times = receive_session(&mut client, start).await;
-        for (got, want) in times.iter().zip([10u64, 110, 210]) {
+        for (got, want) in times.iter().zip([40u64, 440, 840]) {
             let want = Duration::from_millis(want);
-            assert!(*got + Duration::from_millis(5) >= want && *got <= want + tolerance, "{times:?}");
+            assert!(*got + Duration::from_millis(5) >= want, "{times:?}");
         }
     })
     .await;

@@ -319,3 +319,100 @@ fn connect_timeout_text(after: Duration, attempts: u32, last: Option<&Failure>) 
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::error::Error as _;
+
+    use moorline_proto::ws::{CloseCode, CloseFrame};
+
+    use super::*;
+
+    fn refused() -> ConnectError {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        ConnectError::Connect { addr, source: Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused)) }
+    }
+
+    #[test]
+    fn connect_errors_name_what_was_tried_and_why_it_failed() {
+        let text = refused().to_string();
+        assert!(text.starts_with("TCP connect to 127.0.0.1:9 failed: "), "{text}");
+        assert!(text.contains(&io::Error::from(io::ErrorKind::ConnectionRefused).to_string()), "{text}");
+        assert!(refused().source().is_some(), "the socket error is the source");
+        let t = ConnectError::LookupTimeout { host: "venue.example".into(), timeout: Duration::from_secs(2) };
+        assert_eq!(t.to_string(), "DNS lookup of \"venue.example\" timed out after 2s");
+        let t = ConnectError::Tls { server_name: "venue.example".into(), cause: TlsFailure::UnknownIssuer };
+        let text = t.to_string();
+        assert!(text.contains("\"venue.example\"") && text.contains("not signed by a trusted CA"), "{text}");
+        assert_eq!(
+            TlsFailure::NameMismatch.to_string(),
+            "certificate verification failed: the certificate is not valid for this server name"
+        );
+        assert!(TlsFailure::Expired.to_string().contains("expired or not yet valid"));
+    }
+
+    #[test]
+    fn a_connect_timeout_says_how_many_attempts_failed_and_the_last_cause() {
+        let after = Duration::from_secs(3);
+        let none = Error::ConnectTimeout { after, attempts: 0, last: None };
+        assert_eq!(none.to_string(), "timed out after 3s waiting for the connection (no attempt has failed yet)");
+        assert!(none.source().is_none());
+        let one = Error::ConnectTimeout { after, attempts: 1, last: Some(refused().into()) };
+        let text = one.to_string();
+        assert!(
+            text.starts_with("timed out after 3s waiting for the connection: 1 failed attempt; last: TCP"),
+            "{text}"
+        );
+        let source = one.source().and_then(|s| s.downcast_ref::<Failure>());
+        assert!(matches!(source, Some(Failure::Connect(ConnectError::Connect { .. }))), "{one:?}");
+        let three = Error::ConnectTimeout { after, attempts: 3, last: Some(DownReason::Closed.into()) };
+        assert!(three.to_string().ends_with("3 failed attempts; last: the peer closed the connection"), "{three}");
+    }
+
+    #[test]
+    fn a_failure_reads_as_its_cause() {
+        let f: Failure = refused().into();
+        assert_eq!(f.to_string(), refused().to_string());
+        let f: Failure = DownReason::KeepaliveTimeout(Duration::from_secs(10)).into();
+        assert_eq!(f.to_string(), "keepalive: no PING answer within 10s");
+    }
+
+    #[test]
+    fn exits_say_why() {
+        assert_eq!(
+            Error::Exited(None).to_string(),
+            "the connection worker has exited: reason unknown (event receiver closed)"
+        );
+        assert_eq!(
+            Error::Exited(Some(ExitReason::Closed)).to_string(),
+            "the connection worker has exited: closed by the user"
+        );
+        let gave_up = ExitReason::RetriesExhausted { attempts: 4, last: refused().into() };
+        assert!(
+            gave_up.to_string().starts_with("gave up after 4 failed attempts; last failure: TCP connect"),
+            "{gave_up}"
+        );
+        assert!(ExitReason::Panicked("boom".into()).to_string().ends_with("panicked: boom"));
+    }
+
+    #[test]
+    fn a_websocket_close_tells_the_code_and_who_closed_first() {
+        let ours = DownReason::WsClosed { close: Some(CloseFrame::new(CloseCode(1000), "bye")), by_us: true };
+        assert_eq!(ours.to_string(), "the WebSocket closed (code 1000, \"bye\"; we closed first)");
+        let theirs = DownReason::WsClosed { close: None, by_us: false };
+        assert_eq!(theirs.to_string(), "the WebSocket closed (no code; the server closed first)");
+        let t = DownReason::GoAway { error_code: 0, last_stream_id: 7 };
+        assert_eq!(t.to_string(), "the peer sent GOAWAY (error code 0, last stream 7)");
+    }
+
+    /// What may be retried says so: the caller acts on it.
+    #[test]
+    fn unprocessed_streams_say_a_retry_is_safe() {
+        assert!(StreamError::Refused.to_string().contains("safe to retry"));
+        let g = StreamError::GoAwayUnprocessed { last_stream_id: 1, error_code: 0 };
+        assert!(g.to_string().contains("safe to retry") && g.to_string().contains("last stream 1"), "{g}");
+        assert!(StreamError::NotConnected.to_string().contains("not sent"));
+        assert!(Error::Backlog(16384).to_string().contains("read events with next()"));
+    }
+}

@@ -205,3 +205,46 @@ pub struct Body {
     /// Trailers, if the response had any.
     pub trailers: Option<HeaderMap>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_name_themselves_as_alpn_and_in_text() {
+        assert_eq!(Protocol::Http1.alpn(), b"http/1.1");
+        assert_eq!(Protocol::Http2.alpn(), b"h2");
+        assert_eq!(Protocol::Http1.to_string(), "HTTP/1.1");
+        assert_eq!(Protocol::Http2.to_string(), "HTTP/2");
+    }
+
+    #[test]
+    fn stream_events_tell_their_stream_and_connection_events_none() {
+        let s = StreamRef { conn: 3, id: 9 };
+        assert_eq!((s.connection_id(), s.id()), (3, 9));
+        let about_s = [
+            Event::Inform { stream: s, status: StatusCode::EARLY_HINTS, headers: HeaderMap::new() },
+            Event::Response { stream: s, status: StatusCode::OK, headers: HeaderMap::new(), fin: false },
+            Event::Data { stream: s, data: Bytes::from_static(b"x"), fin: true },
+            Event::Trailers { stream: s, headers: HeaderMap::new() },
+            Event::StreamError { stream: s, error: StreamError::Refused },
+        ];
+        for ev in &about_s {
+            assert_eq!(ev.stream(), Some(s), "{ev:?}");
+        }
+        let about_none = [
+            Event::Up { protocol: Protocol::Http2 },
+            Event::Down {
+                protocol: Protocol::Http2,
+                reason: DownReason::Closed,
+                possibly_processed: vec![s],
+                unprocessed: vec![],
+            },
+            Event::OwnerChanged,
+            Event::Exit { reason: ExitReason::Closed },
+        ];
+        for ev in &about_none {
+            assert_eq!(ev.stream(), None, "{ev:?}");
+        }
+    }
+}

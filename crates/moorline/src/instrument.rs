@@ -149,3 +149,53 @@ impl Emitter {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn the_hook_gets_each_step_with_its_connection_and_time() {
+        let seen: Arc<Mutex<Vec<Instrument>>> = Arc::default();
+        let sink = seen.clone();
+        let em = Emitter {
+            connection: 42,
+            hook: Some(Arc::new(move |i: &Instrument| sink.lock().unwrap().push(i.clone()))),
+        };
+        let before = Instant::now();
+        em.emit(Step::LookupStart { host: "venue.example".into() });
+        em.emit(Step::Retry { attempt: 2, delay: Duration::from_millis(250) });
+        let after = Instant::now();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen.iter().all(|i| i.connection == 42 && before <= i.at && i.at <= after), "{seen:?}");
+        assert!(seen[0].at <= seen[1].at);
+        assert!(matches!(&seen[0].step, Step::LookupStart { host } if host == "venue.example"), "{seen:?}");
+        assert!(matches!(seen[1].step, Step::Retry { attempt: 2, delay } if delay == Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn without_a_hook_emitting_costs_nothing_and_fails_nothing() {
+        let em = Emitter { connection: 1, hook: None };
+        em.emit(Step::Exit { reason: "closed by the user".into() });
+    }
+
+    #[test]
+    fn clones_share_the_hook() {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let em = Emitter {
+            connection: 7,
+            hook: Some(Arc::new(move |_: &Instrument| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })),
+        };
+        let other = em.clone();
+        em.emit(Step::Up { protocol: Protocol::Http1 });
+        other.emit(Step::Down { reason: "the peer closed the connection".into() });
+        assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+}

@@ -469,3 +469,108 @@ impl ConnectOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The reason `validate` gives for refusing `o` on `port`.
+    fn refusal(o: &ConnectOptions, port: u16) -> String {
+        match o.validate(port) {
+            Err(Error::InvalidOptions(m)) => m,
+            other => panic!("{o:?} on port {port}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid_on_any_port() {
+        for port in [1, 80, 443, 8080, u16::MAX] {
+            ConnectOptions::default().validate(port).unwrap();
+        }
+    }
+
+    #[test]
+    fn transport_and_protocols_follow_the_port_unless_set() {
+        let o = ConnectOptions::default();
+        assert_eq!(o.transport_for(443), Transport::Tls);
+        assert_eq!(o.transport_for(80), Transport::Tcp);
+        assert_eq!(o.transport_for(8443), Transport::Tcp);
+        assert_eq!(o.clone().transport(Transport::Tls).transport_for(80), Transport::Tls);
+        assert_eq!(o.clone().transport(Transport::Tcp).transport_for(443), Transport::Tcp);
+        assert_eq!(o.protocols_for(Transport::Tls), [Protocol::Http2, Protocol::Http1]);
+        assert_eq!(o.protocols_for(Transport::Tcp), [Protocol::Http1]);
+        let h2 = o.protocols(&[Protocol::Http2]);
+        assert_eq!(h2.protocols_for(Transport::Tcp), [Protocol::Http2]);
+        assert_eq!(h2.protocols_for(Transport::Tls), [Protocol::Http2]);
+    }
+
+    #[test]
+    fn each_bad_option_is_refused_with_what_to_fix() {
+        let d = ConnectOptions::default;
+        let ka = |interval, timeout| Some(Keepalive { interval, timeout });
+        let cases: Vec<(ConnectOptions, u16, &str)> = vec![
+            (d(), 0, "port 0"),
+            (d().protocols(&[]), 80, "no protocol"),
+            (d().protocols(&[Protocol::Http2, Protocol::Http1]), 80, "exactly one protocol"),
+            (d().event_buffer(0), 80, "event_buffer must be at least 1"),
+            (
+                d().event_buffer(MAX_EVENT_BUFFER + 1),
+                80,
+                "event_buffer must be at most 1048576 deliveries, not 1048577",
+            ),
+            (d().event_buffer(usize::MAX), 80, "event_buffer must be at most"),
+            (d().http1(Http1Options { pipeline: 0, ..Http1Options::default() }), 80, "http1.pipeline"),
+            (d().http1(Http1Options { max_head_bytes: 63, ..Http1Options::default() }), 80, "max_head_bytes"),
+            (d().http1(Http1Options { max_headers: 0, ..Http1Options::default() }), 80, "max_headers"),
+            (d().http2(Http2Options { stream_window: 0, ..Http2Options::default() }), 80, "windows must be positive"),
+            (d().http2(Http2Options { connection_window: 0, ..Http2Options::default() }), 80, "windows"),
+            (d().lookup_timeout(Duration::ZERO), 80, "timeouts must be positive"),
+            (d().connect_timeout(Duration::ZERO), 80, "timeouts must be positive"),
+            (d().tls_handshake_timeout(Duration::ZERO), 80, "timeouts must be positive"),
+            (d().keepalive(ka(Duration::ZERO, Duration::from_secs(1))), 80, "keepalive"),
+            (d().keepalive(ka(Duration::from_secs(1), Duration::ZERO)), 80, "keepalive"),
+        ];
+        for (o, port, want) in cases {
+            let got = refusal(&o, port);
+            assert!(got.contains(want), "{got:?} does not say {want:?}");
+        }
+    }
+
+    #[test]
+    fn limits_at_the_edge_are_accepted() {
+        let d = ConnectOptions::default;
+        for o in [
+            d().event_buffer(1),
+            d().event_buffer(MAX_EVENT_BUFFER),
+            d().http1(Http1Options { pipeline: 1, max_head_bytes: 64, max_headers: 1 }),
+            d().http2(Http2Options { stream_window: 1, connection_window: 1, ..Http2Options::default() }),
+            d().keepalive(None),
+            d().lookup_timeout(Duration::MAX).connect_timeout(Duration::MAX).tls_handshake_timeout(Duration::MAX),
+            // HTTP/2 alone over TCP: prior knowledge.
+            d().protocols(&[Protocol::Http2]),
+        ] {
+            o.validate(80).unwrap();
+        }
+        // Over TLS, ALPN chooses among several.
+        d().protocols(&[Protocol::Http1, Protocol::Http2]).validate(443).unwrap();
+    }
+
+    #[test]
+    fn debug_tells_whether_a_hook_or_resolver_is_set() {
+        let o = ConnectOptions::default().hook(|_| {});
+        let text = format!("{o:?}");
+        assert!(text.contains("hook: true") && text.contains("resolver: false"), "{text}");
+    }
+
+    #[test]
+    fn bad_pem_is_refused_with_a_reason() {
+        let e = TlsOptions::default().add_ca_pem("not a certificate").unwrap_err();
+        assert!(e.to_string().contains("no certificate found"), "{e}");
+        let e = TlsOptions::default().client_cert_pem("nope", "nope").unwrap_err();
+        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("certificate PEM")), "{e:?}");
+        let tls = TlsOptions::default().server_name("venue.example").webpki_roots(false);
+        let text = format!("{tls:?}");
+        assert!(text.contains("venue.example") && text.contains("extra_roots: 0"), "{text}");
+    }
+}

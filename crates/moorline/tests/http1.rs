@@ -12,6 +12,19 @@ use http::{HeaderMap, Method, StatusCode};
 use moorline::{DownReason, Error, Event, Http1Options, Protocol, RetryPolicy, StreamState};
 use moorline_testkit::http::{Fault, TestServer};
 
+/// Waits (polling, bounded by `T`) until `stream` is in `state`, as `stream_info` reports it.
+async fn state_becomes(conn: &moorline::Connection, stream: &moorline::StreamRef, state: StreamState) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let now = conn.stream_info(stream).await.unwrap().map(|i| i.state);
+        if now == Some(state) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stream:?} is {now:?}, never {state:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn get_response_and_body() {
     bounded(async {
@@ -166,9 +179,8 @@ async fn down_lists_written_and_queued_requests() {
         let b = conn.get("/hello", HeaderMap::new()).await.unwrap();
         let c = conn.get("/hello", HeaderMap::new()).await.unwrap();
         assert!(server.wait_for_requests(1, T).await);
-        // stream_info sees the states.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(conn.stream_info(&a).await.unwrap().unwrap().state, StreamState::AwaitingResponse);
+        // stream_info sees the states (the server may have read `a` before the worker marks it sent).
+        state_becomes(&conn, &a, StreamState::AwaitingResponse).await;
         assert_eq!(conn.stream_info(&b).await.unwrap().unwrap().state, StreamState::Queued);
         server.close_all();
         match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
@@ -199,7 +211,8 @@ async fn pipelined_requests_are_possibly_processed() {
         let b = conn.get("/hello", HeaderMap::new()).await.unwrap();
         let c = conn.get("/hello", HeaderMap::new()).await.unwrap();
         assert!(server.wait_for_requests(1, T).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // `b` goes out behind `a` (pipelined); `c` waits.
+        state_becomes(&conn, &b, StreamState::AwaitingResponse).await;
         server.reset_all();
         match next_matching(&mut events, |e| matches!(e, Event::Down { .. })).await {
             Event::Down { reason, possibly_processed, unprocessed, .. } => {

@@ -21,8 +21,8 @@ async fn prior_knowledge_multiplexes_streams() {
         let server = plain_server(true).await;
         let (conn, mut events, p) = connect(&server, h2_opts(&Recorder::default())).await;
         assert_eq!(p, Protocol::Http2);
-        // A slow stream does not hold up the fast ones behind it.
-        let slow = conn.get("/slow?delay_ms=300", HeaderMap::new()).await.unwrap();
+        // A stream the server never answers does not hold up the fast ones behind it.
+        let slow = conn.get("/stall", HeaderMap::new()).await.unwrap();
         let mut fast = Vec::new();
         for _ in 0..10 {
             fast.push(conn.get("/hello", HeaderMap::new()).await.unwrap());
@@ -31,7 +31,6 @@ async fn prior_knowledge_multiplexes_streams() {
             assert_eq!(&events.await_body(s, T).await.unwrap().data[..], b"hello");
         }
         assert!(conn.stream_info(&slow).await.unwrap().is_some(), "slow stream still in flight");
-        assert_eq!(&events.await_body(&slow, T).await.unwrap().data[..], b"slow");
         assert_eq!(server.connections_accepted(), 1);
     })
     .await;
@@ -224,16 +223,18 @@ async fn invalid_frames_are_a_protocol_error() {
 async fn keepalive_detects_a_silent_server() {
     bounded(async {
         let server = plain_server(true).await;
-        let ka = moorline::Keepalive { interval: Duration::from_millis(100), timeout: Duration::from_millis(200) };
+        // A timeout no loaded machine misses (client and server share this test's thread).
+        let ka = moorline::Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(2) };
         let opts = h2_opts(&Recorder::default()).keepalive(Some(ka)).retry(RetryPolicy::Never);
         let (conn, mut events, _) = connect(&server, opts).await;
-        // Healthy pings for a while, then the peer goes silent without closing.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Healthy pings for longer than a ping and its timeout (unanswered, they would have
+        // taken the connection down by now), then the peer goes silent without closing.
+        tokio::time::sleep(ka.interval + ka.timeout + Duration::from_millis(300)).await;
         let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
         assert_eq!(&events.await_body(&s, T).await.unwrap().data[..], b"hello");
         server.freeze_all();
         let s = conn.get("/hello", HeaderMap::new()).await.unwrap();
-        let err = events.await_response(&s, Duration::from_secs(5)).await.unwrap_err();
+        let err = events.await_response(&s, Duration::from_secs(10)).await.unwrap_err();
         assert!(matches!(err, Error::Down(DownReason::KeepaliveTimeout(_))), "{err:?}");
     })
     .await;

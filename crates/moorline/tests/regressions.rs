@@ -217,21 +217,27 @@ async fn cancel_takes_effect_under_a_fast_body() {
 async fn a_timed_out_await_body_loses_nothing() {
     bounded(async {
         let (l, port) = listener().await;
+        // The rest of the body is sent when the test says so, after both awaits gave up.
+        let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await.unwrap();
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = rest_rx.await;
             s.write_all(b"world").await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
         let (conn, mut ev) = moorline::open("127.0.0.1", port, raw_opts()).unwrap();
         ev.await_up(T).await.unwrap();
         let a = conn.get("/a", HeaderMap::new()).await.unwrap();
-        assert!(matches!(ev.await_body(&a, Duration::from_millis(200)).await, Err(Error::Timeout(_))));
+        // Long enough for the head and "hello" to arrive first: the await has consumed them
+        // when it times out.
+        assert!(matches!(ev.await_body(&a, Duration::from_secs(1)).await, Err(Error::Timeout(_))));
         // A dropped await loses nothing either.
-        let _ = tokio::time::timeout(Duration::from_millis(50), ev.await_body(&a, T)).await;
+        let dropped = tokio::time::timeout(Duration::from_millis(50), ev.await_body(&a, T)).await;
+        assert!(dropped.is_err(), "{dropped:?}");
+        rest_tx.send(()).unwrap();
         assert_eq!(ev.await_response(&a, T).await.unwrap().status, http::StatusCode::OK);
         assert_eq!(&ev.await_body(&a, T).await.unwrap().data[..], b"helloworld");
     })

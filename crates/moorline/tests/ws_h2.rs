@@ -100,8 +100,18 @@ async fn tls_alpn_h2_and_goaway_keeps_open_websockets() {
         let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
         events.await_ws_upgrade(&ws, T).await.unwrap();
         assert_eq!(server.fault(Fault::GoAway), 1);
+        // Once the client has seen the GOAWAY, a new request fails at once as not processed:
+        // probe until one does (one made earlier is answered by the server, 400).
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let probe = conn.get("/probe", moorline::http::HeaderMap::new()).await.unwrap();
+            match events.await_response(&probe, T).await {
+                Err(Error::Stream(StreamError::GoAwayUnprocessed { .. })) => break,
+                other => assert!(tokio::time::Instant::now() < deadline, "GOAWAY never seen: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // The open WebSocket keeps working after GOAWAY.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         conn.ws_send(&ws, Message::text("still here")).await.unwrap();
         server.expect_received(Matcher::Exact("still here".into()), T).await.unwrap();
         server.inject(Frame::text("news"));

@@ -20,3 +20,21 @@ pub(crate) fn deadline(timeout: std::time::Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     now.checked_add(timeout.min(FAR)).unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::deadline;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_is_the_timeout_from_now_and_saturates_instead_of_overflowing() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(deadline(Duration::ZERO), now);
+        assert_eq!(deadline(Duration::from_millis(1500)) - now, Duration::from_millis(1500));
+        // "Wait for ever": about 30 years ahead, never a panic.
+        let far = deadline(Duration::MAX) - now;
+        assert_eq!(far, Duration::from_secs(86_400 * 365 * 30));
+        assert_eq!(deadline(far + Duration::from_secs(1)) - now, far);
+    }
+}

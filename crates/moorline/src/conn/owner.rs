@@ -577,3 +577,253 @@ fn stream_failure<T>(ev: &Event, s: StreamRef) -> Verdict<T> {
         _ => Verdict::Skip,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! The bookkeeping of [`Events`], fed by hand: the stash of what awaits set aside, batches,
+    //! the streams remembered as gone, and the ends (owner changed, exit, closed channel).
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::error::DownReason;
+    use crate::options::ConnectOptions;
+
+    /// An [`Events`] the test feeds through `tx`. Its connection's worker never connects (its
+    /// resolver never answers), so there is no socket and nothing else on the channel.
+    struct Rig {
+        _conn: crate::Connection,
+        /// The connection's own receiver, kept so its worker runs on.
+        _owner: Events,
+        events: Events,
+        tx: mpsc::Sender<Delivery>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let opts = ConnectOptions::default()
+                .lookup_timeout(Duration::from_secs(365 * 86_400))
+                .resolver(|_, _| Box::pin(std::future::pending()));
+            let (conn, owner) = crate::open("owner.test", 80, opts).unwrap();
+            let (tx, rx) = mpsc::channel(64);
+            let events = Events::new(owner.shared.clone(), rx);
+            Self { _conn: conn, _owner: owner, events, tx }
+        }
+
+        fn stream(&self) -> StreamRef {
+            self.events.shared.new_stream()
+        }
+
+        async fn send(&self, ev: Event) {
+            self.tx.send(Delivery::One(ev)).await.unwrap();
+        }
+    }
+
+    fn response(stream: StreamRef, status: u16, fin: bool) -> Event {
+        Event::Response { stream, status: StatusCode::from_u16(status).unwrap(), headers: HeaderMap::new(), fin }
+    }
+
+    fn data(stream: StreamRef, bytes: &'static [u8], fin: bool) -> Event {
+        Event::Data { stream, data: Bytes::from_static(bytes), fin }
+    }
+
+    fn text(stream: StreamRef, t: &'static str) -> Event {
+        Event::Ws { stream, message: Message::text(t) }
+    }
+
+    /// What `next` hands out, as text, until nothing is ready.
+    fn drain(events: &mut Events) -> Vec<String> {
+        std::iter::from_fn(|| events.try_next()).map(|e| format!("{e:?}")).collect()
+    }
+
+    #[tokio::test]
+    async fn an_await_takes_its_events_and_next_gets_the_others_in_order() {
+        let mut r = Rig::new();
+        let (a, b) = (r.stream(), r.stream());
+        r.send(response(b, 200, false)).await;
+        r.send(Event::Inform { stream: a, status: StatusCode::EARLY_HINTS, headers: HeaderMap::new() }).await;
+        r.send(data(b, b"b1", false)).await;
+        r.send(response(a, 204, true)).await;
+        r.send(data(b, b"b2", true)).await;
+        let got = r.events.await_response(&a, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.status, StatusCode::NO_CONTENT);
+        assert!(got.fin);
+        assert_eq!(got.informs.len(), 1, "the 103 before the answer");
+        assert_eq!(got.informs[0].0, StatusCode::EARLY_HINTS);
+        // b's events, set aside, come first and in order; a's are gone.
+        let rest = drain(&mut r.events);
+        assert_eq!(
+            rest,
+            [response(b, 200, false), data(b, b"b1", false), data(b, b"b2", true)].map(|e| format!("{e:?}"))
+        );
+    }
+
+    #[tokio::test]
+    async fn await_body_joins_the_chunks_and_leaves_no_trace() {
+        let mut r = Rig::new();
+        let (a, b) = (r.stream(), r.stream());
+        r.send(response(a, 200, false)).await;
+        r.send(data(a, b"hel", false)).await;
+        r.send(text(b, "between")).await;
+        r.send(data(a, b"lo", true)).await;
+        let body = r.events.await_body(&a, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&body.data[..], b"hello");
+        assert!(body.trailers.is_none());
+        assert_eq!(drain(&mut r.events), [format!("{:?}", text(b, "between"))]);
+        // A head with fin is an empty body; trailers end one too.
+        let (c, d) = (r.stream(), r.stream());
+        r.send(response(c, 204, true)).await;
+        r.send(data(d, b"x", false)).await;
+        r.send(Event::Trailers { stream: d, headers: HeaderMap::new() }).await;
+        assert!(r.events.await_body(&c, Duration::from_secs(5)).await.unwrap().data.is_empty());
+        let body = r.events.await_body(&d, Duration::from_secs(5)).await.unwrap();
+        assert_eq!((&body.data[..], body.trailers.is_some()), (&b"x"[..], true));
+    }
+
+    /// A timed-out await, or one dropped midway, loses nothing: the next await starts over
+    /// from the events it had consumed.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_or_dropped_await_loses_nothing() {
+        let mut r = Rig::new();
+        let a = r.stream();
+        r.send(response(a, 200, false)).await;
+        r.send(data(a, b"hel", false)).await;
+        let t = Duration::from_millis(200);
+        let start = Instant::now();
+        assert!(matches!(r.events.await_body(&a, t).await, Err(Error::Timeout(d)) if d == t));
+        assert_eq!(Instant::now() - start, t);
+        let dropped = tokio::time::timeout(Duration::from_millis(50), r.events.await_body(&a, Duration::MAX)).await;
+        assert!(dropped.is_err());
+        r.send(data(a, b"lo", true)).await;
+        assert_eq!(r.events.await_response(&a, t).await.unwrap().status, StatusCode::OK);
+        assert_eq!(&r.events.await_body(&a, t).await.unwrap().data[..], b"hello");
+        assert!(r.events.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_handed_out_one_message_at_a_time_in_order() {
+        let mut r = Rig::new();
+        let (ws, other) = (r.stream(), r.stream());
+        let batch = |from: usize| (from..from + 3).map(|i| Message::text(format!("m{i}"))).collect::<Vec<_>>();
+        r.tx.send(Delivery::Ws(ws, batch(0))).await.unwrap();
+        r.send(response(other, 200, true)).await;
+        r.tx.send(Delivery::Ws(ws, batch(3))).await.unwrap();
+        // The fast path and the wait both take one message per call, in order; the response
+        // of the other stream in the middle is set aside, not lost.
+        for i in 0..6 {
+            assert_eq!(r.events.await_ws(&ws, Duration::from_secs(5)).await.unwrap(), Message::text(format!("m{i}")));
+        }
+        assert_eq!(r.events.await_response(&other, Duration::from_secs(5)).await.unwrap().status, StatusCode::OK);
+        // Through `next`, a batch is one `Event::Ws` per message.
+        r.tx.send(Delivery::Ws(ws, batch(6))).await.unwrap();
+        let expected: Vec<String> = (6..9)
+            .map(|i| format!("{:?}", Event::Ws { stream: ws, message: Message::text(format!("m{i}")) }))
+            .collect();
+        assert_eq!(drain(&mut r.events), expected);
+    }
+
+    #[tokio::test]
+    async fn too_many_unrelated_events_fail_the_await_and_stay_for_next() {
+        let mut r = Rig::new();
+        r.events.set_stash_limit(3);
+        let (a, b) = (r.stream(), r.stream());
+        for i in 0..5 {
+            r.send(Event::Ws { stream: b, message: Message::text(format!("{i}")) }).await;
+        }
+        let err = r.events.await_response(&a, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, Error::Backlog(3)), "{err:?}");
+        let rest = drain(&mut r.events);
+        assert_eq!(rest.len(), 5, "{rest:?}");
+        assert!(rest[0].contains("\"0\"") && rest[4].contains("\"4\""), "{rest:?}");
+    }
+
+    /// Once the event that ended a stream was consumed (by `next`), an await on the stream
+    /// still fails at once with what ended it.
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_is_remembered() {
+        let mut r = Rig::new();
+        let (a, b, c, d) = (r.stream(), r.stream(), r.stream(), r.stream());
+        r.send(Event::Down {
+            protocol: Protocol::Http1,
+            reason: DownReason::Closed,
+            possibly_processed: vec![a],
+            unprocessed: vec![b],
+        })
+        .await;
+        r.send(Event::StreamError { stream: c, error: StreamError::Refused }).await;
+        r.send(Event::Ws { stream: d, message: Message::Close(None) }).await;
+        assert_eq!(drain(&mut r.events).len(), 3);
+        let start = Instant::now();
+        let t = Duration::from_secs(5);
+        assert!(matches!(r.events.await_response(&a, t).await, Err(Error::Down(DownReason::Closed))));
+        assert!(matches!(r.events.await_body(&b, t).await, Err(Error::Down(DownReason::Closed))));
+        assert!(matches!(r.events.await_body(&c, t).await, Err(Error::Stream(StreamError::Refused))));
+        assert!(matches!(r.events.await_ws(&d, t).await, Err(Error::Stream(StreamError::WsClosed))));
+        assert_eq!(Instant::now(), start, "each failed at once");
+        // A stream of another connection is refused as such.
+        let foreign = StreamRef { conn: a.conn + 1_000_000, id: a.id };
+        assert!(matches!(r.events.await_response(&foreign, t).await, Err(Error::ForeignStream(s)) if s == foreign));
+    }
+
+    #[tokio::test]
+    async fn a_down_that_does_not_list_the_stream_is_set_aside() {
+        let mut r = Rig::new();
+        let (a, b) = (r.stream(), r.stream());
+        let down = Event::Down {
+            protocol: Protocol::Http2,
+            reason: DownReason::Closed,
+            possibly_processed: vec![b],
+            unprocessed: vec![],
+        };
+        r.send(down.clone()).await;
+        r.send(Event::Up { protocol: Protocol::Http2 }).await;
+        r.send(response(a, 200, true)).await;
+        assert!(r.events.await_response(&a, Duration::from_secs(5)).await.is_ok());
+        assert_eq!(
+            drain(&mut r.events),
+            [format!("{down:?}"), format!("{:?}", Event::Up { protocol: Protocol::Http2 })]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_owner_changed_every_await_says_ownership_moved() {
+        let mut r = Rig::new();
+        let a = r.stream();
+        r.send(Event::OwnerChanged).await;
+        drop(r.tx);
+        let t = Duration::from_secs(5);
+        assert!(matches!(r.events.await_response(&a, t).await, Err(Error::OwnershipMoved)));
+        assert!(matches!(r.events.await_up(t).await, Err(Error::OwnershipMoved)));
+        // `next` still gets the notice, then the end.
+        assert!(matches!(r.events.next().await, Some(Event::OwnerChanged)));
+        assert!(r.events.next().await.is_none());
+        assert!(matches!(r.events.await_ws(&a, t).await, Err(Error::OwnershipMoved)));
+    }
+
+    #[tokio::test]
+    async fn after_exit_every_await_fails_with_the_reason() {
+        let mut r = Rig::new();
+        let a = r.stream();
+        r.send(Event::Exit { reason: ExitReason::Shutdown }).await;
+        drop(r.tx);
+        let t = Duration::from_secs(5);
+        assert!(matches!(r.events.await_body(&a, t).await, Err(Error::Exited(Some(ExitReason::Shutdown)))));
+        assert!(matches!(r.events.await_up(t).await, Err(Error::Exited(Some(ExitReason::Shutdown)))));
+        assert!(matches!(r.events.next().await, Some(Event::Exit { reason: ExitReason::Shutdown })));
+        assert!(r.events.next().await.is_none());
+    }
+
+    /// A channel that closes without an `Exit` (not sent by the worker, but possible for a
+    /// receiver whose sender vanished): the awaits fail, with the reason unknown.
+    #[tokio::test]
+    async fn a_closed_channel_fails_the_awaits_without_a_reason() {
+        let mut r = Rig::new();
+        let a = r.stream();
+        drop(r.tx);
+        let t = Duration::from_secs(5);
+        assert!(matches!(r.events.await_response(&a, t).await, Err(Error::Exited(None))));
+        assert!(r.events.next().await.is_none());
+    }
+}

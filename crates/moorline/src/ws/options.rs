@@ -197,3 +197,87 @@ impl WsOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn refusal(o: &WsOptions) -> String {
+        match o.validate() {
+            Err(Error::InvalidOptions(m)) => m,
+            other => panic!("{o:?}: {other:?}"),
+        }
+    }
+
+    /// The defaults are the ones the table in [`WsOptions`]' documentation gives.
+    #[test]
+    fn the_defaults_are_the_documented_ones_and_valid() {
+        let o = WsOptions::default();
+        o.validate().unwrap();
+        assert!(o.headers.is_empty() && o.protocols.is_empty() && o.deflate.is_none());
+        assert_eq!(o.limits.max_frame_size, 16 << 20);
+        assert_eq!(o.limits.max_message_size, 64 << 20);
+        assert_eq!(o.max_frame_payload, None);
+        assert_eq!(o.compress_min_size, 64);
+        assert!(o.auto_pong && !o.surface_control);
+        assert_eq!(o.close_timeout, Duration::from_secs(5));
+        assert!(!o.http2 && !o.fallback_http1);
+    }
+
+    #[test]
+    fn each_bad_option_is_refused_with_what_to_fix() {
+        let d = WsOptions::default;
+        let cases = [
+            (d().max_frame_size(0), "size limits must be positive"),
+            (d().max_message_size(0), "size limits must be positive"),
+            (d().max_frame_payload(Some(0)), "max_frame_payload must be positive"),
+            (d().close_timeout(Duration::ZERO), "close_timeout must be positive"),
+            (d().deflate(DeflateConfig::default().client_max_window_bits(Some(7))), "client_max_window_bits"),
+            (d().deflate(DeflateConfig::default().server_max_window_bits(Some(16))), "server_max_window_bits"),
+        ];
+        for (o, want) in cases {
+            let got = refusal(&o);
+            assert!(got.contains(want), "{got:?} does not say {want:?}");
+        }
+    }
+
+    #[test]
+    fn limits_at_the_edge_are_accepted() {
+        let d = WsOptions::default;
+        for o in [
+            d().max_frame_size(1).max_message_size(1),
+            d().max_frame_payload(Some(1)),
+            d().close_timeout(Duration::from_nanos(1)),
+            d().close_timeout(Duration::MAX),
+            d().deflate(DeflateConfig::default().client_max_window_bits(Some(8)).server_max_window_bits(Some(15))),
+        ] {
+            o.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn headers_are_checked_and_appended() {
+        let e = WsOptions::default().header("bad name", "x").unwrap_err();
+        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("header name \"bad name\"")), "{e:?}");
+        let e = WsOptions::default().header("origin", "line\nbreak").unwrap_err();
+        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("header origin value")), "{e:?}");
+        let o = WsOptions::default().header("x-token", "a").unwrap().header("x-token", "b").unwrap();
+        let values: Vec<_> = o.headers.get_all("x-token").iter().collect();
+        assert_eq!(values, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_builders_set_what_they_name() {
+        let o = WsOptions::default()
+            .protocols(["a", "b"])
+            .max_frame_payload(Some(4096))
+            .auto_pong(false)
+            .surface_control(true)
+            .http2(true)
+            .fallback_http1(true);
+        assert_eq!(o.protocols, ["a", "b"]);
+        assert_eq!(o.max_frame_payload, Some(4096));
+        assert!(!o.auto_pong && o.surface_control && o.http2 && o.fallback_http1);
+    }
+}
