@@ -599,6 +599,8 @@ mod tests {
         _owner: Events,
         events: Events,
         tx: mpsc::Sender<Delivery>,
+        /// What `tx` carries is charged here, as the worker charges its owner's budget.
+        budget: Arc<crate::conn::delivery::Budget>,
     }
 
     impl Rig {
@@ -608,8 +610,9 @@ mod tests {
                 .resolver(|_, _| Box::pin(std::future::pending()));
             let (conn, owner) = crate::open("owner.test", 80, opts).unwrap();
             let (tx, rx) = mpsc::channel(64);
-            let events = Events::new(owner.shared.clone(), rx);
-            Self { _conn: conn, _owner: owner, events, tx }
+            let budget = Arc::new(crate::conn::delivery::Budget::new(usize::MAX));
+            let events = Events::new(owner.shared.clone(), rx, budget.clone());
+            Self { _conn: conn, _owner: owner, events, tx, budget }
         }
 
         fn stream(&self) -> StreamRef {
@@ -617,7 +620,16 @@ mod tests {
         }
 
         async fn send(&self, ev: Event) {
-            self.tx.send(Delivery::One(ev)).await.unwrap();
+            self.deliver(Delivery::One(ev)).await;
+        }
+
+        async fn deliver(&self, d: Delivery) {
+            let bytes = match &d {
+                Delivery::One(ev) => crate::conn::delivery::event_bytes(ev),
+                Delivery::Ws(_, messages) => messages.iter().map(Message::len).sum(),
+            };
+            assert!(self.budget.try_take(bytes));
+            self.tx.send(d).await.unwrap();
         }
     }
 
@@ -707,9 +719,9 @@ mod tests {
         let mut r = Rig::new();
         let (ws, other) = (r.stream(), r.stream());
         let batch = |from: usize| (from..from + 3).map(|i| Message::text(format!("m{i}"))).collect::<Vec<_>>();
-        r.tx.send(Delivery::Ws(ws, batch(0))).await.unwrap();
+        r.deliver(Delivery::Ws(ws, batch(0))).await;
         r.send(response(other, 200, true)).await;
-        r.tx.send(Delivery::Ws(ws, batch(3))).await.unwrap();
+        r.deliver(Delivery::Ws(ws, batch(3))).await;
         // The fast path and the wait both take one message per call, in order; the response
         // of the other stream in the middle is set aside, not lost.
         for i in 0..6 {
@@ -717,7 +729,7 @@ mod tests {
         }
         assert_eq!(r.events.await_response(&other, Duration::from_secs(5)).await.unwrap().status, StatusCode::OK);
         // Through `next`, a batch is one `Event::Ws` per message.
-        r.tx.send(Delivery::Ws(ws, batch(6))).await.unwrap();
+        r.deliver(Delivery::Ws(ws, batch(6))).await;
         let expected: Vec<String> = (6..9)
             .map(|i| format!("{:?}", Event::Ws { stream: ws, message: Message::text(format!("m{i}")) }))
             .collect();
