@@ -36,6 +36,7 @@ pub mod error;
 pub mod event;
 pub mod instrument;
 pub mod options;
+mod sync;
 mod tls;
 pub mod ws;
 

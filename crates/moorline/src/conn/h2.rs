@@ -27,7 +27,7 @@ use moorline_proto::ws::{Carrier, ClientHandshake};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::delivery::Charge;
-use super::handle::{Shared, lock};
+use super::handle::Shared;
 use super::info::StreamState;
 use super::worker::{Ctx, Input, SessionEnd};
 use super::ws_h2::{self, WsEnd};
@@ -36,6 +36,7 @@ use crate::error::{ConnectError, DownReason, Error, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::{Emitter, Step};
 use crate::options::{Http2Options, Keepalive};
+use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
 /// What the read path learns for the session: the last GOAWAY seen on the wire, and when

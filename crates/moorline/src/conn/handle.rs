@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -23,11 +25,6 @@ use crate::options::ConnectOptions;
 use crate::ws::{CloseCode, CloseFrame, Message, Outbox, Queued, WsOptions};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-
-/// Lock a mutex, ignoring poisoning (our critical sections leave the data consistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Chunks a streamed body may have queued ahead of the socket.
 const BODY_CHANNEL: usize = 4;

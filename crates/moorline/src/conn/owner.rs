@@ -298,7 +298,7 @@ impl Events {
             .await;
         match up {
             Err(Error::Timeout(after)) => {
-                let info = super::handle::lock(&self.shared.info);
+                let info = crate::sync::lock(&self.shared.info);
                 Err(Error::ConnectTimeout { after, attempts: info.failures, last: info.last_failure.clone() })
             }
             other => other,

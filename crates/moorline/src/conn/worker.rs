@@ -16,7 +16,7 @@ use moorline_proto::retry::{Reconnector, RetryDecision};
 
 use super::command::Command;
 use super::delivery::{Budget, Charge, Delivery, MAX_BATCH, MAX_BATCH_BYTES, event_bytes};
-use super::handle::{Shared, lock};
+use super::handle::Shared;
 use super::info::{State, StreamInfo, StreamState, StreamTable};
 use super::owner::Events;
 use super::{h1, h2};
@@ -25,6 +25,7 @@ use crate::error::{ConnectError, DownReason, ExitReason, Failure, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
 use crate::instrument::{Emitter, Step};
 use crate::options::{ConnectOptions, Transport};
+use crate::sync::lock;
 use crate::ws::Message;
 
 /// What every attempt needs, immutable for the connection's life.
