@@ -27,8 +27,8 @@ use moorline_proto::ws::{Carrier, ClientHandshake};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::delivery::Charge;
-use super::handle::Shared;
 use super::info::StreamState;
+use super::shared::Shared;
 use super::worker::{Ctx, Input, SessionEnd};
 use super::ws_h2::{self, WsEnd};
 use crate::dial::BoxIo;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Budget, Delivery, event_bytes};
-use super::handle::Shared;
+use super::shared::Shared;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Protocol, Response, StreamRef};
 use crate::ws::{HandshakeError, Message, Upgraded};

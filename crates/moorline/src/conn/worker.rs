@@ -16,9 +16,9 @@ use moorline_proto::retry::{Reconnector, RetryDecision};
 
 use super::command::Command;
 use super::delivery::{Budget, Charge, Delivery, MAX_BATCH, MAX_BATCH_BYTES, event_bytes};
-use super::handle::Shared;
 use super::info::{State, StreamInfo, StreamState, StreamTable};
 use super::owner::Events;
+use super::shared::Shared;
 use super::{h1, h2};
 use crate::dial::{Dialed, Target, dial};
 use crate::error::{ConnectError, DownReason, ExitReason, Failure, StreamError};
