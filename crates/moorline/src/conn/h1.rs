@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use moorline_proto::ws::{Carrier, ClientHandshake, Negotiated};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
-use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};

@@ -26,10 +26,10 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use moorline_proto::ws::{Carrier, ClientHandshake};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::ctx::{Ctx, Input, SessionEnd};
 use super::delivery::Charge;
 use super::info::StreamState;
 use super::shared::Shared;
-use super::worker::{Ctx, Input, SessionEnd};
 use super::ws_h2::{self, WsEnd};
 use crate::dial::BoxIo;
 use crate::error::{ConnectError, DownReason, Error, ExitReason, StreamError};

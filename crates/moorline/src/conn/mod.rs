@@ -2,6 +2,7 @@
 //! single owner's event receiver.
 
 pub(crate) mod command;
+pub(crate) mod ctx;
 pub(crate) mod delivery;
 pub(crate) mod h1;
 pub(crate) mod h2;

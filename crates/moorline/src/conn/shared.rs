@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::delivery::{Budget, Delivery};
-use super::info::Info;
+use super::info::{Info, State};
 use crate::error::{Error, ExitReason};
 use crate::event::StreamRef;
 use crate::sync::lock;
@@ -73,6 +73,11 @@ impl Shared {
     /// A fresh stream reference of this connection.
     pub(crate) fn new_stream(&self) -> StreamRef {
         StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Records the connection's new state, for [`Info::state`].
+    pub(crate) fn set_state(&self, state: State) {
+        lock(&self.info).state = state;
     }
 
     /// The current owner's byte budget.

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
+use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::{StreamInfo, StreamState};
 use super::shared::Shared;
-use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
 use crate::event::{Event, Protocol, StreamRef};
