@@ -23,7 +23,8 @@ use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
-use crate::event::{Event, Protocol, StreamRef};
+use crate::event::Event;
+use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
 use crate::ws::{WsCore, WsOptions};
 

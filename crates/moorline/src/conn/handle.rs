@@ -17,7 +17,7 @@ use super::shared::Shared;
 use super::worker;
 use crate::dial::Target;
 use crate::error::{Error, StreamError};
-use crate::event::StreamRef;
+use crate::ids::StreamRef;
 use crate::options::ConnectOptions;
 use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};

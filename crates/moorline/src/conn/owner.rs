@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use super::delivery::{Budget, Delivery, event_bytes};
 use super::shared::Shared;
 use crate::error::{Error, ExitReason, StreamError};
-use crate::event::{Body, Event, Protocol, Response, StreamRef};
+use crate::event::{Body, Event, Response};
+use crate::ids::{Protocol, StreamRef};
 use crate::ws::{HandshakeError, Message, Upgraded};
 
 /// Default number of unrelated events an await may set aside before giving up.

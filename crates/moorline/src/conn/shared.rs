@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 use super::delivery::{Budget, Delivery};
 use super::info::{Info, State};
 use crate::error::{Error, ExitReason};
-use crate::event::StreamRef;
+use crate::ids::StreamRef;
 use crate::sync::lock;
 use crate::ws::{Message, Outbox, Queued};
 

@@ -23,7 +23,8 @@ use super::info::{StreamInfo, StreamState};
 use super::shared::Shared;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
-use crate::event::{Event, Protocol, StreamRef};
+use crate::event::Event;
+use crate::ids::{Protocol, StreamRef};
 use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
 

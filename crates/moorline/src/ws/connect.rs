@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Upgraded, WsOptions};
 use crate::error::{Error, StreamError};
-use crate::event::{Protocol, StreamRef};
+use crate::ids::{Protocol, StreamRef};
 use crate::options::{ConnectOptions, Transport};
 use crate::{Connection, Events};
 
