@@ -96,7 +96,7 @@ pub enum Event {
         /// The subprotocol the server chose, if any.
         protocol: Option<String>,
         /// permessage-deflate parameters, if negotiated.
-        deflate: Option<crate::ws::DeflateParams>,
+        deflate: Option<moorline_proto::ws::DeflateParams>,
         /// The response headers.
         headers: HeaderMap,
     },
@@ -108,7 +108,7 @@ pub enum Event {
         /// The stream.
         stream: StreamRef,
         /// The message.
-        message: crate::ws::Message,
+        message: moorline_proto::ws::Message,
     },
     /// Sent to the previous owner after `set_owner`: no more events will come to it.
     OwnerChanged,
