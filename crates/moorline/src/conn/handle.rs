@@ -277,7 +277,7 @@ impl Connection {
     ///
     /// Over HTTP/1.1 the connection is the WebSocket, so it ends too: once the server
     /// answered (or `close_timeout` passed) the owner gets
-    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`], and there is no
+    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`](crate::ExitReason::WsClosed), and there is no
     /// reconnection. Over HTTP/2 only the stream ends.
     pub async fn ws_close(&self, stream: &StreamRef, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.ws_send(stream, Message::Close(Some(CloseFrame::new(code, reason)))).await
