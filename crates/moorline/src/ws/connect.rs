@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Upgraded, WsOptions};
+use super::options::WsOptions;
+use super::upgraded::Upgraded;
 use crate::error::{Error, StreamError};
 use crate::ids::{Protocol, StreamRef};
 use crate::options::{ConnectOptions, Transport};
