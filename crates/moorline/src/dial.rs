@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::error::{ConnectError, Error, TlsFailure};
-use crate::event::Protocol;
+use crate::ids::Protocol;
 use crate::instrument::{Emitter, Step};
 use crate::options::{ConnectOptions, Transport};
 

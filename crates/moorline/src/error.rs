@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::StreamRef;
+use crate::ids::StreamRef;
 
 /// Why one attempt to establish a connection failed (before `Up`).
 #[derive(Debug, Clone, thiserror::Error)]

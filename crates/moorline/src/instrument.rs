@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use crate::event::{Protocol, StreamRef};
+use crate::ids::{Protocol, StreamRef};
 
 /// One step of a connection's life.
 #[derive(Debug, Clone)]

@@ -34,8 +34,10 @@ mod conn;
 mod dial;
 pub mod error;
 pub mod event;
+mod ids;
 pub mod instrument;
 pub mod options;
+mod sync;
 mod tls;
 pub mod ws;
 
@@ -54,7 +56,8 @@ pub use conn::handle::{Connection, RequestBody, open};
 pub use conn::info::{Info, State, StreamInfo, StreamState};
 pub use conn::owner::{DEFAULT_STASH_LIMIT, Events};
 pub use error::{ConnectError, DownReason, Error, ExitReason, Failure, StreamError, TlsFailure};
-pub use event::{Body, Event, Protocol, Response, StreamRef};
+pub use event::{Body, Event, Response};
+pub use ids::{Protocol, StreamRef};
 pub use instrument::{Hook, Instrument, Step};
 pub use options::{
     ConnectOptions, DEFAULT_EVENT_BUFFER_BYTES, Http1Options, Http2Options, Keepalive, Resolver, RetryPolicy,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::{Error, Failure};
-use crate::event::Protocol;
+use crate::ids::Protocol;
 use crate::instrument::{Hook, Instrument};
 
 /// The largest [`ConnectOptions::event_buffer`] accepted. The owner channel cannot be

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::event::Protocol;
+use crate::ids::Protocol;
 use crate::options::TlsOptions;
 
 /// The rustls configuration for these options, offering `protocols` by ALPN.

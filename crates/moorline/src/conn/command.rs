@@ -8,7 +8,7 @@ use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
 
 use super::info::StreamInfo;
-use crate::event::StreamRef;
+use crate::ids::StreamRef;
 use crate::ws::{Message, WsOptions};
 use moorline_proto::ws::ClientHandshake;
 

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
-use crate::event::{Event, StreamRef};
+use crate::event::Event;
+use crate::ids::StreamRef;
 use crate::ws::Message;
 
 /// The most events one batch carries (so the channel's capacity, counted in deliveries,

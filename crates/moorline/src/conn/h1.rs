@@ -19,11 +19,12 @@ use tokio::sync::mpsc;
 use moorline_proto::ws::{Carrier, ClientHandshake, Negotiated};
 
 use super::command::{Command, ReqBody, Request, WsUpgrade};
+use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
-use super::worker::{Ctx, Input, SessionEnd};
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, StreamError};
-use crate::event::{Event, Protocol, StreamRef};
+use crate::event::Event;
+use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
 use crate::ws::{WsCore, WsOptions};
 

@@ -1,33 +1,28 @@
 //! The cloneable handle and `open`.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 
 use moorline_proto::ws::ClientHandshake;
 
 use super::command::{Command, InChannel, ReqBody, Request, WsUpgrade};
-use super::delivery::{Budget, Delivery};
+use super::delivery::Budget;
 use super::info::{Info, State, StreamInfo};
 use super::owner::Events;
+use super::shared::Shared;
 use super::worker;
 use crate::dial::Target;
-use crate::error::{Error, ExitReason, StreamError};
-use crate::event::StreamRef;
+use crate::error::{Error, StreamError};
+use crate::ids::StreamRef;
 use crate::options::ConnectOptions;
-use crate::ws::{CloseCode, CloseFrame, Message, Outbox, Queued, WsOptions};
+use crate::sync::lock;
+use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-
-/// Lock a mutex, ignoring poisoning (our critical sections leave the data consistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Chunks a streamed body may have queued ahead of the socket.
 const BODY_CHANNEL: usize = 4;
@@ -68,121 +63,6 @@ impl RequestBody {
         match self.shared.exit_reason() {
             Some(r) => Error::Exited(Some(r)),
             None => Error::StreamClosed(self.stream),
-        }
-    }
-}
-
-/// State shared by the handles, the worker and its supervisor.
-pub(crate) struct Shared {
-    pub(crate) id: u64,
-    next_stream: AtomicU64,
-    /// The current owner's sender; the supervisor takes it to send `Exit`.
-    pub(crate) owner: Mutex<Option<mpsc::Sender<Delivery>>>,
-    pub(crate) info: Mutex<Info>,
-    pub(crate) abort: Mutex<Option<AbortHandle>>,
-    /// The HTTP/1.1 WebSocket's outbox while its session runs: handles send through it.
-    pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
-    /// WebSocket messages on their way through the command channel (see [`InChannel`]).
-    ws_in_channel: Arc<AtomicUsize>,
-    /// [`Connection::mark_healthy`] calls, for the worker (which ignores those made while
-    /// no connection is up).
-    pub(crate) healthy: tokio::sync::Notify,
-    /// WebSocket streams that ended, and what a send on one of them returns.
-    ws_ended: Mutex<EndedWs>,
-    /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
-    /// replaces it on `set_owner`).
-    pub(crate) budget: Mutex<Arc<Budget>>,
-}
-
-/// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
-/// send on a forgotten one goes to the worker, which reports it as an event).
-const ENDED_WS_MEMORY: usize = 1024;
-
-/// The ended WebSocket streams [`Shared`] remembers, at most [`ENDED_WS_MEMORY`].
-#[derive(Default)]
-pub(crate) struct EndedWs {
-    errors: HashMap<StreamRef, Error>,
-    order: VecDeque<StreamRef>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("id", &self.id).finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// A fresh stream reference of this connection.
-    pub(crate) fn new_stream(&self) -> StreamRef {
-        StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
-    }
-
-    /// The current owner's byte budget.
-    pub(crate) fn budget(&self) -> Arc<Budget> {
-        lock(&self.budget).clone()
-    }
-
-    fn exit_reason(&self) -> Option<ExitReason> {
-        lock(&self.info).exit.clone()
-    }
-
-    /// Records that WebSocket `stream` ended: from now on a send on it returns `error`. The
-    /// drivers call it before the owner can hear of the end (and before the outbox refuses
-    /// direct sends), so a send made after the owner saw the end cannot report success. The
-    /// first record of a stream stands (it is the most precise).
-    pub(crate) fn ws_ended(&self, stream: StreamRef, error: Error) {
-        let mut ended = lock(&self.ws_ended);
-        if ended.errors.contains_key(&stream) {
-            return;
-        }
-        if ended.order.len() >= ENDED_WS_MEMORY
-            && let Some(old) = ended.order.pop_front()
-        {
-            ended.errors.remove(&old);
-        }
-        ended.order.push_back(stream);
-        ended.errors.insert(stream, error);
-    }
-
-    /// What a send on `stream` returns if it is a WebSocket that ended.
-    fn ws_end_error(&self, stream: &StreamRef) -> Option<Error> {
-        lock(&self.ws_ended).errors.get(stream).cloned()
-    }
-
-    /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
-    /// takes it now (the rest is the driver's).
-    pub(crate) fn ws_write_fed(&self) {
-        if let Some((_, out)) = lock(&self.ws_out).as_ref() {
-            out.write_now();
-        }
-    }
-
-    /// Sends on `stream` through its outbox, unless messages sent earlier are still on their
-    /// way through the command channel (they must go first) or the stream has no outbox.
-    /// `None`: the caller must go through the worker.
-    async fn ws_direct(&self, stream: &StreamRef, message: &Message, now: bool) -> Option<Result<(), Error>> {
-        if self.ws_in_channel.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        let out = {
-            let slot = lock(&self.ws_out);
-            let (s, out) = slot.as_ref()?;
-            if s != stream {
-                return None;
-            }
-            match out.try_send(message, now) {
-                Some(Ok(Queued::Done)) => return Some(Ok(())),
-                Some(Ok(Queued::Ended)) => return None,
-                Some(Err(e)) => return Some(Err(Error::Stream(e))),
-                // The queue is full: wait for room.
-                None => out.clone(),
-            }
-        };
-        match out.send(message, now).await {
-            Ok(Queued::Done) => Some(Ok(())),
-            // The session just ended: the worker reports what became of the stream.
-            Ok(Queued::Ended) => None,
-            Err(e) => Some(Err(Error::Stream(e))),
         }
     }
 }
@@ -246,18 +126,7 @@ pub fn open(host: &str, port: u16, options: ConnectOptions) -> Result<(Connectio
         last_failure: None,
         exit: None,
     };
-    let shared = Arc::new(Shared {
-        id,
-        next_stream: AtomicU64::new(1),
-        owner: Mutex::new(Some(ev_tx.clone())),
-        info: Mutex::new(info),
-        abort: Mutex::new(None),
-        ws_out: Mutex::new(None),
-        ws_in_channel: Arc::new(AtomicUsize::new(0)),
-        healthy: tokio::sync::Notify::new(),
-        ws_ended: Mutex::new(EndedWs::default()),
-        budget: Mutex::new(budget.clone()),
-    });
+    let shared = Arc::new(Shared::new(id, ev_tx.clone(), info, budget.clone()));
     worker::spawn(&rt, shared.clone(), target, options, cmd_rx, owner_rx, ev_tx);
     Ok((Connection { shared: shared.clone(), cmd: cmd_tx, owner: owner_tx }, Events::new(shared, ev_rx, budget)))
 }
@@ -408,7 +277,7 @@ impl Connection {
     ///
     /// Over HTTP/1.1 the connection is the WebSocket, so it ends too: once the server
     /// answered (or `close_timeout` passed) the owner gets
-    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`], and there is no
+    /// [`Event::Exit`](crate::Event::Exit) with [`ExitReason::WsClosed`](crate::ExitReason::WsClosed), and there is no
     /// reconnection. Over HTTP/2 only the stream ends.
     pub async fn ws_close(&self, stream: &StreamRef, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.ws_send(stream, Message::Close(Some(CloseFrame::new(code, reason)))).await

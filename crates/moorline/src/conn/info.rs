@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use http::Method;
 
 use crate::error::{ExitReason, Failure};
-use crate::event::{Protocol, StreamRef};
+use crate::ids::{Protocol, StreamRef};
 use crate::options::Transport;
 
 /// Where the connection is in its life.

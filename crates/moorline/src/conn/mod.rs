@@ -2,12 +2,14 @@
 //! single owner's event receiver.
 
 pub(crate) mod command;
+pub(crate) mod ctx;
 pub(crate) mod delivery;
 pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod owner;
+pub(crate) mod shared;
 pub(crate) mod worker;
 pub(crate) mod ws_h1;
 pub(crate) mod ws_h2;

@@ -22,9 +22,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::delivery::{Budget, Delivery, event_bytes};
-use super::handle::Shared;
+use super::shared::Shared;
 use crate::error::{Error, ExitReason, StreamError};
-use crate::event::{Body, Event, Protocol, Response, StreamRef};
+use crate::event::{Body, Event, Response};
+use crate::ids::{Protocol, StreamRef};
 use crate::ws::{HandshakeError, Message, Upgraded};
 
 /// Default number of unrelated events an await may set aside before giving up.
@@ -298,7 +299,7 @@ impl Events {
             .await;
         match up {
             Err(Error::Timeout(after)) => {
-                let info = super::handle::lock(&self.shared.info);
+                let info = crate::sync::lock(&self.shared.info);
                 Err(Error::ConnectTimeout { after, attempts: info.failures, last: info.last_failure.clone() })
             }
             other => other,

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
-use super::handle::{Shared, lock};
+use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::{StreamInfo, StreamState};
-use super::worker::{Ctx, Input, SessionEnd};
+use super::shared::Shared;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
-use crate::event::{Event, Protocol, StreamRef};
+use crate::event::Event;
+use crate::ids::{Protocol, StreamRef};
+use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
 
 /// Read buffer growth step.

@@ -18,7 +18,8 @@ use moorline_proto::ws::{Carrier, ClientHandshake};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, StreamError};
-use crate::event::{Event, StreamRef};
+use crate::event::Event;
+use crate::ids::StreamRef;
 use crate::ws::{Incoming, KeepaliveTick, Message, WRITE_HIGH_WATER, WsCore, WsOptions, deadline_after};
 
 /// How a WebSocket stream ended, short of completing its closing handshake.

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Upgraded, WsOptions};
+use super::options::WsOptions;
+use super::upgraded::Upgraded;
 use crate::error::{Error, StreamError};
-use crate::event::{Protocol, StreamRef};
+use crate::ids::{Protocol, StreamRef};
 use crate::options::{ConnectOptions, Transport};
 use crate::{Connection, Events};
 

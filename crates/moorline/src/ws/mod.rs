@@ -19,6 +19,7 @@ mod connect;
 mod core;
 mod options;
 mod outbox;
+mod upgraded;
 
 pub(crate) use self::core::{Incoming, KeepaliveTick, WsCore, deadline_after};
 pub(crate) use self::outbox::{Outbox, Queued, WRITE_HIGH_WATER};
@@ -27,15 +28,4 @@ pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,
 };
 pub use options::{DEFAULT_WS_KEEPALIVE, WsOptions};
-
-/// What a successful upgrade agreed, as returned by
-/// [`Events::await_ws_upgrade`](crate::Events::await_ws_upgrade).
-#[derive(Debug, Clone)]
-pub struct Upgraded {
-    /// The subprotocol the server chose, if any.
-    pub protocol: Option<String>,
-    /// permessage-deflate parameters, if negotiated.
-    pub deflate: Option<DeflateParams>,
-    /// The response headers.
-    pub headers: http::HeaderMap,
-}
+pub use upgraded::Upgraded;

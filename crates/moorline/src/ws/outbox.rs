@@ -26,9 +26,9 @@ use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::conn::handle::lock;
 use crate::dial::BoxIo;
 use crate::error::StreamError;
+use crate::sync::lock;
 
 /// The most one write syscall is given: a long queue leaves in several writes. Chosen by
 /// measurement (the 16 KiB `ws_echo`; figures in docs/DESIGN.md, "Outbox"): one write of a

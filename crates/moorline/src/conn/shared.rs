@@ -1,0 +1,156 @@
+//! [`Shared`]: the state shared by a connection's handles, its worker and its supervisor.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::delivery::{Budget, Delivery};
+use super::info::{Info, State};
+use crate::error::{Error, ExitReason};
+use crate::ids::StreamRef;
+use crate::sync::lock;
+use crate::ws::{Message, Outbox, Queued};
+
+/// State shared by the handles, the worker and its supervisor.
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    next_stream: AtomicU64,
+    /// The current owner's sender; the supervisor takes it to send `Exit`.
+    pub(crate) owner: Mutex<Option<mpsc::Sender<Delivery>>>,
+    pub(crate) info: Mutex<Info>,
+    pub(crate) abort: Mutex<Option<AbortHandle>>,
+    /// The HTTP/1.1 WebSocket's outbox while its session runs: handles send through it.
+    pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
+    /// WebSocket messages on their way through the command channel (see [`InChannel`]).
+    pub(crate) ws_in_channel: Arc<AtomicUsize>,
+    /// [`Connection::mark_healthy`] calls, for the worker (which ignores those made while
+    /// no connection is up).
+    pub(crate) healthy: tokio::sync::Notify,
+    /// WebSocket streams that ended, and what a send on one of them returns.
+    ws_ended: Mutex<EndedWs>,
+    /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
+    /// replaces it on `set_owner`).
+    pub(crate) budget: Mutex<Arc<Budget>>,
+}
+
+/// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
+/// send on a forgotten one goes to the worker, which reports it as an event).
+const ENDED_WS_MEMORY: usize = 1024;
+
+/// The ended WebSocket streams [`Shared`] remembers, at most [`ENDED_WS_MEMORY`].
+#[derive(Default)]
+pub(crate) struct EndedWs {
+    errors: HashMap<StreamRef, Error>,
+    order: VecDeque<StreamRef>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The state of a new connection `id`, whose first owner listens on `owner` with `budget`.
+    pub(crate) fn new(id: u64, owner: mpsc::Sender<Delivery>, info: Info, budget: Arc<Budget>) -> Self {
+        Shared {
+            id,
+            next_stream: AtomicU64::new(1),
+            owner: Mutex::new(Some(owner)),
+            info: Mutex::new(info),
+            abort: Mutex::new(None),
+            ws_out: Mutex::new(None),
+            ws_in_channel: Arc::new(AtomicUsize::new(0)),
+            healthy: tokio::sync::Notify::new(),
+            ws_ended: Mutex::new(EndedWs::default()),
+            budget: Mutex::new(budget),
+        }
+    }
+
+    /// A fresh stream reference of this connection.
+    pub(crate) fn new_stream(&self) -> StreamRef {
+        StreamRef { conn: self.id, id: self.next_stream.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Records the connection's new state, for [`Info::state`].
+    pub(crate) fn set_state(&self, state: State) {
+        lock(&self.info).state = state;
+    }
+
+    /// The current owner's byte budget.
+    pub(crate) fn budget(&self) -> Arc<Budget> {
+        lock(&self.budget).clone()
+    }
+
+    pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
+        lock(&self.info).exit.clone()
+    }
+
+    /// Records that WebSocket `stream` ended: from now on a send on it returns `error`. The
+    /// drivers call it before the owner can hear of the end (and before the outbox refuses
+    /// direct sends), so a send made after the owner saw the end cannot report success. The
+    /// first record of a stream stands (it is the most precise).
+    pub(crate) fn ws_ended(&self, stream: StreamRef, error: Error) {
+        let mut ended = lock(&self.ws_ended);
+        if ended.errors.contains_key(&stream) {
+            return;
+        }
+        if ended.order.len() >= ENDED_WS_MEMORY
+            && let Some(old) = ended.order.pop_front()
+        {
+            ended.errors.remove(&old);
+        }
+        ended.order.push_back(stream);
+        ended.errors.insert(stream, error);
+    }
+
+    /// What a send on `stream` returns if it is a WebSocket that ended.
+    pub(crate) fn ws_end_error(&self, stream: &StreamRef) -> Option<Error> {
+        lock(&self.ws_ended).errors.get(stream).cloned()
+    }
+
+    /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
+    /// takes it now (the rest is the driver's).
+    pub(crate) fn ws_write_fed(&self) {
+        if let Some((_, out)) = lock(&self.ws_out).as_ref() {
+            out.write_now();
+        }
+    }
+
+    /// Sends on `stream` through its outbox, unless messages sent earlier are still on their
+    /// way through the command channel (they must go first) or the stream has no outbox.
+    /// `None`: the caller must go through the worker.
+    pub(crate) async fn ws_direct(
+        &self,
+        stream: &StreamRef,
+        message: &Message,
+        now: bool,
+    ) -> Option<Result<(), Error>> {
+        if self.ws_in_channel.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let out = {
+            let slot = lock(&self.ws_out);
+            let (s, out) = slot.as_ref()?;
+            if s != stream {
+                return None;
+            }
+            match out.try_send(message, now) {
+                Some(Ok(Queued::Done)) => return Some(Ok(())),
+                Some(Ok(Queued::Ended)) => return None,
+                Some(Err(e)) => return Some(Err(Error::Stream(e))),
+                // The queue is full: wait for room.
+                None => out.clone(),
+            }
+        };
+        match out.send(message, now).await {
+            Ok(Queued::Done) => Some(Ok(())),
+            // The session just ended: the worker reports what became of the stream.
+            Ok(Queued::Ended) => None,
+            Err(e) => Some(Err(Error::Stream(e))),
+        }
+    }
+}
