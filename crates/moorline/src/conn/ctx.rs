@@ -427,3 +427,50 @@ fn closed_future(owner: &mpsc::Sender<Delivery>) -> Pin<Box<dyn Future<Output = 
     let owner = owner.clone();
     Box::pin(async move { owner.closed().await })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Setup;
+    use crate::dial::Target;
+    use crate::instrument::Emitter;
+    use crate::options::{ConnectOptions, Transport};
+
+    fn setup(host: &str, port: u16, transport: Option<Transport>) -> Setup {
+        let opts = match transport {
+            Some(t) => ConnectOptions::default().transport(t),
+            None => ConnectOptions::default(),
+        };
+        let target = Target::new(host, port, &opts).unwrap();
+        Setup { target, opts, em: Emitter { connection: 1, hook: None } }
+    }
+
+    #[test]
+    fn the_transports_default_port_is_left_out_of_the_authority() {
+        assert_eq!(setup("example.com", 80, None).authority(), "example.com");
+        // Port 443 means TLS unless told otherwise.
+        assert_eq!(setup("example.com", 443, None).authority(), "example.com");
+        assert_eq!(setup("example.com", 8080, None).authority(), "example.com:8080");
+        assert_eq!(setup("example.com", 8443, Some(Transport::Tls)).authority(), "example.com:8443");
+        // The default is the transport's, not the port's.
+        assert_eq!(setup("example.com", 443, Some(Transport::Tcp)).authority(), "example.com:443");
+        assert_eq!(setup("example.com", 80, Some(Transport::Tls)).authority(), "example.com:80");
+    }
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_once() {
+        assert_eq!(setup("::1", 80, None).authority(), "[::1]");
+        assert_eq!(setup("::1", 8080, None).authority(), "[::1]:8080");
+        assert_eq!(setup("[::1]", 8080, None).authority(), "[::1]:8080");
+        assert_eq!(setup("2001:db8::7", 443, Some(Transport::Tls)).authority(), "[2001:db8::7]");
+        assert_eq!(setup("127.0.0.1", 9000, None).authority(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn the_scheme_follows_the_transport() {
+        assert_eq!(setup("example.com", 80, None).scheme(), "http");
+        assert_eq!(setup("example.com", 443, None).scheme(), "https");
+        assert_eq!(setup("example.com", 443, Some(Transport::Tcp)).scheme(), "http");
+        assert_eq!(setup("example.com", 8080, Some(Transport::Tls)).scheme(), "https");
+    }
+}
