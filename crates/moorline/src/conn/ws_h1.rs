@@ -19,12 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
 use super::ctx::{Ctx, Input, SessionEnd};
-use super::info::{StreamInfo, StreamState};
 use super::shared::Shared;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
 use crate::event::Event;
-use crate::ids::{Protocol, StreamRef};
+use crate::ids::StreamRef;
 use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
 
@@ -262,15 +261,9 @@ impl Driver<'_> {
                 let error = StreamError::InvalidRequest("this HTTP/1.1 connection is a WebSocket already".into());
                 self.emit(Event::StreamError { stream: up.stream, error }).await?;
             }
+            // Answered by `Ctx::input` from the stream table; this is only a fallback.
             Command::StreamInfo(stream, reply) => {
-                let info = (stream == self.stream).then(|| StreamInfo {
-                    stream,
-                    method: http::Method::GET,
-                    target: String::new(),
-                    protocol: Protocol::Http1,
-                    state: StreamState::WebSocket,
-                });
-                let _ = reply.send(info);
+                let _ = reply.send(self.ctx.streams.get(stream));
             }
             Command::Cancel(_) | Command::Shutdown => {}
         }
