@@ -309,6 +309,8 @@ async fn ws_over_http2_flood_stays_under_the_byte_budget() {
         events.await_up(T).await.unwrap();
         let ws = conn.ws_upgrade("/flood", WsOptions::default()).await.unwrap();
         events.await_ws_upgrade(&ws, T).await.unwrap();
+        // The server lists a session once its task runs, which may be just after we saw the upgrade.
+        assert!(server.wait_for_open_connections(1, T).await);
         let client = server.clients()[0].id;
         let payload = bytes::Bytes::from(vec![3u8; SIZE]);
         let base = measure();

@@ -37,6 +37,8 @@ async fn several_websockets_share_one_connection() {
         let (conn, mut events) = h2c(&server).await;
         let (a, b) = upgrade_two(&conn, &mut events).await;
         assert_eq!(server.tcp_connections_accepted(), 1);
+        // The server lists a session once its task runs, which may be just after we saw the upgrade.
+        assert!(server.wait_for_open_connections(2, T).await);
         let clients = server.clients();
         assert_eq!(clients.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
 
@@ -188,6 +190,8 @@ async fn sends_on_a_websocket_that_ended_return_how_it_ended() {
         let (conn, mut events) = moorline::open("127.0.0.1", port, h2c_retrying(Duration::from_secs(3600))).unwrap();
         assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
         let (a, b) = upgrade_two(&conn, &mut events).await;
+        // The server lists a session once its task runs, which may be just after we saw the upgrade.
+        assert!(server.wait_for_open_connections(2, T).await);
         let clients = server.clients();
         server.fault_to(clients[0].id, Fault::Close { code: 4001, reason: "a done".into() });
         assert!(matches!(events.await_ws(&a, T).await.unwrap(), Message::Close(Some(c)) if c.code == CloseCode(4001)));
