@@ -512,3 +512,20 @@ async fn on_received_sees_every_frame_before_it_is_logged() {
     })
     .await;
 }
+
+/// A client that has its 101 finds itself in `clients()` at once: the server lists a client
+/// before it writes the 101 (it used to list it after the handshake's write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_is_listed_before_its_101() {
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        let mut held = Vec::new();
+        for n in 1..=20 {
+            let client = connect(&server, &format!("/c{n}")).await;
+            let clients = server.clients();
+            assert!(clients.iter().any(|c| c.path == format!("/c{n}")), "client {n} not listed: {clients:?}");
+            held.push(client);
+        }
+    })
+    .await;
+}

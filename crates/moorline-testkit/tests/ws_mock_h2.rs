@@ -262,3 +262,20 @@ async fn session_violations_are_closed_with_their_code() {
     })
     .await;
 }
+
+/// A client that has its 200 finds its session in `clients()` at once: the server lists a
+/// session before it answers (it used to list it from the session's task, after the 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_listed_before_its_200() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let mut client = h2_client(TcpStream::connect(server.addr()).await.unwrap()).await;
+        for n in 1..=20 {
+            let (status, _stream) = extended_connect(&mut client, server.addr(), &format!("/s{n}")).await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            let clients = server.clients();
+            assert!(clients.iter().any(|c| c.path == format!("/s{n}")), "session {n} not listed: {clients:?}");
+        }
+    })
+    .await;
+}

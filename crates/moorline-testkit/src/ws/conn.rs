@@ -57,24 +57,28 @@ pub(crate) async fn run(
         return;
     }
     let reject = shared.reject_status();
-    let mut request: Option<(String, Vec<(String, String)>)> = None;
     // The error type is imposed by tungstenite's `Callback`.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let path = req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |p| p.to_string());
-        let headers = req
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        request = Some((path, headers));
         match reject {
             Some(status) => {
                 let mut response = ErrorResponse::new(Some(format!("upgrade rejected by test ({status})")));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 Err(response)
             }
-            None => Ok(resp),
+            None => {
+                let path = req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |p| p.to_string());
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                // Listed before the 101 is written, so a client that has its 101 always finds
+                // itself in `clients()` (a failed write ends the task, which unlists it).
+                tracing::debug!(%id, %peer, %path, "client connected");
+                shared.upgraded_client(ClientInfo { id, peer, path, headers, connected_at: Instant::now() });
+                Ok(resp)
+            }
         }
     };
     let io_stream = FaultyIo::new(stream, Arc::clone(&io));
@@ -85,9 +89,6 @@ pub(crate) async fn run(
             return;
         }
     };
-    let (path, headers) = request.unwrap_or_default();
-    tracing::debug!(%id, %peer, %path, "client connected");
-    shared.upgraded_client(ClientInfo { id, peer, path, headers, connected_at: Instant::now() });
     serve_session(&shared, id, ws, commands, &sender, &io).await;
 }
 

@@ -101,14 +101,8 @@ fn accept_stream(
         .iter()
         .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let send = match Response::builder().status(StatusCode::OK).body(()) {
-        Ok(response) => match respond.send_response(response, false) {
-            Ok(send) => send,
-            Err(e) => {
-                tracing::debug!(id = %conn_id, error = %e, "could not accept an extended CONNECT");
-                return;
-            }
-        },
+    let response = match Response::builder().status(StatusCode::OK).body(()) {
+        Ok(response) => response,
         Err(e) => {
             tracing::warn!(error = %e, "could not build a 200 response");
             return;
@@ -118,10 +112,19 @@ fn accept_stream(
     let session_shared = Arc::clone(shared);
     shared.spawn_session(conn_id, move |parts: SessionParts| async move {
         let SessionParts { id, commands, sender, io } = parts;
-        let stream = FaultyIo::new(Box::new(H2Stream::new(send, body)), Arc::clone(&io));
-        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(session_shared.ws_config)).await;
+        // Listed before the 200 goes out, so a client that has its 200 always finds itself in
+        // `clients()` (a failed send ends the task, which unlists it).
         tracing::debug!(%id, conn = %conn_id, %peer, %path, "HTTP/2 WebSocket client connected");
         session_shared.upgraded_client(ClientInfo { id, peer, path, headers, connected_at: Instant::now() });
+        let send = match respond.send_response(response, false) {
+            Ok(send) => send,
+            Err(e) => {
+                tracing::debug!(id = %conn_id, error = %e, "could not accept an extended CONNECT");
+                return;
+            }
+        };
+        let stream = FaultyIo::new(Box::new(H2Stream::new(send, body)), Arc::clone(&io));
+        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(session_shared.ws_config)).await;
         serve_session(&session_shared, id, ws, commands, &sender, &io).await;
     });
 }
