@@ -33,7 +33,7 @@
 //! assert_eq!(b.next_deadline(), Some(t0 + s(1)));
 //! assert_eq!(b.on_timeout(t0 + s(1)), Some(BackoffAction::Connect(a1.next())));
 //! // A fatal failure is not.
-//! assert_eq!(b.on_failure(t0 + s(2), &Error::Unauthorized, 0), Decision::GiveUp { failures: 1, fatal: true });
+//! assert_eq!(b.on_failure(t0 + s(2), &Error::Unauthorized, 0), Decision::GiveUp { failures: 2, fatal: true });
 //! assert_eq!(b.next_deadline(), None);
 //! ```
 

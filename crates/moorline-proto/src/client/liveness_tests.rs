@@ -60,8 +60,7 @@ fn dead_peer_fires_after_silence_and_any_frame_postpones_it() {
 fn idle_feed_is_reported_once_per_silence_and_control_frames_do_not_count() {
     let t0 = Instant::now();
     let a = first();
-    let mut live =
-        Liveness::new(LivenessConfig { dead_after: s(60), idle_after: s(5), ..LivenessConfig::default() });
+    let mut live = Liveness::new(LivenessConfig { dead_after: s(60), idle_after: s(5), ..LivenessConfig::default() });
     live.on_open(a, t0);
     live.on_frame(a, t0 + s(3)); // a pong: not data
     assert_eq!(live.next_deadline(), Some(t0 + s(5)));
@@ -97,8 +96,11 @@ fn idle_feed_can_ask_for_a_reconnect() {
 fn heartbeat_is_expected_only_once_promised_and_only_heartbeats_feed_it() {
     let t0 = Instant::now();
     let a = first();
-    let mut live =
-        Liveness::new(LivenessConfig { dead_after: Duration::MAX, heartbeat_timeout: s(2), ..LivenessConfig::default() });
+    let mut live = Liveness::new(LivenessConfig {
+        dead_after: Duration::MAX,
+        heartbeat_timeout: s(2),
+        ..LivenessConfig::default()
+    });
     live.on_open(a, t0);
     assert_eq!(live.next_deadline(), None, "no promise, dead-peer timer off");
     assert!(live.expect_heartbeat(a, s(10), t0 + s(1)));

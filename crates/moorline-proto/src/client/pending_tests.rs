@@ -90,8 +90,7 @@ fn a_resendable_request_still_expires_while_disconnected() {
 #[test]
 fn a_flood_of_requests_is_refused_past_the_count_and_the_bytes() {
     let t0 = Instant::now();
-    let mut p: Pending<u64> =
-        Pending::new(PendingLimits { max_requests: 100, max_bytes: 1_000 });
+    let mut p: Pending<u64> = Pending::new(PendingLimits { max_requests: 100, max_bytes: 1_000 });
     let mut accepted = 0;
     let mut refused_bytes = 0;
     for i in 0..10_000u64 {

@@ -25,10 +25,10 @@ fn deribit_non_matching_bursts_100_then_refills_20_per_second() {
         rl.acquire(t0, p, cost),
         Acquire::Refused(Refusal::Empty { pool: "deribit non-matching", retry_at: Some(t0 + ms(50)) })
     );
-    assert_eq!(rl.acquire(t0 + ms(49), p, cost), Acquire::Refused(Refusal::Empty {
-        pool: "deribit non-matching",
-        retry_at: Some(t0 + ms(50))
-    }));
+    assert_eq!(
+        rl.acquire(t0 + ms(49), p, cost),
+        Acquire::Refused(Refusal::Empty { pool: "deribit non-matching", retry_at: Some(t0 + ms(50)) })
+    );
     assert_eq!(rl.acquire(t0 + ms(50), p, cost), Acquire::Ready);
     // A full second refills 20.
     let t1 = t0 + ms(1_050);

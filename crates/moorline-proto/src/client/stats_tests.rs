@@ -80,5 +80,8 @@ fn counters_saturate() {
     s.on_message_out(5);
     s.on_drop(2);
     s.on_reconnect();
-    assert_eq!((s.messages_in, s.bytes_in, s.messages_out, s.bytes_out, s.drops, s.reconnects), (u64::MAX, 10, 1, 5, 2, 1));
+    assert_eq!(
+        (s.messages_in, s.bytes_in, s.messages_out, s.bytes_out, s.drops, s.reconnects),
+        (u64::MAX, 10, 1, 5, 2, 1)
+    );
 }

@@ -272,7 +272,9 @@ pub enum SubscribeError {
         limit: usize,
     },
     /// The channel alone would not fit one request.
-    #[error("the channel costs {cost} bytes, which with the request's overhead exceeds the {budget}-byte request budget")]
+    #[error(
+        "the channel costs {cost} bytes, which with the request's overhead exceeds the {budget}-byte request budget"
+    )]
     TooLarge {
         /// Its cost.
         cost: usize,
@@ -641,7 +643,11 @@ impl<C: Ord + Clone, W> Subscriptions<C, W> {
             return;
         }
         if let Some(r) = self.restore.take() {
-            self.events.push_back(SubEvent::Restored { attempt: r.attempt, confirmed: r.confirmed, refused: r.refused });
+            self.events.push_back(SubEvent::Restored {
+                attempt: r.attempt,
+                confirmed: r.confirmed,
+                refused: r.refused,
+            });
         }
     }
 

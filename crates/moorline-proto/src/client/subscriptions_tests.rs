@@ -72,8 +72,7 @@ fn two_hundred_channels_are_batched_under_32_kib_each_exactly_once() {
 
 #[test]
 fn a_count_limit_per_request_is_honoured_too() {
-    let mut cfg = SubscriptionsConfig::default();
-    cfg.max_per_request = 7;
+    let cfg = SubscriptionsConfig { max_per_request: 7, ..SubscriptionsConfig::default() };
     let mut s = Subs::new(cfg);
     for i in 0..20 {
         s.subscribe(format!("c{i:02}"), None).unwrap();
@@ -102,10 +101,7 @@ fn a_refused_channel_is_reported_once_and_not_restored() {
         events.extend(drain(&mut s));
     }
     let refusals: Vec<_> = events.iter().filter(|e| matches!(e, SubEvent::Refused { .. })).collect();
-    assert_eq!(
-        refusals,
-        [&SubEvent::Refused { attempt: a(1), channel: "bad".into(), refusal: Refusal::NotConfirmed }]
-    );
+    assert_eq!(refusals, [&SubEvent::Refused { attempt: a(1), channel: "bad".into(), refusal: Refusal::NotConfirmed }]);
     let r = resolved(&events);
     assert_eq!(r[&1], Outcome::Subscribed);
     assert_eq!(r[&2], Outcome::Refused(Refusal::NotConfirmed));
@@ -227,8 +223,7 @@ fn unsubscribing_before_the_confirmation_withdraws_and_cleans_up_on_the_venue() 
 
 #[test]
 fn restore_off_drops_what_the_venue_had_and_fails_its_waiters() {
-    let mut cfg = SubscriptionsConfig::default();
-    cfg.restore = false;
+    let cfg = SubscriptionsConfig { restore: false, ..SubscriptionsConfig::default() };
     let mut s = Subs::new(cfg);
     s.subscribe("on".into(), None).unwrap();
     s.subscribe("asked".into(), Some(1)).unwrap();
@@ -272,10 +267,12 @@ fn an_error_reply_refuses_the_request_and_a_refused_unsubscribe_holds() {
 
 #[test]
 fn bounds_are_typed_errors() {
-    let mut cfg = SubscriptionsConfig::default();
-    cfg.max_channels = 3;
-    cfg.max_waiters = 2;
-    cfg.max_request_bytes = 200;
+    let cfg = SubscriptionsConfig {
+        max_channels: 3,
+        max_waiters: 2,
+        max_request_bytes: 200,
+        ..SubscriptionsConfig::default()
+    };
     let mut s = Subs::new(cfg);
     assert_eq!(
         s.subscribe("x".repeat(100), None),
