@@ -3,6 +3,7 @@
 //! Everything here is deterministic and tested without sockets; the tokio shell in the
 //! `moorline` crate drives these machines with real bytes and real timers.
 
+pub mod client;
 pub mod h2watch;
 pub mod http1;
 pub mod retry;

@@ -46,6 +46,17 @@ pub const DEFAULT_RETRIES: u32 = 5;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a connection must stay up before its predecessors' failures are forgiven.
 pub const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A number of retries that never runs out: [`RetryPolicy::Fixed`] and
+/// [`RetryPolicy::Exponential`] with `retries: UNLIMITED` never give up (the failure count
+/// saturates at `u32::MAX`, which is still within the allowance).
+///
+/// ```
+/// use std::time::Duration;
+/// use moorline_proto::retry::{RetryPolicy, UNLIMITED};
+/// let p = RetryPolicy::exponential(UNLIMITED, Duration::from_secs(1), Duration::from_secs(30));
+/// assert_eq!(p.delay_for(u32::MAX, &std::io::Error::other("x")), Some(Duration::from_secs(30)));
+/// ```
+pub const UNLIMITED: u32 = u32::MAX;
 
 /// What to do after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +350,20 @@ mod tests {
         }
         assert_eq!(r.on_failure(t, &err()), RetryDecision::GiveUp);
         assert_eq!(r.failures(), 6);
+    }
+
+    #[test]
+    fn unlimited_never_gives_up_even_when_the_count_saturates() {
+        let mut r = Reconnector::new(RetryPolicy::exponential(UNLIMITED, ms(1), ms(8)));
+        let t = Instant::now();
+        r.failures = u32::MAX - 2;
+        for _ in 0..5 {
+            assert_eq!(r.on_failure(t, &err()), RetryDecision::RetryAfter(ms(8)));
+        }
+        assert_eq!(r.failures(), u32::MAX);
+        let mut f = Reconnector::new(RetryPolicy::fixed(UNLIMITED, ms(3)));
+        f.failures = u32::MAX;
+        assert_eq!(f.on_failure(t, &err()), RetryDecision::RetryAfter(ms(3)));
     }
 
     #[test]
