@@ -31,6 +31,25 @@
 //! let confirmed = deribit.confirm(SubOp::Subscribe, &["trades.BTC-PERPETUAL.raw"], outcome.as_ref().map(|r| &**r));
 //! assert_eq!(confirmed.confirmed, ["trades.BTC-PERPETUAL.raw"]);
 //! ```
+//!
+//! The README's example (kept the same there):
+//!
+//! ```
+//! use std::time::Duration;
+//! use moorline_client::ClientConfig;
+//! use moorline_client::config::{LimitMode, Overflow, RateLimit};
+//! use moorline_client::dialect::{Credentials, Deribit, Dialect};
+//!
+//! let config = ClientConfig::builder()
+//!     .header("user-agent", "my-bot/1.0")
+//!     .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+//!     .rate_limit(Some(RateLimit::deribit(LimitMode::Wait { max_wait: Duration::from_secs(2) })))
+//!     .incoming_buffer(4 << 20, Overflow::DropOldest)
+//!     .build()
+//!     .expect("valid options");
+//! let deribit = Deribit::with_credentials(Credentials::new("client-id", "client-secret"));
+//! deribit.check(&config).expect("Deribit accepts a 10 s heartbeat");
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod config;
