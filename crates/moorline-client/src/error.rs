@@ -195,14 +195,12 @@ fn classify_handshake(h: &HandshakeError) -> ErrorKind {
 
 fn classify_failure(f: &Failure) -> ErrorKind {
     match f {
-        Failure::Connect(ConnectError::Tls { cause, .. }) => match cause {
-            TlsFailure::UnknownIssuer
-            | TlsFailure::NameMismatch
-            | TlsFailure::Expired
-            | TlsFailure::BadCertificate(_) => ErrorKind::Fatal,
-            _ => ErrorKind::Recoverable,
-        },
-        Failure::Connect(ConnectError::Alpn(_)) => ErrorKind::Fatal,
+        Failure::Connect(ConnectError::Tls {
+            cause:
+                TlsFailure::UnknownIssuer | TlsFailure::NameMismatch | TlsFailure::Expired | TlsFailure::BadCertificate(_),
+            ..
+        })
+        | Failure::Connect(ConnectError::Alpn(_)) => ErrorKind::Fatal,
         _ => ErrorKind::Recoverable,
     }
 }
