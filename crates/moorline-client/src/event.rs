@@ -150,6 +150,14 @@ pub enum ClientEvent {
         /// How long it has been quiet.
         silent_for: Duration,
     },
+    /// Data messages were dropped here because the user read too slowly
+    /// ([`Overflow::DropOldest`](crate::config::Overflow)); never silent.
+    Dropped {
+        /// How many messages.
+        messages: u64,
+        /// Their bytes (as the queue counts them).
+        bytes: u64,
+    },
     /// Something went wrong that the user should know of; the client goes on unless
     /// [`ClientError::kind`] is fatal (then [`ClientEvent::Closed`] follows).
     Error(ClientError),

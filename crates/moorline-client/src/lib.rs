@@ -18,7 +18,9 @@
 //!   authenticates, correlates) with Deribit, generic JSON-RPC, Binance and raw dialects;
 //! - [`event`] and [`error`]: [`ClientEvent`], [`ClientError`] with [`ErrorKind`], and the
 //!   retry classification of failed connection attempts ([`classify_connect_error`]);
-//! - [`connect`]: one connection attempt from a [`ClientConfig`].
+//! - [`connect`]: one connection attempt from a [`ClientConfig`];
+//! - [`queue`]: the user's incoming queue, bounded in bytes with the overflow policy, read
+//!   through a cancel-safe [`EventStream`](queue::EventStream).
 //!
 //! ```
 //! use moorline_client::dialect::{Deribit, Dialect, Frame, Inbound, SubOp};
@@ -58,6 +60,7 @@ pub mod dialect;
 pub mod error;
 pub mod event;
 pub mod jsonrpc;
+pub mod queue;
 
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
 pub use dialect::Dialect;
