@@ -126,8 +126,9 @@ impl Default for RetryConfig {
 /// `dead_after`, pings sent after `ping_interval` of silence included: reconnect), the idle
 /// feed timer (no data message for `idle_after`: a [`ClientEvent::Idle`](crate::ClientEvent::Idle),
 /// and a reconnect if `idle_reconnect`), and the venue's own heartbeat (dialects that have one,
-/// such as Deribit, ask for one every `venue_heartbeat`; one missing for longer than
-/// `venue_heartbeat + heartbeat_grace` means the connection is half-open: reconnect).
+/// [`Dialect::venue_heartbeat`](crate::Dialect::venue_heartbeat), such as Deribit, ask for one
+/// every `venue_heartbeat`; one missing for longer than `venue_heartbeat + heartbeat_grace`
+/// means the connection is half-open: reconnect; other dialects ignore the option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LivenessConfig {
     /// A WebSocket ping after this much silence (`None`: no pings).

@@ -153,8 +153,8 @@ impl ClientError {
 /// | failure | kind |
 /// |---|---|
 /// | bad URL, invalid options, no runtime | fatal |
-/// | upgrade answered 401, 403, 404, or another 4xx except 408, 425 and 429 | fatal (the same request gets the same answer) |
-/// | upgrade answered 408, 425, 429 or 5xx; any other status | retried |
+/// | upgrade answered 401, 403, 404, another 4xx except 408, 425 and 429, or a 2xx/3xx (not a WebSocket endpoint, or moved: redirects are not followed) | fatal (the same request gets the same answer) |
+/// | upgrade answered 408, 425, 429 or 5xx | retried |
 /// | certificate verification (unknown issuer, wrong name, expired, bad certificate) | fatal |
 /// | a handshake the server got wrong (accept key, subprotocol, extension, missing upgrade headers), HTTP/2 WebSocket unsupported, ALPN mismatch | fatal (a misconfigured server or a wrong `http2` option) |
 /// | TCP refused or unreachable, DNS failure, any timeout, TLS alert or I/O failure, HTTP/2 handshake, the connection dropped during the attempt | retried |
@@ -186,7 +186,7 @@ fn classify_handshake(h: &HandshakeError) -> ErrorKind {
     match h {
         HandshakeError::Status { status } => match status {
             408 | 425 | 429 => ErrorKind::Recoverable,
-            400..=499 => ErrorKind::Fatal,
+            200..=499 => ErrorKind::Fatal,
             _ => ErrorKind::Recoverable,
         },
         _ => ErrorKind::Fatal,
@@ -225,10 +225,10 @@ mod tests {
 
     #[test]
     fn upgrade_statuses() {
-        for s in [400, 401, 403, 404, 405, 410, 426] {
+        for s in [400, 401, 403, 404, 405, 410, 426, 200, 301, 302] {
             assert_eq!(classify_connect_error(&status(s)), ErrorKind::Fatal, "{s}");
         }
-        for s in [408, 425, 429, 500, 502, 503, 504, 200, 302] {
+        for s in [408, 425, 429, 500, 502, 503, 504, 599] {
             assert_eq!(classify_connect_error(&status(s)), ErrorKind::Recoverable, "{s}");
         }
     }

@@ -186,6 +186,10 @@ impl Dialect for Deribit {
         Ok(vec![OutRequest { id, method: Cow::Borrowed(method), text }])
     }
 
+    fn venue_heartbeat(&self) -> bool {
+        true
+    }
+
     fn authenticate(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {
         let c = self.credentials.as_ref()?;
         let method = "public/auth";
@@ -320,6 +324,7 @@ mod tests {
         let again = d.handshake(&ctx, &mut ids).unwrap();
         assert_eq!((again[0].id, again[0].method.as_ref()), (42, "public/set_heartbeat"));
         assert!(d.handshake(&SessionContext { heartbeat: None }, &mut ids).unwrap().is_empty());
+        assert!(d.venue_heartbeat());
 
         let beat = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}"#;
         assert!(matches!(d.classify(Frame::Text(beat)), Inbound::Heartbeat(Heartbeat::Beat)));

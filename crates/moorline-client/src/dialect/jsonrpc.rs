@@ -172,6 +172,10 @@ impl Dialect for JsonRpc {
         }
     }
 
+    fn venue_heartbeat(&self) -> bool {
+        self.heartbeat_method.is_some()
+    }
+
     fn answer_heartbeat(&self, beat: Heartbeat, id: u64) -> Option<Result<OutRequest, DialectError>> {
         let answer = self.heartbeat_answer.as_ref().filter(|_| beat == Heartbeat::TestRequest)?;
         Some(
@@ -205,6 +209,7 @@ mod tests {
         assert!(matches!(d.classify(Frame::Text(note)), Inbound::Data { channel: Some(c) } if c == "a"));
         // No heartbeat configured: nothing is a heartbeat, nothing is answered.
         assert!(d.answer_heartbeat(Heartbeat::TestRequest, 1).is_none());
+        assert!(!d.venue_heartbeat() && JsonRpc::new().heartbeat("hb", None).venue_heartbeat());
     }
 
     #[test]

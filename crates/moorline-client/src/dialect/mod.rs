@@ -245,6 +245,13 @@ pub trait Dialect: Send + Sync + fmt::Debug + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether the venue sends heartbeats of its own once the handshake asked for them
+    /// (Deribit: yes). Only then does the liveness check expect one every
+    /// `venue_heartbeat` (+ grace); for other dialects that option is ignored.
+    fn venue_heartbeat(&self) -> bool {
+        false
+    }
+
     /// The authentication request (`None`: the dialect has no credentials), sent after the
     /// handshake on every (re)connect, before private subscriptions.
     fn authenticate(&self, _id: u64) -> Option<Result<OutRequest, DialectError>> {
