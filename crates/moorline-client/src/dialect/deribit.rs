@@ -1,0 +1,384 @@
+//! [`Deribit`]: JSON-RPC 2.0 over WebSocket, as `www.deribit.com/ws/api/v2` speaks it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    Confirmation, Dialect, DialectError, Frame, Heartbeat, Inbound, OutRequest, SessionContext, SubOp, channel_list,
+    classify_json_rpc, within_limit,
+};
+use crate::config::{ClientConfig, ConfigError};
+use crate::jsonrpc::{RawValue, RpcError, encode_request};
+
+/// Deribit's smallest heartbeat interval (`public/set_heartbeat`: "not less than 10").
+pub const MIN_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The largest heartbeat interval this dialect asks for (Deribit documents none).
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// The largest subscribe request this dialect sends (Deribit documents no frame limit; 32 KiB
+/// is a safe batch: about 1 000 channel names).
+pub const MAX_REQUEST_BYTES: usize = 32 << 10;
+
+/// Deribit error codes that are transient (the set NautilusTrader's adapter retries), among
+/// them 10028 `too_many_requests` and 13888 `timed_out`.
+const RETRYABLE: &[i64] = &[10028, 10040, 10041, 10047, 10066, 11051, 11094, 13028, 13888];
+
+/// API credentials for `public/auth` with `grant_type: client_credentials`. The secret never
+/// appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    client_id: String,
+    client_secret: String,
+}
+
+impl Credentials {
+    /// Credentials from a client id and secret.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self { client_id: client_id.into(), client_secret: client_secret.into() }
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("client_id", &self.client_id).field("client_secret", &"<redacted>").finish()
+    }
+}
+
+/// The Deribit dialect.
+///
+/// - Subscriptions: `public/subscribe` (or `private/subscribe` when a batch holds a private
+///   `user.*` channel; public and private channels are batched apart) with
+///   `{"channels": [..]}`; the reply's `result` lists the channels subscribed, and a channel
+///   left out of it is reported refused (Deribit leaves out unknown channels): confirmation
+///   is read, never assumed. Unsubscribe likewise.
+/// - Heartbeat: `public/set_heartbeat {"interval": secs}` on every connect and reconnect
+///   (the venue forgets it with the connection); its `test_request` heartbeats are answered
+///   with `public/test`.
+/// - Authentication: `public/auth` with client credentials on every (re)connect, and again
+///   at 80 % of the token's `expires_in`.
+/// - Data: `subscription` notifications, with `params.channel`.
+///
+/// ```
+/// use moorline_client::dialect::{Deribit, Dialect, Frame, Heartbeat, Inbound};
+///
+/// let d = Deribit::new();
+/// let beat = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#;
+/// assert!(matches!(d.classify(Frame::Text(beat)), Inbound::Heartbeat(Heartbeat::TestRequest)));
+/// let answer = d.answer_heartbeat(Heartbeat::TestRequest, 9).unwrap().unwrap();
+/// assert_eq!(answer.text, r#"{"jsonrpc":"2.0","id":9,"method":"public/test","params":{}}"#);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Deribit {
+    credentials: Option<Credentials>,
+}
+
+impl Deribit {
+    /// Public access only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Authenticated with these credentials.
+    pub fn with_credentials(credentials: Credentials) -> Self {
+        Self { credentials: Some(credentials) }
+    }
+}
+
+fn method(op: SubOp, private: bool) -> &'static str {
+    match (op, private) {
+        (SubOp::Subscribe, false) => "public/subscribe",
+        (SubOp::Subscribe, true) => "private/subscribe",
+        (SubOp::Unsubscribe, false) => "public/unsubscribe",
+        (SubOp::Unsubscribe, true) => "private/unsubscribe",
+    }
+}
+
+impl Dialect for Deribit {
+    fn name(&self) -> &'static str {
+        "deribit"
+    }
+
+    fn check(&self, config: &ClientConfig) -> Result<(), ConfigError> {
+        let Some(value) = config.liveness.venue_heartbeat else { return Ok(()) };
+        if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&value) {
+            return Err(ConfigError::HeartbeatOutOfRange {
+                dialect: self.name().to_owned(),
+                value,
+                min: MIN_HEARTBEAT,
+                max: MAX_HEARTBEAT,
+            });
+        }
+        if value.subsec_nanos() != 0 {
+            return Err(ConfigError::Dialect {
+                dialect: self.name().to_owned(),
+                reason: format!("venue_heartbeat {value:?} must be whole seconds (set_heartbeat takes seconds)"),
+            });
+        }
+        Ok(())
+    }
+
+    fn classify<'a>(&self, frame: Frame<'a>) -> Inbound<'a> {
+        let Frame::Text(text) = frame else { return Inbound::Data { channel: None } };
+        classify_json_rpc(text, |method, params| match method.as_ref() {
+            "subscription" => Inbound::Data { channel: params.channel },
+            "heartbeat" => match params.kind.as_deref() {
+                Some("test_request") => Inbound::Heartbeat(Heartbeat::TestRequest),
+                _ => Inbound::Heartbeat(Heartbeat::Beat),
+            },
+            // Other notifications (`announcements` come as subscriptions; anything new) go to the user.
+            _ => Inbound::Data { channel: None },
+        })
+    }
+
+    fn max_request_bytes(&self) -> usize {
+        MAX_REQUEST_BYTES
+    }
+
+    fn request_overhead(&self) -> usize {
+        // {"jsonrpc":"2.0","id":<20 digits>,"method":"private/unsubscribe","params":{"channels":[]}}
+        96
+    }
+
+    fn batch_key(&self, channel: &str) -> u8 {
+        u8::from(self.is_private(channel))
+    }
+
+    fn is_private(&self, channel: &str) -> bool {
+        channel.starts_with("user.")
+    }
+
+    fn subscription_request(&self, op: SubOp, id: u64, channels: &[&str]) -> Result<OutRequest, DialectError> {
+        if channels.is_empty() {
+            return Err(DialectError::NoChannels(method(op, false)));
+        }
+        let method = method(op, channels.iter().any(|c| self.is_private(c)));
+        let text = encode_request(id, method, Some(&json!({ "channels": channels })))?;
+        within_limit(OutRequest { id, method: Cow::Borrowed(method), text }, MAX_REQUEST_BYTES)
+    }
+
+    fn confirm(&self, _op: SubOp, requested: &[&str], reply: Result<&RawValue, &RpcError>) -> Confirmation {
+        match reply {
+            Ok(result) => match channel_list(result) {
+                Some(listed) => Confirmation::from_list(requested, &listed),
+                None => Confirmation::all_refused(requested, "the venue's reply is not a list of channels"),
+            },
+            Err(e) => Confirmation::all_refused(requested, &e.to_string()),
+        }
+    }
+
+    fn handshake(
+        &self,
+        ctx: &SessionContext,
+        next_id: &mut dyn FnMut() -> u64,
+    ) -> Result<Vec<OutRequest>, DialectError> {
+        let Some(interval) = ctx.heartbeat else { return Ok(Vec::new()) };
+        let id = next_id();
+        let method = "public/set_heartbeat";
+        let text = encode_request(id, method, Some(&json!({ "interval": interval.as_secs() })))?;
+        Ok(vec![OutRequest { id, method: Cow::Borrowed(method), text }])
+    }
+
+    fn venue_heartbeat(&self) -> bool {
+        true
+    }
+
+    fn authenticate(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {
+        let c = self.credentials.as_ref()?;
+        let method = "public/auth";
+        let params =
+            json!({"grant_type": "client_credentials", "client_id": c.client_id, "client_secret": c.client_secret});
+        Some(
+            encode_request(id, method, Some(&params))
+                .map(|text| OutRequest { id, method: Cow::Borrowed(method), text })
+                .map_err(Into::into),
+        )
+    }
+
+    fn reauthenticate_after(&self, result: &RawValue) -> Option<Duration> {
+        #[derive(Deserialize)]
+        struct Auth {
+            expires_in: u64,
+        }
+        let auth: Auth = serde_json::from_str(result.get()).ok()?;
+        // At 80 % of the lifetime, so a slow answer still lands before expiry.
+        Some(Duration::from_secs(auth.expires_in).mul_f64(0.8))
+    }
+
+    fn answer_heartbeat(&self, beat: Heartbeat, id: u64) -> Option<Result<OutRequest, DialectError>> {
+        match beat {
+            Heartbeat::Beat => None,
+            Heartbeat::TestRequest => {
+                let method = "public/test";
+                Some(
+                    encode_request(id, method, Some(&json!({})))
+                        .map(|text| OutRequest { id, method: Cow::Borrowed(method), text })
+                        .map_err(Into::into),
+                )
+            }
+        }
+    }
+
+    fn is_retryable(&self, error: &RpcError) -> bool {
+        RETRYABLE.contains(&error.code)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn subscribe_picks_public_or_private_and_reads_the_confirmation() {
+        let d = Deribit::new();
+        let r = d
+            .subscription_request(SubOp::Subscribe, 4235, &["deribit_price_index.btc_usd", "trades.BTC-PERPETUAL.raw"])
+            .unwrap();
+        assert_eq!(r.method, "public/subscribe");
+        assert_eq!(
+            json(&r.text),
+            json(
+                r#"{"jsonrpc":"2.0","id":4235,"method":"public/subscribe","params":{"channels":["deribit_price_index.btc_usd","trades.BTC-PERPETUAL.raw"]}}"#
+            )
+        );
+        let r = d.subscription_request(SubOp::Subscribe, 1, &["user.orders.BTC-PERPETUAL.raw"]).unwrap();
+        assert_eq!(r.method, "private/subscribe");
+        assert_eq!((d.batch_key("user.trades.any.raw"), d.batch_key("book.BTC-PERPETUAL.100ms")), (1, 0));
+        let r = d.subscription_request(SubOp::Unsubscribe, 2, &["book.BTC-PERPETUAL.100ms"]).unwrap();
+        assert_eq!(r.method, "public/unsubscribe");
+        assert!(matches!(d.subscription_request(SubOp::Subscribe, 3, &[]), Err(DialectError::NoChannels(_))));
+
+        // The reply as Deribit sends it: one channel was unknown and is left out.
+        let reply = r#"{"jsonrpc":"2.0","id":4235,"result":["deribit_price_index.btc_usd"],"usIn":1535043730126248,"usOut":1535043730126250,"usDiff":2,"testnet":false}"#;
+        let Inbound::Response { id: 4235, outcome: Ok(result) } = d.classify(Frame::Text(reply)) else { panic!() };
+        let c = d.confirm(SubOp::Subscribe, &["deribit_price_index.btc_usd", "trades.NOPE.raw"], Ok(result));
+        assert_eq!(c.confirmed, ["deribit_price_index.btc_usd"]);
+        assert_eq!(c.refused, [("trades.NOPE.raw".to_owned(), "left out of the venue's confirmation".to_owned())]);
+        // An error reply refuses the batch, with the venue's words.
+        let e = RpcError { code: 13009, message: "unauthorized".into(), data: None };
+        let c = d.confirm(SubOp::Subscribe, &["user.orders.any.raw"], Err(&e));
+        assert_eq!(c.refused[0].1, "the venue answered with error 13009: unauthorized");
+        // A result that is not a list refuses too (nothing assumed).
+        let c = d.confirm(SubOp::Subscribe, &["a"], Ok(&raw("\"ok\"")));
+        assert_eq!(c.refused[0].1, "the venue's reply is not a list of channels");
+    }
+
+    #[test]
+    fn a_batch_over_the_frame_limit_is_refused_and_the_cost_estimate_holds() {
+        let d = Deribit::new();
+        let names: Vec<String> = (0..5000).map(|i| format!("book.BTC-{i}.100ms")).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let e = d.subscription_request(SubOp::Subscribe, 1, &all).unwrap_err();
+        assert!(matches!(e, DialectError::TooLarge { limit: MAX_REQUEST_BYTES, .. }), "{e}");
+        // A batch sized by the estimate fits, with the largest id.
+        let mut budget = d.max_request_bytes() - d.request_overhead();
+        let fits: Vec<&str> = all
+            .iter()
+            .copied()
+            .take_while(|c| {
+                let cost = d.channel_cost(c);
+                let ok = cost <= budget;
+                budget = budget.saturating_sub(cost);
+                ok
+            })
+            .collect();
+        assert!(fits.len() > 1000, "{}", fits.len());
+        let r = d.subscription_request(SubOp::Unsubscribe, u64::MAX, &fits).unwrap();
+        assert!(r.text.len() <= MAX_REQUEST_BYTES, "{}", r.text.len());
+    }
+
+    #[test]
+    fn heartbeat_handshake_on_every_connect_and_test_request_answer() {
+        let d = Deribit::new();
+        let mut next = 40;
+        let mut ids = || {
+            next += 1;
+            next
+        };
+        let ctx = SessionContext { heartbeat: Some(Duration::from_secs(30)) };
+        let hs = d.handshake(&ctx, &mut ids).unwrap();
+        assert_eq!(hs.len(), 1);
+        assert_eq!(
+            json(&hs[0].text),
+            json(r#"{"jsonrpc":"2.0","id":41,"method":"public/set_heartbeat","params":{"interval":30}}"#)
+        );
+        // The same on the next connect (Nautilus forgets it after a reconnect), with a new id.
+        let again = d.handshake(&ctx, &mut ids).unwrap();
+        assert_eq!((again[0].id, again[0].method.as_ref()), (42, "public/set_heartbeat"));
+        assert!(d.handshake(&SessionContext { heartbeat: None }, &mut ids).unwrap().is_empty());
+        assert!(d.venue_heartbeat());
+
+        let beat = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}"#;
+        assert!(matches!(d.classify(Frame::Text(beat)), Inbound::Heartbeat(Heartbeat::Beat)));
+        assert!(d.answer_heartbeat(Heartbeat::Beat, 1).is_none());
+        let test = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#;
+        assert!(matches!(d.classify(Frame::Text(test)), Inbound::Heartbeat(Heartbeat::TestRequest)));
+    }
+
+    #[test]
+    fn heartbeat_interval_is_checked_against_what_deribit_accepts() {
+        let d = Deribit::new();
+        let c = |s: f64| {
+            ClientConfig::builder().venue_heartbeat(Some(Duration::from_secs_f64(s)), Duration::ZERO).build().unwrap()
+        };
+        d.check(&c(10.0)).unwrap();
+        d.check(&ClientConfig::builder().venue_heartbeat(None, Duration::ZERO).build().unwrap()).unwrap();
+        let e = d.check(&c(5.0)).unwrap_err();
+        assert!(matches!(e, ConfigError::HeartbeatOutOfRange { .. }));
+        assert_eq!(e.to_string(), "venue_heartbeat 5s is outside what deribit accepts (10s..=3600s)");
+        let e = d.check(&c(10.5)).unwrap_err();
+        assert!(e.to_string().contains("must be whole seconds"), "{e}");
+    }
+
+    #[test]
+    fn authentication_with_client_credentials_and_refresh_at_80_percent() {
+        assert!(Deribit::new().authenticate(1).is_none());
+        let d = Deribit::with_credentials(Credentials::new("id-1", "s3cret"));
+        assert!(!format!("{d:?}").contains("s3cret"));
+        let r = d.authenticate(7).unwrap().unwrap();
+        assert_eq!(
+            json(&r.text),
+            json(
+                r#"{"jsonrpc":"2.0","id":7,"method":"public/auth","params":{"grant_type":"client_credentials","client_id":"id-1","client_secret":"s3cret"}}"#
+            )
+        );
+        let result = raw(
+            r#"{"access_token":"x","expires_in":900,"refresh_token":"y","scope":"session:1","token_type":"bearer"}"#,
+        );
+        assert_eq!(d.reauthenticate_after(&result), Some(Duration::from_secs(720)));
+        assert_eq!(d.reauthenticate_after(&raw("null")), None);
+    }
+
+    #[test]
+    fn notifications_carry_their_channel_and_errors_are_typed() {
+        let d = Deribit::new();
+        let note = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.raw","data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"tick_direction":0,"price":8950,"mark_price":8948.9,"instrument_name":"BTC-PERPETUAL","index_price":8955.88,"direction":"sell","amount":10}]}}"#;
+        let Inbound::Data { channel: Some(c) } = d.classify(Frame::Text(note)) else { panic!() };
+        assert_eq!(c, "trades.BTC-PERPETUAL.raw");
+        assert!(matches!(d.classify(Frame::Binary(b"\x00")), Inbound::Data { channel: None }));
+        assert!(matches!(d.classify(Frame::Text("{oops")), Inbound::Malformed(_)));
+        let err = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#;
+        assert!(matches!(d.classify(Frame::Text(err)), Inbound::UnmatchedError(RpcError { code: -32700, .. })));
+        let busy = RpcError { code: 10028, message: "too_many_requests".into(), data: None };
+        assert!(d.is_retryable(&busy));
+        assert!(!d.is_retryable(&RpcError { code: 13004, message: "invalid_credentials".into(), data: None }));
+    }
+}

@@ -1,0 +1,68 @@
+//! moorline-client: a WebSocket client for trading venues, built on the [`moorline`]
+//! connection layer.
+//!
+//! One task per client owns the moorline `Connection` and its `Events` and routes every
+//! frame: the venue's control traffic (heartbeats, `test_request`, subscription
+//! confirmations, JSON-RPC responses) is handled inside, data goes to the user's bounded
+//! queue. The client owns reconnection (the connection layer is opened with no retries of
+//! its own); each attempt has an [`AttemptId`] and every timer belongs to one attempt. Sends
+//! go from the caller's task straight to `Connection::ws_send` (no hop through the client
+//! task).
+//!
+//! This release holds the parts the client task is built from:
+//!
+//! - [`config`]: [`ClientConfig`] and its validating builder (every option, its default,
+//!   [`ConfigError`] naming the option, the value and the limit);
+//! - [`jsonrpc`]: JSON-RPC 2.0 requests and one-pass, zero-copy reading of incoming frames;
+//! - [`dialect`]: the [`Dialect`] trait (how a venue subscribes, confirms, beats its heart,
+//!   authenticates, correlates) with Deribit, generic JSON-RPC, Binance and raw dialects;
+//! - [`event`] and [`error`]: [`ClientEvent`], [`ClientError`] with [`ErrorKind`], and the
+//!   retry classification of failed connection attempts ([`classify_connect_error`]);
+//! - [`connect`]: one connection attempt from a [`ClientConfig`];
+//! - [`queue`]: the user's incoming queue, bounded in bytes with the overflow policy, read
+//!   through a cancel-safe [`EventStream`](queue::EventStream).
+//!
+//! ```
+//! use moorline_client::dialect::{Deribit, Dialect, Frame, Inbound, SubOp};
+//!
+//! let deribit = Deribit::new();
+//! let req = deribit.subscription_request(SubOp::Subscribe, 1, &["trades.BTC-PERPETUAL.raw"]).unwrap();
+//! assert_eq!(req.method, "public/subscribe");
+//! let reply = r#"{"jsonrpc":"2.0","id":1,"result":["trades.BTC-PERPETUAL.raw"]}"#;
+//! let Inbound::Response { id: 1, outcome } = deribit.classify(Frame::Text(reply)) else { unreachable!() };
+//! let confirmed = deribit.confirm(SubOp::Subscribe, &["trades.BTC-PERPETUAL.raw"], outcome.as_ref().map(|r| &**r));
+//! assert_eq!(confirmed.confirmed, ["trades.BTC-PERPETUAL.raw"]);
+//! ```
+//!
+//! The README's example (kept the same there):
+//!
+//! ```
+//! use std::time::Duration;
+//! use moorline_client::ClientConfig;
+//! use moorline_client::config::{LimitMode, Overflow, RateLimit};
+//! use moorline_client::dialect::{Credentials, Deribit, Dialect};
+//!
+//! let config = ClientConfig::builder()
+//!     .header("user-agent", "my-bot/1.0")
+//!     .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+//!     .rate_limit(Some(RateLimit::deribit(LimitMode::Wait { max_wait: Duration::from_secs(2) })))
+//!     .incoming_buffer(4 << 20, Overflow::DropOldest)
+//!     .build()
+//!     .expect("valid options");
+//! let deribit = Deribit::with_credentials(Credentials::new("client-id", "client-secret"));
+//! deribit.check(&config).expect("Deribit accepts a 10 s heartbeat");
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod connect;
+pub mod dialect;
+pub mod error;
+pub mod event;
+pub mod jsonrpc;
+pub mod queue;
+
+pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
+pub use dialect::Dialect;
+pub use error::{ClientError, ErrorKind, classify_connect_error};
+pub use event::{AttemptId, Channel, ClientEvent, DisconnectReason, Payload, Refused};
