@@ -4,21 +4,16 @@
 
 use std::time::Duration;
 
-use moorline::ws::HandshakeError;
-use moorline::{ConnectError, Error as MoorlineError, ExitReason, Failure, StreamError, TlsFailure};
+use moorline::{Error as MoorlineError, ExitReason};
 
 use crate::config::ConfigError;
 use crate::jsonrpc::{EncodeError, RpcError};
 
-/// Whether an error leaves the client working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The client goes on (it reconnects, or the call may be made again).
-    Recoverable,
-    /// The client stops: a wrong URL, certificate, credentials or configuration that
-    /// retrying cannot fix.
-    Fatal,
-}
+/// Whether an error leaves the client working: moorline's [`ErrorKind`](moorline::ErrorKind),
+/// one type for both layers. `Recoverable`: the client goes on (it reconnects, or the call may
+/// be made again). `Fatal`: the client stops: a wrong URL, certificate, credentials or
+/// configuration that retrying cannot fix.
+pub use moorline::ErrorKind;
 
 /// Why a client call failed, or why the client stopped.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,38 +165,17 @@ impl ClientError {
 /// assert_eq!(classify_connect_error(&moorline::Error::Timeout(std::time::Duration::from_secs(1))), ErrorKind::Recoverable);
 /// ```
 pub fn classify_connect_error(error: &MoorlineError) -> ErrorKind {
-    use ErrorKind::{Fatal, Recoverable};
     match error {
-        MoorlineError::InvalidOptions(_) | MoorlineError::NoRuntime => Fatal,
-        MoorlineError::Stream(StreamError::WsHandshake(h)) => classify_handshake(h),
-        MoorlineError::Stream(StreamError::Http2WebSocketUnsupported | StreamError::InvalidRequest(_)) => Fatal,
-        MoorlineError::Stream(_) => Recoverable,
-        MoorlineError::ConnectTimeout { last: Some(last), .. } => classify_failure(last),
-        MoorlineError::Exited(Some(ExitReason::RetriesExhausted { last, .. })) => classify_failure(last),
-        _ => Recoverable,
-    }
-}
-
-fn classify_handshake(h: &HandshakeError) -> ErrorKind {
-    match h {
-        HandshakeError::Status { status } => match status {
-            408 | 425 | 429 => ErrorKind::Recoverable,
-            200..=499 => ErrorKind::Fatal,
-            _ => ErrorKind::Recoverable,
-        },
-        _ => ErrorKind::Fatal,
-    }
-}
-
-fn classify_failure(f: &Failure) -> ErrorKind {
-    match f {
-        Failure::Connect(ConnectError::Tls {
-            cause:
-                TlsFailure::UnknownIssuer | TlsFailure::NameMismatch | TlsFailure::Expired | TlsFailure::BadCertificate(_),
-            ..
-        })
-        | Failure::Connect(ConnectError::Alpn(_)) => ErrorKind::Fatal,
-        _ => ErrorKind::Recoverable,
+        // One attempt's worker ending for a reason of its own (a bug, a dropped handle) is
+        // no verdict on the venue: the next attempt gets a new worker.
+        MoorlineError::Exited(None) => ErrorKind::Recoverable,
+        MoorlineError::Exited(Some(reason)) if !matches!(reason, ExitReason::RetriesExhausted { .. }) => {
+            ErrorKind::Recoverable
+        }
+        // Everything else as moorline classifies it (`moorline::ErrorKind`'s table): TLS
+        // verification, ALPN mismatch, an upgrade refused with a 4xx other than 408/425/429,
+        // a wrong handshake, invalid options are fatal; the rest is retried.
+        _ => error.kind(),
     }
 }
 
@@ -211,7 +185,8 @@ mod tests {
     use std::io;
     use std::sync::Arc;
 
-    use moorline::DownReason;
+    use moorline::ws::HandshakeError;
+    use moorline::{ConnectError, DownReason, Failure, StreamError, TlsFailure};
 
     use super::*;
 
@@ -240,11 +215,11 @@ mod tests {
             TlsFailure::UnknownIssuer,
             TlsFailure::NameMismatch,
             TlsFailure::Expired,
-            TlsFailure::BadCertificate("x".into()),
+            TlsFailure::BadCertificate(rustls::CertificateError::Revoked),
         ] {
             assert_eq!(classify_connect_error(&tls(cause.clone())), ErrorKind::Fatal, "{cause}");
         }
-        for cause in [TlsFailure::Alert("internal_error".into()), TlsFailure::Other("eof".into())] {
+        for cause in [TlsFailure::Alert(rustls::AlertDescription::InternalError), TlsFailure::ClosedDuringHandshake] {
             assert_eq!(classify_connect_error(&tls(cause.clone())), ErrorKind::Recoverable, "{cause}");
         }
         // The same failure seen through a connect timeout.
@@ -273,7 +248,12 @@ mod tests {
         for e in cases {
             assert_eq!(classify_connect_error(&e), ErrorKind::Recoverable, "{e}");
         }
-        assert_eq!(classify_connect_error(&exited(ConnectError::Alpn("h3".into()).into())), ErrorKind::Fatal);
+        assert_eq!(
+            classify_connect_error(&exited(
+                ConnectError::Alpn(moorline::AlpnMismatch { offered: vec![], selected: Some(b"h3".to_vec()) }).into()
+            )),
+            ErrorKind::Fatal
+        );
         assert_eq!(
             classify_connect_error(&MoorlineError::Stream(StreamError::Http2WebSocketUnsupported)),
             ErrorKind::Fatal

@@ -107,6 +107,9 @@ pub struct EventSender {
 impl EventSender {
     /// Queues an event without waiting; see the [module documentation](self) for what a
     /// full queue does.
+    // The error hands the event back, as tokio's `TrySendError<T>` does: boxing it would cost
+    // an allocation on the path where the queue is full, to save a move.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, event: ClientEvent) -> Result<(), TrySendError> {
         let size = event.queued_bytes();
         let mut s = self.shared.lock();

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::error::{ConnectError, Error, TlsFailure};
+use crate::error::{AlpnMismatch, ConnectError, Error, OptionsError, TlsFailure};
 use crate::ids::Protocol;
 use crate::instrument::{Emitter, Step};
 use crate::options::{ConnectOptions, Transport};
@@ -42,7 +42,7 @@ impl Target {
     pub(crate) fn new(host: &str, port: u16, opts: &ConnectOptions) -> Result<Self, Error> {
         opts.validate(port)?;
         if host.is_empty() {
-            return Err(Error::InvalidOptions("empty host".into()));
+            return Err(Error::InvalidOptions(OptionsError::EmptyHost));
         }
         let transport = opts.transport_for(port);
         let protocols = opts.protocols_for(transport);
@@ -52,7 +52,7 @@ impl Target {
                 let config = crate::tls::client_config(&opts.tls, &protocols)?;
                 let name = opts.tls.server_name.clone().unwrap_or_else(|| host.to_owned());
                 let name = ServerName::try_from(name.clone())
-                    .map_err(|e| Error::InvalidOptions(format!("invalid TLS server name {name:?}: {e}")))?;
+                    .map_err(|_| Error::InvalidOptions(OptionsError::ServerName { name: name.clone() }))?;
                 Some((config, name))
             }
         };
@@ -99,17 +99,15 @@ pub(crate) async fn dial(t: &Target, opts: &ConnectOptions, em: &Emitter) -> Res
             let protocol = match alpn.as_deref() {
                 None if t.protocols.contains(&Protocol::Http1) => Protocol::Http1,
                 None => {
-                    return Err(ConnectError::Alpn(
-                        "the server selected no ALPN protocol and HTTP/1.1 was not offered".into(),
-                    ));
+                    return Err(ConnectError::Alpn(AlpnMismatch { offered: t.protocols.clone(), selected: None }));
                 }
                 Some(p) => match t.protocols.iter().find(|proto| proto.alpn() == p) {
                     Some(proto) => *proto,
                     None => {
-                        return Err(ConnectError::Alpn(format!(
-                            "the server selected {:?}, which was not offered",
-                            String::from_utf8_lossy(p)
-                        )));
+                        return Err(ConnectError::Alpn(AlpnMismatch {
+                            offered: t.protocols.clone(),
+                            selected: Some(p.to_vec()),
+                        }));
                     }
                 },
             };
@@ -171,7 +169,10 @@ pub(crate) fn is_tls_error(e: &io::Error) -> bool {
 pub(crate) fn tls_failure(e: &io::Error) -> TlsFailure {
     use rustls::CertificateError as C;
     let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-        return TlsFailure::Other(e.to_string());
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            return TlsFailure::ClosedDuringHandshake;
+        }
+        return TlsFailure::Io(Arc::new(io::Error::new(e.kind(), e.to_string())));
     };
     match inner {
         rustls::Error::InvalidCertificate(c) => match c {
@@ -180,9 +181,9 @@ pub(crate) fn tls_failure(e: &io::Error) -> TlsFailure {
             C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
                 TlsFailure::Expired
             }
-            other => TlsFailure::BadCertificate(format!("{other:?}")),
+            other => TlsFailure::BadCertificate(other.clone()),
         },
-        rustls::Error::AlertReceived(a) => TlsFailure::Alert(format!("{a:?}")),
-        other => TlsFailure::Other(other.to_string()),
+        rustls::Error::AlertReceived(a) => TlsFailure::Alert(*a),
+        other => TlsFailure::Protocol(other.clone()),
     }
 }

@@ -56,7 +56,10 @@ pub struct ReadmeDoctests;
 pub use conn::handle::{Connection, RequestBody, open};
 pub use conn::info::{Info, State, StreamInfo, StreamState};
 pub use conn::owner::{DEFAULT_STASH_LIMIT, Events};
-pub use error::{ConnectError, DownReason, Error, ExitReason, Failure, StreamError, TlsFailure};
+pub use error::{
+    AlpnMismatch, ConnectError, DownReason, Error, ErrorKind, ExitReason, Failure, Http2Failure, Http2HandshakeFailure,
+    OptionsError, PemItem, ProtocolFailure, RequestError, StreamError, TlsFailure, UrlProblem,
+};
 pub use event::{Body, Event, Response};
 pub use ids::{Protocol, StreamRef};
 pub use instrument::{Hook, Instrument, Step};

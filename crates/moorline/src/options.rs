@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::error::{Error, Failure};
+use crate::error::{Error, Failure, OptionsError, PemItem};
 use crate::ids::Protocol;
 use crate::instrument::{Hook, Instrument};
 
@@ -85,9 +85,9 @@ impl TlsOptions {
 
     /// Trust this CA certificate (DER). It is checked to be a usable trust anchor now.
     pub fn add_ca_der(mut self, der: CertificateDer<'static>) -> Result<Self, Error> {
-        rustls::RootCertStore::empty()
-            .add(der.clone())
-            .map_err(|e| Error::InvalidOptions(format!("CA certificate rejected: {e}")))?;
+        rustls::RootCertStore::empty().add(der.clone()).map_err(|source| {
+            Error::InvalidOptions(OptionsError::Certificate { item: PemItem::CaCertificate, source })
+        })?;
         self.extra_roots.push(der);
         Ok(self)
     }
@@ -103,8 +103,8 @@ impl TlsOptions {
     pub fn client_cert_pem(mut self, chain_pem: &str, key_pem: &str) -> Result<Self, Error> {
         let chain = parse_certs(chain_pem)?;
         let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .map_err(|e| Error::InvalidOptions(format!("client key PEM: {e}")))?
-            .ok_or_else(|| Error::InvalidOptions("client key PEM: no private key found".into()))?;
+            .map_err(|e| pem_error(PemItem::PrivateKey, Some(e)))?
+            .ok_or_else(|| pem_error(PemItem::PrivateKey, None))?;
         self.client_auth = Some((chain, Arc::new(key)));
         Ok(self)
     }
@@ -138,11 +138,15 @@ impl fmt::Debug for TlsOptions {
 fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = rustls_pemfile::certs(&mut pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::InvalidOptions(format!("certificate PEM: {e}")))?;
+        .map_err(|e| pem_error(PemItem::Certificate, Some(e)))?;
     if certs.is_empty() {
-        return Err(Error::InvalidOptions("certificate PEM: no certificate found".into()));
+        return Err(pem_error(PemItem::Certificate, None));
     }
     Ok(certs)
+}
+
+fn pem_error(item: PemItem, e: Option<std::io::Error>) -> Error {
+    Error::InvalidOptions(OptionsError::Pem { item, source: e.map(Arc::new) })
 }
 
 /// Keepalive: a PING every `interval`; no answer within `timeout` means the connection
@@ -418,53 +422,72 @@ impl ConnectOptions {
 
     /// Reject options that cannot work, with a reason.
     pub(crate) fn validate(&self, port: u16) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::InvalidOptions(m.to_owned()));
+        let out = |option: &'static str, value: String, expected: &'static str| {
+            Err(Error::InvalidOptions(OptionsError::OutOfRange { option, value, expected }))
+        };
+        let conflict = |options: &'static str, why: &'static str| {
+            Err(Error::InvalidOptions(OptionsError::Conflict { options, why }))
+        };
         if port == 0 {
-            return bad("port 0 is not a valid destination");
+            return out("port", "0".into(), "a destination port, 1-65535");
         }
         let transport = self.transport_for(port);
         let protocols = self.protocols_for(transport);
         if protocols.is_empty() {
-            return bad("no protocol offered");
+            return conflict("protocols", "no protocol offered");
         }
         if transport == Transport::Tcp && protocols.len() > 1 {
-            return bad("over plain TCP exactly one protocol must be chosen (there is no ALPN)");
+            return conflict(
+                "transport, protocols",
+                "over plain TCP exactly one protocol must be chosen (there is no ALPN)",
+            );
         }
-        if self.event_buffer == 0 {
-            return bad("event_buffer must be at least 1");
-        }
-        if self.event_buffer > MAX_EVENT_BUFFER {
-            return Err(Error::InvalidOptions(format!(
-                "event_buffer must be at most {MAX_EVENT_BUFFER} deliveries, not {}",
-                self.event_buffer
-            )));
+        if self.event_buffer == 0 || self.event_buffer > MAX_EVENT_BUFFER {
+            return out("event_buffer", self.event_buffer.to_string(), "1 to 1,048,576 deliveries");
         }
         if self.event_buffer_bytes == 0 {
-            return bad("event_buffer_bytes must be at least 1");
+            return out("event_buffer_bytes", "0".into(), "at least 1");
         }
         if self.http1.pipeline == 0 {
-            return bad("http1.pipeline must be at least 1");
+            return out("http1.pipeline", "0".into(), "at least 1");
         }
-        if self.http1.max_head_bytes < 64 || self.http1.max_headers == 0 {
-            return bad("http1.max_head_bytes must be at least 64 and http1.max_headers at least 1");
+        if self.http1.max_head_bytes < 64 {
+            return out("http1.max_head_bytes", self.http1.max_head_bytes.to_string(), "at least 64");
         }
-        if self.http2.stream_window == 0 || self.http2.connection_window == 0 {
-            return bad("HTTP/2 windows must be positive");
+        if self.http1.max_headers == 0 {
+            return out("http1.max_headers", "0".into(), "at least 1");
         }
-        for d in [self.lookup_timeout, self.connect_timeout, self.tls_handshake_timeout] {
+        if self.http2.stream_window == 0 {
+            return out("http2.stream_window", "0".into(), "positive");
+        }
+        if self.http2.connection_window == 0 {
+            return out("http2.connection_window", "0".into(), "positive");
+        }
+        for (option, d) in [
+            ("lookup_timeout", self.lookup_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("tls_handshake_timeout", self.tls_handshake_timeout),
+        ] {
             if d.is_zero() {
-                return bad("timeouts must be positive");
+                return out(option, "0s".into(), "positive");
             }
         }
         if self.healthy_after.is_zero() {
-            return bad(
-                "healthy_after must be positive: forgiving failures as soon as a connection is up would retry a \
-                 server that accepts and closes at once forever, at the first delay (Connection::mark_healthy vouches \
-                 for a connection explicitly)",
+            return out(
+                "healthy_after",
+                "0s".into(),
+                "positive: forgiving failures as soon as a connection is up would retry a server that accepts and \
+                 closes at once forever, at the first delay (Connection::mark_healthy vouches for a connection \
+                 explicitly)",
             );
         }
-        if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
-            return bad("keepalive interval and timeout must be positive");
+        if let Some(k) = self.keepalive {
+            if k.interval.is_zero() {
+                return out("keepalive.interval", "0s".into(), "positive");
+            }
+            if k.timeout.is_zero() {
+                return out("keepalive.timeout", "0s".into(), "positive");
+            }
         }
         Ok(())
     }
@@ -478,7 +501,7 @@ mod tests {
     /// The reason `validate` gives for refusing `o` on `port`.
     fn refusal(o: &ConnectOptions, port: u16) -> String {
         match o.validate(port) {
-            Err(Error::InvalidOptions(m)) => m,
+            Err(Error::InvalidOptions(e)) => e.to_string(),
             other => panic!("{o:?} on port {port}: {other:?}"),
         }
     }
@@ -510,26 +533,30 @@ mod tests {
         let d = ConnectOptions::default;
         let ka = |interval, timeout| Some(Keepalive { interval, timeout });
         let cases: Vec<(ConnectOptions, u16, &str)> = vec![
-            (d(), 0, "port 0"),
+            (d(), 0, "port is 0, but it must be a destination port, 1-65535"),
             (d().protocols(&[]), 80, "no protocol"),
             (d().protocols(&[Protocol::Http2, Protocol::Http1]), 80, "exactly one protocol"),
-            (d().event_buffer(0), 80, "event_buffer must be at least 1"),
+            (d().event_buffer(0), 80, "event_buffer is 0, but it must be 1 to 1,048,576 deliveries"),
+            (d().event_buffer(MAX_EVENT_BUFFER + 1), 80, "event_buffer is 1048577, but it must be 1 to 1,048,576"),
+            (d().event_buffer(usize::MAX), 80, "event_buffer is 18446744073709551615"),
+            (d().http1(Http1Options { pipeline: 0, ..Http1Options::default() }), 80, "http1.pipeline is 0"),
             (
-                d().event_buffer(MAX_EVENT_BUFFER + 1),
+                d().http1(Http1Options { max_head_bytes: 63, ..Http1Options::default() }),
                 80,
-                "event_buffer must be at most 1048576 deliveries, not 1048577",
+                "http1.max_head_bytes is 63, but it must be at least 64",
             ),
-            (d().event_buffer(usize::MAX), 80, "event_buffer must be at most"),
-            (d().http1(Http1Options { pipeline: 0, ..Http1Options::default() }), 80, "http1.pipeline"),
-            (d().http1(Http1Options { max_head_bytes: 63, ..Http1Options::default() }), 80, "max_head_bytes"),
-            (d().http1(Http1Options { max_headers: 0, ..Http1Options::default() }), 80, "max_headers"),
-            (d().http2(Http2Options { stream_window: 0, ..Http2Options::default() }), 80, "windows must be positive"),
-            (d().http2(Http2Options { connection_window: 0, ..Http2Options::default() }), 80, "windows"),
-            (d().lookup_timeout(Duration::ZERO), 80, "timeouts must be positive"),
-            (d().connect_timeout(Duration::ZERO), 80, "timeouts must be positive"),
-            (d().tls_handshake_timeout(Duration::ZERO), 80, "timeouts must be positive"),
-            (d().keepalive(ka(Duration::ZERO, Duration::from_secs(1))), 80, "keepalive"),
-            (d().keepalive(ka(Duration::from_secs(1), Duration::ZERO)), 80, "keepalive"),
+            (d().http1(Http1Options { max_headers: 0, ..Http1Options::default() }), 80, "http1.max_headers is 0"),
+            (d().http2(Http2Options { stream_window: 0, ..Http2Options::default() }), 80, "http2.stream_window is 0"),
+            (
+                d().http2(Http2Options { connection_window: 0, ..Http2Options::default() }),
+                80,
+                "http2.connection_window is 0, but it must be positive",
+            ),
+            (d().lookup_timeout(Duration::ZERO), 80, "lookup_timeout is 0s, but it must be positive"),
+            (d().connect_timeout(Duration::ZERO), 80, "connect_timeout is 0s"),
+            (d().tls_handshake_timeout(Duration::ZERO), 80, "tls_handshake_timeout is 0s"),
+            (d().keepalive(ka(Duration::ZERO, Duration::from_secs(1))), 80, "keepalive.interval is 0s"),
+            (d().keepalive(ka(Duration::from_secs(1), Duration::ZERO)), 80, "keepalive.timeout is 0s"),
         ];
         for (o, port, want) in cases {
             let got = refusal(&o, port);
@@ -568,7 +595,7 @@ mod tests {
         let e = TlsOptions::default().add_ca_pem("not a certificate").unwrap_err();
         assert!(e.to_string().contains("no certificate found"), "{e}");
         let e = TlsOptions::default().client_cert_pem("nope", "nope").unwrap_err();
-        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("certificate PEM")), "{e:?}");
+        assert!(e.to_string().contains("certificate PEM"), "{e}");
         let tls = TlsOptions::default().server_name("venue.example").webpki_roots(false);
         let text = format!("{tls:?}");
         assert!(text.contains("venue.example") && text.contains("extra_roots: 0"), "{text}");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Error;
+use crate::error::{Error, OptionsError, PemItem};
 use crate::ids::Protocol;
 use crate::options::TlsOptions;
 
@@ -19,23 +19,23 @@ pub(crate) fn client_config(opts: &TlsOptions, protocols: &[Protocol]) -> Result
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
     for ca in &opts.extra_roots {
-        roots.add(ca.clone()).map_err(|e| Error::InvalidOptions(format!("CA certificate rejected: {e}")))?;
+        roots.add(ca.clone()).map_err(|source| {
+            Error::InvalidOptions(OptionsError::Certificate { item: PemItem::CaCertificate, source })
+        })?;
     }
     if roots.is_empty() {
-        return Err(Error::InvalidOptions(
-            "no trusted root: add a CA or enable the webpki roots (verification is never turned off silently)".into(),
-        ));
+        return Err(Error::InvalidOptions(OptionsError::NoTrustedRoot));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidOptions(format!("TLS versions: {e}")))?
+        .map_err(|e| Error::InvalidOptions(OptionsError::TlsVersions(e)))?
         .with_root_certificates(roots);
     let mut config = match &opts.client_auth {
         None => builder.with_no_client_auth(),
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain.clone(), key.clone_key())
-            .map_err(|e| Error::InvalidOptions(format!("client certificate rejected: {e}")))?,
+        Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key()).map_err(|source| {
+            Error::InvalidOptions(OptionsError::Certificate { item: PemItem::ClientCertificate, source })
+        })?,
     };
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn verification_is_never_left_without_roots() {
         let e = client_config(&TlsOptions::default().webpki_roots(false), &[Protocol::Http1]).unwrap_err();
-        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("no trusted root")), "{e:?}");
+        assert!(matches!(&e, Error::InvalidOptions(OptionsError::NoTrustedRoot)), "{e:?}");
         // A custom CA alone is enough (and then the webpki roots are off unless asked for).
         let ca = moorline_testkit::http::unrelated_ca_pem().unwrap();
         let with_ca = TlsOptions::default().add_ca_pem(&ca).unwrap();

@@ -205,14 +205,21 @@ async fn invalid_frames_are_a_protocol_error() {
         // The bad frame may arrive with the server's SETTINGS (a failed handshake) or after
         // `Up` (a Down): a typed protocol error either way.
         match ev {
-            Event::Down { reason: DownReason::Protocol(msg), .. } => assert!(msg.contains("protocol"), "{msg}"),
+            // PROTOCOL_ERROR is HTTP/2 error code 1.
+            Event::Down {
+                reason: DownReason::Protocol(moorline::ProtocolFailure::Http2(moorline::Http2Failure { code, .. })),
+                ..
+            } => assert_eq!(code, Some(1)),
             Event::Exit {
                 reason:
                     moorline::ExitReason::RetriesExhausted {
-                        last: moorline::Failure::Connect(moorline::ConnectError::Http2Handshake(msg)),
+                        last:
+                            moorline::Failure::Connect(moorline::ConnectError::Http2Handshake(
+                                moorline::Http2HandshakeFailure::Http2(moorline::Http2Failure { code, .. }),
+                            )),
                         ..
                     },
-            } => assert!(msg.contains("protocol"), "{msg}"),
+            } => assert_eq!(code, Some(1)),
             other => panic!("expected a protocol error, got {other:?}"),
         }
     })

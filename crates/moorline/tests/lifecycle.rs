@@ -454,7 +454,7 @@ async fn client_certificate_is_presented_when_configured() {
                 ExitReason::RetriesExhausted {
                     last: Failure::Connect(ConnectError::Tls { cause: TlsFailure::Alert(a), .. }),
                     ..
-                } if a.contains("CertificateRequired")
+                } if *a == rustls::AlertDescription::CertificateRequired
             ),
             "{reason:?}"
         );
@@ -656,7 +656,10 @@ async fn an_event_buffer_beyond_the_maximum_is_refused() {
     bounded(async {
         for n in [usize::MAX, (1 << 20) + 1] {
             let e = moorline::open("127.0.0.1", 80, ConnectOptions::default().event_buffer(n)).unwrap_err();
-            assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("event_buffer")), "{e:?}");
+            assert!(
+                matches!(&e, Error::InvalidOptions(moorline::OptionsError::OutOfRange { option: "event_buffer", .. })),
+                "{e:?}"
+            );
         }
         let (conn, _events) = moorline::open("127.0.0.1", 80, ConnectOptions::default().event_buffer(1 << 20)).unwrap();
         conn.close();

@@ -219,10 +219,87 @@ async fn a_custom_policy_sees_the_typed_failure() {
 async fn a_zero_healthy_after_is_refused_with_a_reason() {
     bounded(async {
         let e = moorline::open("127.0.0.1", 80, ConnectOptions::default().healthy_after(Duration::ZERO)).unwrap_err();
-        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("healthy_after")), "{e:?}");
+        assert!(
+            matches!(&e, Error::InvalidOptions(moorline::OptionsError::OutOfRange { option: "healthy_after", .. })),
+            "{e:?}"
+        );
         let (conn, _events) =
             moorline::open("127.0.0.1", 80, ConnectOptions::default().healthy_after(Duration::MAX)).unwrap();
         conn.close();
+    })
+    .await;
+}
+
+/// A retry policy sees the typed failure and can stop on a fatal one: a TLS server whose
+/// certificate we cannot verify is asked once, not retried; a refused connect is retried.
+#[tokio::test]
+async fn a_custom_policy_stops_on_a_fatal_failure_and_retries_a_recoverable_one() {
+    use moorline::{ErrorKind, TlsFailure, Transport};
+    bounded(async {
+        let asked: Arc<Mutex<Vec<ErrorKind>>> = Arc::default();
+        let policy = |asked: Arc<Mutex<Vec<ErrorKind>>>| {
+            RetryPolicy::custom(move |attempt: u32, failure: &Failure| {
+                asked.lock().unwrap().push(failure.kind());
+                (failure.kind() == ErrorKind::Recoverable && attempt < 2).then_some(Duration::from_millis(10))
+            })
+        };
+
+        // Fatal: the server's certificate is from a CA we do not trust.
+        let server = moorline_testkit::http::TestServer::builder().tls(true).start().await.unwrap();
+        let o = ConnectOptions::default().transport(Transport::Tls).retry(policy(Arc::clone(&asked)));
+        let (_conn, mut events) = moorline::open("127.0.0.1", server.port(), o).unwrap();
+        let err = events.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(ExitReason::RetriesExhausted { attempts, last })) = &err else { panic!("{err:?}") };
+        assert!(
+            matches!(last, Failure::Connect(ConnectError::Tls { cause: TlsFailure::UnknownIssuer, .. })),
+            "{last:?}"
+        );
+        assert_eq!((*attempts, asked.lock().unwrap().clone()), (1, vec![ErrorKind::Fatal]), "asked once, not retried");
+        assert_eq!(err.kind(), ErrorKind::Fatal);
+
+        // Recoverable: nothing listens there; retried until the policy's own bound.
+        asked.lock().unwrap().clear();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let o = ConnectOptions::default().retry(policy(Arc::clone(&asked)));
+        let (_conn, mut events) = moorline::open("127.0.0.1", port, o).unwrap();
+        let err = events.await_up(T).await.unwrap_err();
+        let Error::Exited(Some(ExitReason::RetriesExhausted { attempts, .. })) = &err else { panic!("{err:?}") };
+        let asked = asked.lock().unwrap().clone();
+        assert!(*attempts >= 2, "retried: {attempts}");
+        assert_eq!(asked, vec![ErrorKind::Recoverable; *attempts as usize], "asked once per failure");
+        assert_eq!(err.kind(), ErrorKind::Recoverable, "{err}");
+    })
+    .await;
+}
+
+/// An upgrade refused with 401/403/404 is fatal; with 503 or 429 it may pass later.
+#[tokio::test]
+async fn an_upgrade_refusal_is_fatal_or_recoverable_by_its_status() {
+    use moorline::ErrorKind;
+    use moorline::ws::WsOptions;
+    use moorline_testkit::ws::{Fault, MockServer};
+    bounded(async {
+        let server = MockServer::builder().start().await.unwrap();
+        for (status, kind) in [
+            (401, ErrorKind::Fatal),
+            (403, ErrorKind::Fatal),
+            (404, ErrorKind::Fatal),
+            (429, ErrorKind::Recoverable),
+            (503, ErrorKind::Recoverable),
+        ] {
+            server.fault(Fault::RejectUpgrade(status));
+            let (conn, mut events) =
+                moorline::open("127.0.0.1", server.addr().port(), ConnectOptions::default()).unwrap();
+            events.await_up(T).await.unwrap();
+            let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+            let err = events.await_ws_upgrade(&ws, T).await.unwrap_err();
+            assert_eq!(err.kind(), kind, "{status}: {err}");
+            assert!(!err.is_retryable(), "{status}: the upgrade was answered, not left unprocessed");
+            conn.close();
+        }
     })
     .await;
 }

@@ -304,7 +304,10 @@ async fn invalid_messages_are_refused_by_the_handle() {
         let server = MockServer::builder().start().await.unwrap();
         let (conn, _events, ws) = open_ws(server.addr().port(), WsOptions::default()).await;
         let too_long = Message::Ping(Bytes::from(vec![0; 126]));
-        assert!(matches!(conn.ws_send(&ws, too_long).await, Err(Error::Stream(StreamError::InvalidRequest(_)))));
+        assert!(matches!(
+            conn.ws_send(&ws, too_long).await,
+            Err(Error::Stream(StreamError::WsSend(moorline_proto::ws::SendError::ControlTooLong(126))))
+        ));
         assert!(conn.ws_close(&ws, CloseCode(1005), "").await.is_err());
         assert!(WsOptions::default().max_message_size(0).validate().is_err());
         assert!(conn.ws_upgrade("/", WsOptions::default().protocols(["bad token"])).await.is_err());

@@ -22,7 +22,7 @@ use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
 use crate::dial::BoxIo;
-use crate::error::{DownReason, ExitReason, StreamError};
+use crate::error::{DownReason, ExitReason, ProtocolFailure, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
@@ -141,9 +141,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
             }
             for q in queued {
                 ctx.streams.remove(q);
-                let error = StreamError::InvalidRequest(
-                    "the connection became a WebSocket before this request was sent".into(),
-                );
+                let error = StreamError::InvalidRequest(RequestError::UpgradedBeforeSent);
                 if let Err(reason) = ctx.emit(Event::StreamError { stream: q, error }).await {
                     return SessionEnd::Exit(reason);
                 }
@@ -312,7 +310,8 @@ impl Session<'_> {
             Ok(id) => id,
             Err(e) => {
                 self.ctx.streams.remove(stream);
-                self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
+                let error = StreamError::InvalidRequest(RequestError::Http1(e));
+                self.ctx.emit(Event::StreamError { stream, error }).await?;
                 if self.wbuf.len() > mark {
                     // The head went out but its body was refused: the connection is unusable.
                     return Err(Stop::Down(DownReason::CancelledMidRequest));
@@ -343,7 +342,8 @@ impl Session<'_> {
             // connection with it, since the server now waits for bytes that will not come.
             // (The codec wrote nothing for the refused chunk.)
             self.ctx.streams.remove(stream);
-            self.ctx.emit(Event::StreamError { stream, error: StreamError::InvalidRequest(e.to_string()) }).await?;
+            let error = StreamError::InvalidRequest(RequestError::Http1(e));
+            self.ctx.emit(Event::StreamError { stream, error }).await?;
             if let Some(f) = self.inflight.iter_mut().find(|f| f.stream == stream) {
                 f.cancelled = true;
                 self.codec.cancel(f.id);
@@ -427,7 +427,7 @@ impl Session<'_> {
                             }
                             Err(e) => {
                                 self.ctx.streams.remove(stream);
-                                let reason = DownReason::Protocol(format!("WebSocket handshake: {e}"));
+                                let reason = DownReason::Protocol(ProtocolFailure::WsHandshake(e.clone()));
                                 self.ctx
                                     .emit(Event::StreamError { stream, error: StreamError::WsHandshake(e) })
                                     .await?;
@@ -438,12 +438,12 @@ impl Session<'_> {
                     // An unasked switch is a protocol error.
                     tracing::warn!(?stream, %status, "unexpected protocol upgrade");
                     if let Some(stream) = stream {
-                        let error = StreamError::Protocol(format!("the server switched protocols ({status}) unasked"));
+                        let error = StreamError::Protocol(ProtocolFailure::UnaskedSwitch { status: status.as_u16() });
                         self.ctx.emit(Event::StreamError { stream, error }).await?;
                     }
-                    return Err(Stop::Down(DownReason::Protocol(format!(
-                        "the server switched protocols ({status}) without being asked"
-                    ))));
+                    return Err(Stop::Down(DownReason::Protocol(ProtocolFailure::UnaskedSwitch {
+                        status: status.as_u16(),
+                    })));
                 }
             }
         }
@@ -503,5 +503,5 @@ fn drain(codec: &mut Codec, buf: &mut BytesMut, out: &mut Vec<ResponseEvent>, eo
 }
 
 fn protocol(e: &DecodeError) -> DownReason {
-    DownReason::Protocol(format!("HTTP/1.1: {e}"))
+    DownReason::Protocol(ProtocolFailure::Http1(e.clone()))
 }

@@ -16,7 +16,7 @@ use super::owner::Events;
 use super::shared::Shared;
 use super::worker;
 use crate::dial::Target;
-use crate::error::{Error, StreamError};
+use crate::error::{Error, OptionsError, StreamError};
 use crate::ids::StreamRef;
 use crate::options::ConnectOptions;
 use crate::sync::lock;
@@ -206,7 +206,7 @@ impl Connection {
     pub async fn ws_upgrade(&self, target: &str, options: WsOptions) -> Result<StreamRef, Error> {
         options.validate()?;
         let handshake = ClientHandshake::new(rand::random(), options.protocols.clone(), options.deflate)
-            .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+            .map_err(|e| Error::InvalidOptions(OptionsError::WebSocket(e)))?;
         let stream = self.shared.new_stream();
         let upgrade = WsUpgrade { stream, target: target.to_owned(), options, handshake };
         self.send(Command::WsUpgrade(Box::new(upgrade))).await?;
@@ -352,11 +352,5 @@ impl Connection {
 
 /// Refuses outgoing messages that can never be sent.
 fn check_outgoing(message: &Message) -> Result<(), Error> {
-    let refuse = |m: &str| Err(Error::Stream(StreamError::InvalidRequest(m.to_owned())));
-    match message {
-        Message::Ping(p) | Message::Pong(p) if p.len() > 125 => refuse("ping and pong payloads are at most 125 bytes"),
-        Message::Close(Some(c)) if !c.code.is_valid_on_wire() => refuse("this close code may not be sent"),
-        Message::Close(Some(c)) if c.reason.len() > 123 => refuse("close reasons are at most 123 bytes"),
-        _ => Ok(()),
-    }
+    moorline_proto::ws::check_outgoing(message).map_err(|e| Error::Stream(StreamError::WsSend(e)))
 }

@@ -21,7 +21,7 @@ use super::command::Command;
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::shared::Shared;
 use crate::dial::BoxIo;
-use crate::error::{DownReason, Error, ExitReason, StreamError};
+use crate::error::{DownReason, Error, ExitReason, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::sync::lock;
@@ -254,11 +254,11 @@ impl Driver<'_> {
                 self.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
             }
             Command::Request(req) => {
-                let error = StreamError::InvalidRequest("this HTTP/1.1 connection is a WebSocket now".into());
+                let error = StreamError::InvalidRequest(RequestError::ConnectionIsWebSocket);
                 self.emit(Event::StreamError { stream: req.stream, error }).await?;
             }
             Command::WsUpgrade(up) => {
-                let error = StreamError::InvalidRequest("this HTTP/1.1 connection is a WebSocket already".into());
+                let error = StreamError::InvalidRequest(RequestError::ConnectionIsWebSocket);
                 self.emit(Event::StreamError { stream: up.stream, error }).await?;
             }
             // Answered by `Ctx::input` from the stream table; this is only a fallback.

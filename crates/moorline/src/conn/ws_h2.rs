@@ -17,7 +17,7 @@ use h2::{Reason, SendStream};
 use moorline_proto::ws::{Carrier, ClientHandshake};
 use tokio::sync::mpsc;
 
-use crate::error::{Error, StreamError};
+use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::ws::{Incoming, KeepaliveTick, Message, WRITE_HIGH_WATER, WsCore, WsOptions, deadline_after};
@@ -148,17 +148,12 @@ pub(crate) async fn run(
                 }
                 Some(Err(e)) => return Err(WsEnd::H2(e)),
                 None => {
-                    return Err(WsEnd::Failed(StreamError::Protocol(
-                        "the server ended the WebSocket stream without a close frame".into(),
-                    )));
+                    return Err(WsEnd::Failed(StreamError::Protocol(ProtocolFailure::WsStreamEnded)));
                 }
             },
             () = sleep_until(deadline), if deadline.is_some() => {
                 send.send_reset(Reason::CANCEL);
-                return Err(WsEnd::Failed(StreamError::Protocol(format!(
-                    "the server did not finish the closing handshake within {:?}",
-                    core.close_timeout
-                ))));
+                return Err(WsEnd::Failed(StreamError::WsCloseTimeout(core.close_timeout)));
             }
             () = &mut keepalive, if keepalive_on => match core.keepalive_tick(tokio::time::Instant::now()) {
                 KeepaliveTick::Next(at) => keepalive.as_mut().reset(at),

@@ -1,13 +1,14 @@
 //! [`connect`]: a WebSocket from a `ws://` or `wss://` URL in one call, with the protocol
 //! choice a WebSocket needs (HTTP/1.1 by default, HTTP/2 opt-in, fallback on refusal).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::options::WsOptions;
 use super::upgraded::Upgraded;
-use crate::error::{Error, StreamError};
+use crate::error::{Error, OptionsError, StreamError, UrlProblem};
 use crate::ids::{Protocol, StreamRef};
 use crate::options::{ConnectOptions, Transport};
 use crate::{Connection, Events};
@@ -36,15 +37,15 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses a `ws://` or `wss://` URL; anything else is [`Error::InvalidOptions`] with a reason.
     pub fn parse(url: &str) -> Result<Self, Error> {
-        let bad = |why: String| Error::InvalidOptions(format!("WebSocket URL {url:?}: {why}"));
-        let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+        let bad = |problem: UrlProblem| Error::InvalidOptions(OptionsError::Url { url: url.to_owned(), problem });
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(UrlProblem::Syntax(Arc::new(e))))?;
         let secure = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") => false,
             Some(s) if s.eq_ignore_ascii_case("wss") => true,
-            Some(other) => return Err(bad(format!("the scheme must be ws or wss, not {other}"))),
-            None => return Err(bad("no scheme (ws:// or wss://)".into())),
+            Some(other) => return Err(bad(UrlProblem::Scheme(other.to_owned()))),
+            None => return Err(bad(UrlProblem::NoScheme)),
         };
-        let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host".into()))?;
+        let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad(UrlProblem::NoHost))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let target = match uri.path_and_query().map(|p| p.as_str()) {

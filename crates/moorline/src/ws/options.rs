@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use moorline_proto::ws::{DeflateConfig, Limits};
 
-use crate::error::Error;
+use crate::error::{Error, OptionsError};
 use crate::options::Keepalive;
 
 /// The default WebSocket keepalive: a ping after 30 s without any inbound frame, 10 s to
@@ -101,10 +101,10 @@ impl Default for WsOptions {
 impl WsOptions {
     /// Adds a request header; fails on an invalid name or value.
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, Error> {
-        let name =
-            HeaderName::try_from(name).map_err(|e| Error::InvalidOptions(format!("header name {name:?}: {e}")))?;
-        let value =
-            HeaderValue::try_from(value).map_err(|e| Error::InvalidOptions(format!("header {name} value: {e}")))?;
+        let name = HeaderName::try_from(name)
+            .map_err(|_| Error::InvalidOptions(OptionsError::HeaderName { name: name.to_owned() }))?;
+        let value = HeaderValue::try_from(value)
+            .map_err(|_| Error::InvalidOptions(OptionsError::HeaderValue { name: name.as_str().to_owned() }))?;
         self.headers.append(name, value);
         Ok(self)
     }
@@ -178,21 +178,35 @@ impl WsOptions {
 
     /// Checks the options; [`crate::Connection::ws_upgrade`] does it too.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |m: String| Err(Error::InvalidOptions(m));
-        if self.limits.max_frame_size == 0 || self.limits.max_message_size == 0 {
-            return bad("WebSocket size limits must be positive".into());
+        let out = |option: &'static str, value: &str| {
+            Err(Error::InvalidOptions(OptionsError::OutOfRange {
+                option,
+                value: value.to_owned(),
+                expected: "positive",
+            }))
+        };
+        if self.limits.max_frame_size == 0 {
+            return out("limits.max_frame_size", "0");
+        }
+        if self.limits.max_message_size == 0 {
+            return out("limits.max_message_size", "0");
         }
         if self.max_frame_payload == Some(0) {
-            return bad("max_frame_payload must be positive".into());
+            return out("max_frame_payload", "0");
         }
         if self.close_timeout.is_zero() {
-            return bad("close_timeout must be positive".into());
+            return out("close_timeout", "0s");
         }
-        if self.keepalive.is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero()) {
-            return bad("WebSocket keepalive interval and timeout must be positive".into());
+        if let Some(k) = self.keepalive {
+            if k.interval.is_zero() {
+                return out("keepalive.interval", "0s");
+            }
+            if k.timeout.is_zero() {
+                return out("keepalive.timeout", "0s");
+            }
         }
         if let Some(d) = &self.deflate {
-            d.validate().map_err(|e| Error::InvalidOptions(e.to_string()))?;
+            d.validate().map_err(|e| Error::InvalidOptions(OptionsError::WebSocket(e)))?;
         }
         Ok(())
     }
@@ -205,7 +219,7 @@ mod tests {
 
     fn refusal(o: &WsOptions) -> String {
         match o.validate() {
-            Err(Error::InvalidOptions(m)) => m,
+            Err(Error::InvalidOptions(e)) => e.to_string(),
             other => panic!("{o:?}: {other:?}"),
         }
     }
@@ -229,10 +243,10 @@ mod tests {
     fn each_bad_option_is_refused_with_what_to_fix() {
         let d = WsOptions::default;
         let cases = [
-            (d().max_frame_size(0), "size limits must be positive"),
-            (d().max_message_size(0), "size limits must be positive"),
-            (d().max_frame_payload(Some(0)), "max_frame_payload must be positive"),
-            (d().close_timeout(Duration::ZERO), "close_timeout must be positive"),
+            (d().max_frame_size(0), "limits.max_frame_size is 0, but it must be positive"),
+            (d().max_message_size(0), "limits.max_message_size is 0, but it must be positive"),
+            (d().max_frame_payload(Some(0)), "max_frame_payload is 0, but it must be positive"),
+            (d().close_timeout(Duration::ZERO), "close_timeout is 0s, but it must be positive"),
             (d().deflate(DeflateConfig::default().client_max_window_bits(Some(7))), "client_max_window_bits"),
             (d().deflate(DeflateConfig::default().server_max_window_bits(Some(16))), "server_max_window_bits"),
         ];
@@ -259,9 +273,9 @@ mod tests {
     #[test]
     fn headers_are_checked_and_appended() {
         let e = WsOptions::default().header("bad name", "x").unwrap_err();
-        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("header name \"bad name\"")), "{e:?}");
+        assert!(matches!(&e, Error::InvalidOptions(OptionsError::HeaderName { name }) if name == "bad name"), "{e:?}");
         let e = WsOptions::default().header("origin", "line\nbreak").unwrap_err();
-        assert!(matches!(&e, Error::InvalidOptions(m) if m.contains("header origin value")), "{e:?}");
+        assert!(matches!(&e, Error::InvalidOptions(OptionsError::HeaderValue { name }) if name == "origin"), "{e:?}");
         let o = WsOptions::default().header("x-token", "a").unwrap().header("x-token", "b").unwrap();
         let values: Vec<_> = o.headers.get_all("x-token").iter().collect();
         assert_eq!(values, ["a", "b"]);

@@ -112,7 +112,7 @@ impl OutState {
         let rng = &mut self.rng;
         self.encoder
             .encode(message, &mut || rng.random(), &mut self.wbuf)
-            .map_err(|e| StreamError::InvalidRequest(e.to_string()))?;
+            .map_err(|e| StreamError::WsSend(moorline_proto::ws::SendError::Encode(e)))?;
         if matches!(message, Message::Close(_)) {
             self.sent_close = Some(Instant::now());
             self.closed_by_us = !self.peer_closed;

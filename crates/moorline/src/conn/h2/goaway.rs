@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use moorline_proto::h2watch::GoAway;
 use tokio::sync::Notify;
 
-use crate::error::DownReason;
+use crate::error::{DownReason, Http2Failure, ProtocolFailure};
 
 /// What the read path learns for the session: the last GOAWAY seen on the wire, and when
 /// the server's SETTINGS took effect.
@@ -33,5 +33,5 @@ pub(super) fn conn_error_reason(e: &h2::Error, goaway: Option<GoAway>) -> DownRe
         }
         return DownReason::Io(Arc::new(io::Error::new(io.kind(), io.to_string())));
     }
-    DownReason::Protocol(e.to_string())
+    DownReason::Protocol(ProtocolFailure::Http2(Http2Failure::new_ref(e)))
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::goaway::GoAwaySlot;
 use crate::dial::BoxIo;
-use crate::error::ConnectError;
+use crate::error::{ConnectError, Http2Failure, Http2HandshakeFailure};
 use crate::options::Http2Options;
 use crate::sync::lock;
 
@@ -133,7 +133,7 @@ pub(crate) async fn handshake(
         .enable_push(opts.enable_push)
         .handshake(io)
         .await
-        .map_err(|e| ConnectError::Http2Handshake(e.to_string()))?;
+        .map_err(|e| ConnectError::Http2Handshake(Http2HandshakeFailure::Http2(Http2Failure::new(e))))?;
     let mut conn = conn;
     let ping = conn.ping_pong();
     let mut conn_task = TaskGuard(tokio::spawn(conn));
@@ -142,14 +142,12 @@ pub(crate) async fn handshake(
         r = &mut conn_task.0 => Err(match r {
             Ok(Err(e)) => match lock(&goaway.tls).take() {
                 Some(cause) => ConnectError::Tls { server_name, cause },
-                None => ConnectError::Http2Handshake(e.to_string()),
+                None => ConnectError::Http2Handshake(Http2HandshakeFailure::Http2(Http2Failure::new(e))),
             },
-            Ok(Ok(())) => ConnectError::Http2Handshake("the server closed the connection before its SETTINGS".into()),
-            Err(e) => ConnectError::Http2Handshake(format!("connection task failed: {e}")),
+            Ok(Ok(())) => ConnectError::Http2Handshake(Http2HandshakeFailure::ClosedBeforeSettings),
+            Err(e) => ConnectError::Http2Handshake(Http2HandshakeFailure::TaskFailed { panicked: e.is_panic() }),
         }),
-        () = tokio::time::sleep(timeout) => Err(ConnectError::Http2Handshake(format!(
-            "no HTTP/2 SETTINGS from the server within {timeout:?}"
-        ))),
+        () = tokio::time::sleep(timeout) => Err(ConnectError::Http2Handshake(Http2HandshakeFailure::NoSettings(timeout))),
     }
 }
 

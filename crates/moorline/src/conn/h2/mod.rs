@@ -28,7 +28,7 @@ use moorline_proto::ws::Carrier;
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
-use crate::error::{DownReason, Error, ExitReason, StreamError};
+use crate::error::{DownReason, Error, ExitReason, Http2Failure, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
@@ -150,7 +150,7 @@ pub(crate) async fn run(ctx: &mut Ctx, parts: H2Parts, early: Vec<Command>) -> S
             // streams above its last-stream-id at once, as it would had the socket stayed open.
             _ = slot.notify.notified() => Step2::GoAway,
             r = &mut conn.0 => Step2::ConnDone(r),
-            r = &mut ka_task.0 => Step2::Keepalive(match r { Ok(reason) => reason, Err(e) => DownReason::Protocol(format!("keepalive task failed: {e}")) }),
+            r = &mut ka_task.0 => Step2::Keepalive(match r { Ok(reason) => reason, Err(e) => DownReason::TaskFailed { task: "HTTP/2 keepalive", panicked: e.is_panic() } }),
             _ = slot.settings.notified() => Step2::Settings,
             r = poll_fn(|cx| s.send.poll_ready(cx)), if can_send => Step2::Ready(r),
         };
@@ -323,7 +323,7 @@ impl Session<'_> {
             }
             Err(e) => {
                 self.ctx.streams.remove(stream);
-                let error = StreamError::InvalidRequest(e.to_string());
+                let error = StreamError::InvalidRequest(RequestError::Http2(Http2Failure::new(e)));
                 return self.ctx.emit(Event::StreamError { stream, error }).await;
             }
         };
@@ -541,7 +541,7 @@ impl Session<'_> {
                 None => DownReason::Closed,
             },
             Ok(Err(e)) => conn_error_reason(&e, self.goaway),
-            Err(e) => DownReason::Protocol(format!("HTTP/2 connection task failed: {e}")),
+            Err(e) => DownReason::TaskFailed { task: "HTTP/2 connection", panicked: e.is_panic() },
         }
     }
 
@@ -595,14 +595,18 @@ fn build_request(
     headers: HeaderMap,
 ) -> Result<http::Request<()>, StreamError> {
     if !target.starts_with('/') && target != "*" {
-        return Err(StreamError::InvalidRequest(format!("target {target:?} must start with '/'")));
+        return Err(StreamError::InvalidRequest(RequestError::Target {
+            target: target.to_owned(),
+            why: "it must start with '/'",
+        }));
     }
-    let uri = http::Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(target)
-        .build()
-        .map_err(|e| StreamError::InvalidRequest(format!("target {target:?}: {e}")))?;
+    let uri =
+        http::Uri::builder().scheme(scheme).authority(authority).path_and_query(target).build().map_err(|_| {
+            StreamError::InvalidRequest(RequestError::Target {
+                target: target.to_owned(),
+                why: "not a valid request target",
+            })
+        })?;
     let mut req = http::Request::new(());
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri;

@@ -18,7 +18,7 @@ use crate::conn::command::ReqBody;
 use crate::conn::delivery::Charge;
 use crate::conn::shared::Shared;
 use crate::conn::ws_h2::{self, WsEnd};
-use crate::error::{DownReason, Error, StreamError};
+use crate::error::{DownReason, Error, Http2Failure, ProtocolFailure, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::instrument::{Emitter, Step};
@@ -113,9 +113,7 @@ impl StreamTask {
                             let _ = tx.send(Msg::Sent(stream)).await;
                         }
                         Err(SendFailure::Abandoned) => {
-                            return Outcome::Failed(StreamError::InvalidRequest(
-                                "the request body was dropped before finish()".into(),
-                            ));
+                            return Outcome::Failed(StreamError::InvalidRequest(RequestError::BodyDropped));
                         }
                         // The server may have answered early and reset our upload (RFC 9113
                         // §8.1): the receiving side says how the stream ended.
@@ -129,9 +127,9 @@ impl StreamTask {
             r = self.receive(resp) => match r {
                 Ok(()) => Outcome::Complete,
                 Err(RecvError::H2(e)) => classify(&e),
-                Err(RecvError::Informational(limit)) => Outcome::Failed(StreamError::Protocol(format!(
-                    "the server sent more than {limit} bytes of 1xx informational responses before the response"
-                ))),
+                Err(RecvError::Informational(limit)) => {
+                    Outcome::Failed(StreamError::Protocol(ProtocolFailure::InformationalTooLarge { limit }))
+                }
             },
             o = sender => o,
         };
@@ -413,6 +411,6 @@ pub(super) fn classify(e: &h2::Error) -> Outcome {
     match e.reason() {
         Some(Reason::REFUSED_STREAM) if e.is_remote() => Outcome::Failed(StreamError::Refused),
         Some(r) if e.is_reset() && e.is_remote() => Outcome::Failed(StreamError::Reset(r.into())),
-        _ => Outcome::Failed(StreamError::Protocol(e.to_string())),
+        _ => Outcome::Failed(StreamError::Protocol(ProtocolFailure::Http2(Http2Failure::new_ref(e)))),
     }
 }

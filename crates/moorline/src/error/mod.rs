@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use crate::ids::StreamRef;
 
+mod cause;
+mod kind;
+
+pub use cause::{
+    AlpnMismatch, Http2Failure, Http2HandshakeFailure, OptionsError, PemItem, ProtocolFailure, RequestError, UrlProblem,
+};
+pub use kind::ErrorKind;
+
 /// Why one attempt to establish a connection failed (before `Up`).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -70,10 +78,10 @@ pub enum ConnectError {
     },
     /// ALPN negotiated a protocol we did not offer, or none where one was required.
     #[error("ALPN negotiation failed: {0}")]
-    Alpn(String),
+    Alpn(AlpnMismatch),
     /// The HTTP/2 connection preface/settings exchange failed.
     #[error("HTTP/2 handshake failed: {0}")]
-    Http2Handshake(String),
+    Http2Handshake(#[source] Http2HandshakeFailure),
 }
 
 /// Why a TLS handshake failed, in words a user can act on.
@@ -89,15 +97,24 @@ pub enum TlsFailure {
     /// The certificate has expired or is not yet valid.
     #[error("certificate verification failed: the certificate is expired or not yet valid")]
     Expired,
-    /// Any other certificate problem (revoked, bad signature, bad encoding...).
-    #[error("certificate verification failed: {0}")]
-    BadCertificate(String),
-    /// The server sent a TLS alert.
-    #[error("the server sent TLS alert {0}")]
-    Alert(String),
-    /// Any other TLS protocol or I/O failure.
-    #[error("{0}")]
-    Other(String),
+    /// Any other certificate problem (revoked, bad signature, bad encoding...): rustls' verdict.
+    #[error("certificate verification failed: {0} (check the server's certificate chain and the CAs you trust)")]
+    BadCertificate(rustls::CertificateError),
+    /// The server sent a TLS alert (it refused something about our handshake).
+    #[error("the server sent TLS alert {alert:?}{hint}", alert = .0, hint = alert_hint(*.0))]
+    Alert(rustls::AlertDescription),
+    /// The server closed the connection in the middle of the TLS handshake.
+    #[error(
+        "the server closed the connection during the TLS handshake (is this port serving TLS? is the server name right?)"
+    )]
+    ClosedDuringHandshake,
+    /// Another TLS protocol failure, as rustls reports it (no shared cipher suite or
+    /// version, a malformed message...).
+    #[error("TLS protocol failure: {0}")]
+    Protocol(#[source] rustls::Error),
+    /// The socket failed during the handshake.
+    #[error("socket error during the TLS handshake: {0}")]
+    Io(#[source] Arc<io::Error>),
 }
 
 /// Why an established connection went down.
@@ -121,9 +138,19 @@ pub enum DownReason {
     /// Keepalive pings went unanswered: the connection was silently dead.
     #[error("keepalive: no PING answer within {0:?}")]
     KeepaliveTimeout(Duration),
-    /// The peer broke the protocol (bad HTTP/1.1 framing, invalid HTTP/2 frames...).
+    /// The peer broke the protocol (bad HTTP/1.1 framing, invalid HTTP/2 frames, a wrong
+    /// WebSocket handshake...); the cause is typed and is the [`source`](std::error::Error::source).
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(#[source] ProtocolFailure),
+    /// One of the connection's own tasks (the HTTP/2 IO or keepalive task) ended abnormally:
+    /// a bug in moorline or a panic in a user's hook, reported instead of hanging.
+    #[error("the connection's {task} task {}", if *.panicked { "panicked (a bug: please report it)" } else { "was cancelled" })]
+    TaskFailed {
+        /// Which task.
+        task: &'static str,
+        /// Whether it panicked (else it was cancelled).
+        panicked: bool,
+    },
     /// The server asked to close the HTTP/1.1 connection after a response (`connection: close`).
     #[error("the server closed the HTTP/1.1 connection after a response")]
     ServerRequestedClose,
@@ -218,15 +245,21 @@ pub enum StreamError {
     /// The connection is shutting down and refuses new streams.
     #[error("the connection is shutting down and accepts no new streams")]
     ShuttingDown,
-    /// The request itself is invalid (bad header, conflicting framing...).
+    /// The request itself is invalid (bad header, conflicting framing...); not sent.
     #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// Body data or a second request body was sent for a stream that does not accept it.
-    #[error("the stream does not accept body data now: {0}")]
-    UnexpectedData(String),
+    InvalidRequest(#[source] RequestError),
     /// A stream-level protocol violation by the server.
     #[error("protocol error on the stream: {0}")]
-    Protocol(String),
+    Protocol(#[source] ProtocolFailure),
+    /// The WebSocket message was refused before anything was queued (see
+    /// [`SendError`](moorline_proto::ws::SendError): a control payload over 125 bytes, a close
+    /// code that may not be sent, a close reason over 123 bytes, a message after our close).
+    #[error("WebSocket message not sent: {0}")]
+    WsSend(#[source] moorline_proto::ws::SendError),
+    /// The server did not finish the WebSocket closing handshake in time (over HTTP/2, where
+    /// only the stream ends; over HTTP/1.1 it is [`DownReason::WsCloseTimeout`]).
+    #[error("the server did not finish the WebSocket closing handshake within {0:?}")]
+    WsCloseTimeout(Duration),
     /// The server answered a WebSocket upgrade wrongly (status, accept key, subprotocol,
     /// extensions). A non-101 answer over HTTP/1.1 also comes as a normal response.
     #[error("WebSocket handshake failed: {0}")]
@@ -264,7 +297,7 @@ pub enum StreamError {
 pub enum Error {
     /// Options were rejected before anything was started.
     #[error("invalid options: {0}")]
-    InvalidOptions(String),
+    InvalidOptions(#[source] OptionsError),
     /// `open` was called outside a tokio runtime.
     #[error("no tokio runtime: call open() from within a tokio runtime")]
     NoRuntime,
@@ -309,6 +342,22 @@ pub enum Error {
     Backlog(usize),
 }
 
+/// What a TLS alert from the server suggests to check.
+fn alert_hint(alert: rustls::AlertDescription) -> &'static str {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied => {
+            " (the server wants a client certificate it trusts: check TlsOptions::client_cert_pem)"
+        }
+        A::UnrecognisedName => " (the server does not serve this name: check the host or TlsOptions::server_name)",
+        A::NoApplicationProtocol => " (no common ALPN protocol: check the offered protocols)",
+        A::ProtocolVersion | A::HandshakeFailure | A::InsufficientSecurity => {
+            " (no TLS version or cipher suite in common with the server)"
+        }
+        _ => "",
+    }
+}
+
 /// How [`Error::ConnectTimeout`] reads.
 fn connect_timeout_text(after: Duration, attempts: u32, last: Option<&Failure>) -> String {
     match last {
@@ -321,98 +370,4 @@ fn connect_timeout_text(after: Duration, attempts: u32, last: Option<&Failure>) 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::error::Error as _;
-
-    use moorline_proto::ws::{CloseCode, CloseFrame};
-
-    use super::*;
-
-    fn refused() -> ConnectError {
-        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        ConnectError::Connect { addr, source: Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused)) }
-    }
-
-    #[test]
-    fn connect_errors_name_what_was_tried_and_why_it_failed() {
-        let text = refused().to_string();
-        assert!(text.starts_with("TCP connect to 127.0.0.1:9 failed: "), "{text}");
-        assert!(text.contains(&io::Error::from(io::ErrorKind::ConnectionRefused).to_string()), "{text}");
-        assert!(refused().source().is_some(), "the socket error is the source");
-        let t = ConnectError::LookupTimeout { host: "venue.example".into(), timeout: Duration::from_secs(2) };
-        assert_eq!(t.to_string(), "DNS lookup of \"venue.example\" timed out after 2s");
-        let t = ConnectError::Tls { server_name: "venue.example".into(), cause: TlsFailure::UnknownIssuer };
-        let text = t.to_string();
-        assert!(text.contains("\"venue.example\"") && text.contains("not signed by a trusted CA"), "{text}");
-        assert_eq!(
-            TlsFailure::NameMismatch.to_string(),
-            "certificate verification failed: the certificate is not valid for this server name"
-        );
-        assert!(TlsFailure::Expired.to_string().contains("expired or not yet valid"));
-    }
-
-    #[test]
-    fn a_connect_timeout_says_how_many_attempts_failed_and_the_last_cause() {
-        let after = Duration::from_secs(3);
-        let none = Error::ConnectTimeout { after, attempts: 0, last: None };
-        assert_eq!(none.to_string(), "timed out after 3s waiting for the connection (no attempt has failed yet)");
-        assert!(none.source().is_none());
-        let one = Error::ConnectTimeout { after, attempts: 1, last: Some(refused().into()) };
-        let text = one.to_string();
-        assert!(
-            text.starts_with("timed out after 3s waiting for the connection: 1 failed attempt; last: TCP"),
-            "{text}"
-        );
-        let source = one.source().and_then(|s| s.downcast_ref::<Failure>());
-        assert!(matches!(source, Some(Failure::Connect(ConnectError::Connect { .. }))), "{one:?}");
-        let three = Error::ConnectTimeout { after, attempts: 3, last: Some(DownReason::Closed.into()) };
-        assert!(three.to_string().ends_with("3 failed attempts; last: the peer closed the connection"), "{three}");
-    }
-
-    #[test]
-    fn a_failure_reads_as_its_cause() {
-        let f: Failure = refused().into();
-        assert_eq!(f.to_string(), refused().to_string());
-        let f: Failure = DownReason::KeepaliveTimeout(Duration::from_secs(10)).into();
-        assert_eq!(f.to_string(), "keepalive: no PING answer within 10s");
-    }
-
-    #[test]
-    fn exits_say_why() {
-        assert_eq!(
-            Error::Exited(None).to_string(),
-            "the connection worker has exited: reason unknown (event receiver closed)"
-        );
-        assert_eq!(
-            Error::Exited(Some(ExitReason::Closed)).to_string(),
-            "the connection worker has exited: closed by the user"
-        );
-        let gave_up = ExitReason::RetriesExhausted { attempts: 4, last: refused().into() };
-        assert!(
-            gave_up.to_string().starts_with("gave up after 4 failed attempts; last failure: TCP connect"),
-            "{gave_up}"
-        );
-        assert!(ExitReason::Panicked("boom".into()).to_string().ends_with("panicked: boom"));
-    }
-
-    #[test]
-    fn a_websocket_close_tells_the_code_and_who_closed_first() {
-        let ours = DownReason::WsClosed { close: Some(CloseFrame::new(CloseCode(1000), "bye")), by_us: true };
-        assert_eq!(ours.to_string(), "the WebSocket closed (code 1000, \"bye\"; we closed first)");
-        let theirs = DownReason::WsClosed { close: None, by_us: false };
-        assert_eq!(theirs.to_string(), "the WebSocket closed (no code; the server closed first)");
-        let t = DownReason::GoAway { error_code: 0, last_stream_id: 7 };
-        assert_eq!(t.to_string(), "the peer sent GOAWAY (error code 0, last stream 7)");
-    }
-
-    /// What may be retried says so: the caller acts on it.
-    #[test]
-    fn unprocessed_streams_say_a_retry_is_safe() {
-        assert!(StreamError::Refused.to_string().contains("safe to retry"));
-        let g = StreamError::GoAwayUnprocessed { last_stream_id: 1, error_code: 0 };
-        assert!(g.to_string().contains("safe to retry") && g.to_string().contains("last stream 1"), "{g}");
-        assert!(StreamError::NotConnected.to_string().contains("not sent"));
-        assert!(Error::Backlog(16384).to_string().contains("read events with next()"));
-    }
-}
+mod tests;
