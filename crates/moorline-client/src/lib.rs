@@ -56,6 +56,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod deribit;
 pub mod dialect;
 pub mod error;
 pub mod event;

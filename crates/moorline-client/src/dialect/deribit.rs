@@ -24,7 +24,7 @@ pub const MAX_REQUEST_BYTES: usize = 32 << 10;
 
 /// Deribit error codes that are transient (the set NautilusTrader's adapter retries), among
 /// them 10028 `too_many_requests` and 13888 `timed_out`.
-const RETRYABLE: &[i64] = &[10028, 10040, 10041, 10047, 10066, 11051, 11094, 13028, 13888];
+use crate::deribit::errors::RETRYABLE;
 
 /// API credentials for `public/auth` with `grant_type: client_credentials`. The secret never
 /// appears in `Debug` output.
