@@ -9,7 +9,7 @@ use moorline::{Error as MoorlineError, ExitReason};
 use crate::config::ConfigError;
 use crate::jsonrpc::{EncodeError, RpcError};
 
-/// Whether an error leaves the client working: moorline's [`ErrorKind`](moorline::ErrorKind),
+/// Whether an error leaves the client working: moorline's [`moorline::ErrorKind`],
 /// one type for both layers. `Recoverable`: the client goes on (it reconnects, or the call may
 /// be made again). `Fatal`: the client stops: a wrong URL, certificate, credentials or
 /// configuration that retrying cannot fix.

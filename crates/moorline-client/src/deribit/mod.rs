@@ -1,4 +1,4 @@
-//! The Deribit adapter's typed parts, beside the [`Deribit`](crate::dialect::deribit::Deribit)
+//! The Deribit adapter's typed parts, beside the [`Deribit`](crate::dialect::Deribit)
 //! dialect (which says how Deribit subscribes, confirms, beats its heart and authenticates):
 //!
 //! - [`book`]: order-book integrity on `book.*` channels (`prev_change_id` must equal the
