@@ -62,6 +62,7 @@ pub mod error;
 pub mod event;
 pub mod jsonrpc;
 pub mod queue;
+pub mod record;
 
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
 pub use dialect::Dialect;
