@@ -6,5 +6,6 @@
 pub mod client;
 pub mod h2watch;
 pub mod http1;
+pub mod read_size;
 pub mod retry;
 pub mod ws;

@@ -681,3 +681,41 @@ async fn an_await_behind_a_full_budget_fails_with_backlog() {
     })
     .await;
 }
+
+/// Issue 16: an idle WebSocket holds little. The read buffer starts at 4 KiB and grows only
+/// when reads fill it (it used to reserve 64 KiB per connection from the start: about 94 KB of
+/// heap per idle connection). 100 idle connections to a server that holds its sockets and
+/// nothing else; the heap they add, server side included, is at most 48 KiB per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websockets_hold_a_small_read_buffer() {
+    const N: usize = 100;
+    const CEILING: usize = 48 << 10;
+    let _serial = heap::serial().await;
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::with_capacity(N);
+            for _ in 0..N {
+                held.push(accept_ws(&listener, None).await);
+            }
+            // Hold every socket, read nothing (the clients send nothing while idle).
+            std::future::pending::<()>().await;
+            drop(held);
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let base = heap::live();
+        let mut sessions = Vec::with_capacity(N);
+        for _ in 0..N {
+            let url = format!("ws://127.0.0.1:{port}/");
+            sessions
+                .push(moorline::ws::connect(&url, ConnectOptions::default(), WsOptions::default(), T).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let per = heap::live().saturating_sub(base) / N;
+        assert!(per <= CEILING, "{per} bytes of heap per idle WebSocket (ceiling {CEILING})");
+        drop(sessions);
+        server.abort();
+    })
+    .await;
+}

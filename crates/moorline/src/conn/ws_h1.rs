@@ -15,6 +15,8 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use moorline_proto::read_size::ReadSize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
@@ -27,8 +29,10 @@ use crate::ids::StreamRef;
 use crate::sync::lock;
 use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
+/// The room given to one read: from 4 KiB (an idle connection holds little) up to 64 KiB
+/// (a busy one reads in large chunks); see [`ReadSize`].
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 
 enum Step {
     Read(std::io::Result<usize>),
@@ -67,6 +71,7 @@ struct Driver<'a> {
     rd: ReadHalf<BoxIo>,
     stream: StreamRef,
     core: WsCore,
+    read_size: ReadSize,
 }
 
 /// Runs the WebSocket until it (or the connection) ends. The socket's write half is in the
@@ -78,7 +83,7 @@ pub(crate) async fn run(
     core: WsCore,
     registration: Registration,
 ) -> SessionEnd {
-    let mut d = Driver { ctx, rd, stream, core };
+    let mut d = Driver { ctx, rd, stream, core, read_size: ReadSize::new(READ_MIN, READ_MAX) };
     let end = match d.serve().await {
         Ok(end) | Err(end) => end,
     };
@@ -115,9 +120,18 @@ impl Driver<'_> {
             if self.core.is_closed() {
                 return Ok(self.finish_close().await);
             }
-            if self.core.rbuf.capacity() - self.core.rbuf.len() < READ_CHUNK / 4 {
-                self.core.rbuf.reserve(READ_CHUNK);
+            // An emptied buffer much larger than reads now need goes back (after a burst);
+            // then room for the next read as the policy says.
+            if self.core.rbuf.is_empty()
+                && let Some(small) = self.read_size.shrink_to(self.core.rbuf.capacity())
+            {
+                self.core.rbuf = BytesMut::with_capacity(small);
             }
+            let want = self.read_size.want();
+            if self.core.rbuf.capacity() - self.core.rbuf.len() < want / 4 {
+                self.core.rbuf.reserve(want);
+            }
+            let read_room = self.core.rbuf.capacity() - self.core.rbuf.len();
             // Take the commands already waiting in one go: their frames then leave in one write.
             while out.has_room()
                 && let Some(input) = self.ctx.try_input()
@@ -164,7 +178,8 @@ impl Driver<'_> {
                     self.deliver().await?;
                     return Err(self.down(DownReason::Closed));
                 }
-                Step::Read(Ok(_)) => {
+                Step::Read(Ok(n)) => {
+                    self.read_size.on_read(n, read_room);
                     if let Some(next) = self.core.on_rx() {
                         keepalive.as_mut().reset(next);
                     }
