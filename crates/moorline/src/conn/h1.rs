@@ -27,9 +27,12 @@ use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
 use crate::ws::{WsCore, WsOptions};
+use moorline_proto::read_size::ReadSize;
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
+/// The room given to one read: 4 KiB while idle, up to 64 KiB once reads fill it (see
+/// [`ReadSize`]; body chunks are split at 64 KiB anyway).
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 /// How long a graceful close may spend flushing (TLS close_notify) to a peer.
 const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Body chunks are taken from the caller only while less than this waits to be written.
@@ -52,6 +55,7 @@ struct Session<'a> {
     unflushed: bool,
     codec: Codec,
     rbuf: BytesMut,
+    read_size: ReadSize,
     wbuf: BytesMut,
     queue: VecDeque<Request>,
     inflight: VecDeque<InFlight>,
@@ -106,7 +110,8 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
         wr,
         unflushed: false,
         codec: Codec::new(limits),
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::new(),
+        read_size: ReadSize::new(READ_MIN, READ_MAX),
         wbuf: BytesMut::new(),
         queue: VecDeque::new(),
         inflight: VecDeque::new(),
@@ -170,9 +175,16 @@ impl Session<'_> {
             }
             let take_body = self.writing.is_some() && self.wbuf.len() < WRITE_HIGH_WATER;
             let must_flush = self.unflushed && self.wbuf.is_empty();
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
+            if self.rbuf.is_empty()
+                && let Some(small) = self.read_size.shrink_to(self.rbuf.capacity())
+            {
+                self.rbuf = BytesMut::with_capacity(small);
             }
+            let want = self.read_size.want();
+            if self.rbuf.capacity() - self.rbuf.len() < want / 4 {
+                self.rbuf.reserve(want);
+            }
+            let read_room = self.rbuf.capacity() - self.rbuf.len();
             let step = tokio::select! {
                 biased;
                 i = self.ctx.input() => Step1::Input(i),
@@ -198,7 +210,8 @@ impl Session<'_> {
                     }
                     return Err(Stop::Down(DownReason::Closed));
                 }
-                Step1::Read(Ok(_)) => {
+                Step1::Read(Ok(n)) => {
+                    self.read_size.on_read(n, read_room);
                     let mut events = Vec::new();
                     let res = drain(&mut self.codec, &mut self.rbuf, &mut events, false);
                     self.deliver(events).await?;
