@@ -74,11 +74,12 @@ pub enum ConnectError {
         /// Name the certificate was checked against.
         server_name: String,
         /// What went wrong.
+        #[source]
         cause: TlsFailure,
     },
     /// ALPN negotiated a protocol we did not offer, or none where one was required.
     #[error("ALPN negotiation failed: {0}")]
-    Alpn(AlpnMismatch),
+    Alpn(#[source] AlpnMismatch),
     /// The HTTP/2 connection preface/settings exchange failed.
     #[error("HTTP/2 handshake failed: {0}")]
     Http2Handshake(#[source] Http2HandshakeFailure),
@@ -89,13 +90,22 @@ pub enum ConnectError {
 #[non_exhaustive]
 pub enum TlsFailure {
     /// The server's certificate chain does not lead to a trusted root.
-    #[error("certificate verification failed: the server certificate is not signed by a trusted CA (unknown issuer)")]
+    #[error(
+        "certificate verification failed: the server certificate is not signed by a trusted CA (unknown issuer; a \
+         private CA must be added with TlsOptions::add_ca_pem)"
+    )]
     UnknownIssuer,
     /// The certificate does not cover the name we connected to.
-    #[error("certificate verification failed: the certificate is not valid for this server name")]
+    #[error(
+        "certificate verification failed: the certificate is not valid for this server name (check the URL's host, \
+         or TlsOptions::server_name)"
+    )]
     NameMismatch,
     /// The certificate has expired or is not yet valid.
-    #[error("certificate verification failed: the certificate is expired or not yet valid")]
+    #[error(
+        "certificate verification failed: the certificate is expired or not yet valid (check the server's \
+         certificate, and this machine's clock)"
+    )]
     Expired,
     /// Any other certificate problem (revoked, bad signature, bad encoding...): rustls' verdict.
     #[error("certificate verification failed: {0} (check the server's certificate chain and the CAs you trust)")]
@@ -126,7 +136,7 @@ pub enum DownReason {
     Closed,
     /// The socket failed (reset, broken pipe...).
     #[error("socket error: {0}")]
-    Io(Arc<io::Error>),
+    Io(#[source] Arc<io::Error>),
     /// The peer sent HTTP/2 GOAWAY and the connection ended.
     #[error("the peer sent GOAWAY (error code {error_code}, last stream {last_stream_id})")]
     GoAway {
@@ -170,7 +180,7 @@ pub enum DownReason {
     WsCloseTimeout(Duration),
     /// The server broke the WebSocket protocol; we sent a close frame with the matching code.
     #[error("WebSocket protocol error: {0}")]
-    WsProtocol(moorline_proto::ws::ProtocolError),
+    WsProtocol(#[source] moorline_proto::ws::ProtocolError),
     /// WebSocket keepalive: nothing arrived within this timeout after our ping (sent after
     /// an interval of silence), so the connection was silently dead. See
     /// [`WsOptions::keepalive`](crate::ws::WsOptions::keepalive).
@@ -196,6 +206,7 @@ pub enum ExitReason {
         /// [`crate::ConnectOptions::healthy_after`]). `retries + 1` for a bounded policy.
         attempts: u32,
         /// The last failure.
+        #[source]
         last: Failure,
     },
     /// The owner's event receiver was dropped, so nobody can observe the connection.
@@ -263,10 +274,10 @@ pub enum StreamError {
     /// The server answered a WebSocket upgrade wrongly (status, accept key, subprotocol,
     /// extensions). A non-101 answer over HTTP/1.1 also comes as a normal response.
     #[error("WebSocket handshake failed: {0}")]
-    WsHandshake(moorline_proto::ws::HandshakeError),
+    WsHandshake(#[source] moorline_proto::ws::HandshakeError),
     /// The server broke the WebSocket protocol on this stream (see [`DownReason::WsProtocol`]).
     #[error("WebSocket protocol error: {0}")]
-    WsProtocol(moorline_proto::ws::ProtocolError),
+    WsProtocol(#[source] moorline_proto::ws::ProtocolError),
     /// The WebSocket on this stream is closed (or closing): it takes no more messages.
     #[error("the WebSocket is closed")]
     WsClosed,
@@ -303,13 +314,13 @@ pub enum Error {
     NoRuntime,
     /// The connection worker has exited; the reason is known when the exit was observed.
     #[error("the connection worker has exited: {}", .0.as_ref().map_or_else(|| "reason unknown (event receiver closed)".to_owned(), ToString::to_string))]
-    Exited(Option<ExitReason>),
+    Exited(#[source] Option<ExitReason>),
     /// The connection went down while the call waited on a stream of it.
     #[error("the connection went down while waiting: {0}")]
-    Down(DownReason),
+    Down(#[source] DownReason),
     /// The stream failed.
     #[error("stream failed: {0}")]
-    Stream(StreamError),
+    Stream(#[source] StreamError),
     /// The stream is over (answered, failed, cancelled or lost): it takes no more body data.
     #[error("stream {0:?} is over and takes no more body data")]
     StreamClosed(StreamRef),

@@ -25,7 +25,8 @@ fn connect_errors_name_what_was_tried_and_why_it_failed() {
     assert!(text.contains("\"venue.example\"") && text.contains("not signed by a trusted CA"), "{text}");
     assert_eq!(
         TlsFailure::NameMismatch.to_string(),
-        "certificate verification failed: the certificate is not valid for this server name"
+        "certificate verification failed: the certificate is not valid for this server name (check the URL's host, \
+         or TlsOptions::server_name)"
     );
     assert!(TlsFailure::Expired.to_string().contains("expired or not yet valid"));
 }
@@ -238,6 +239,26 @@ fn request_errors_are_fatal_and_unprocessed_streams_retryable() {
     assert!(!Error::Down(DownReason::Closed).is_retryable(), "possibly processed");
     assert!(!Error::Timeout(Duration::from_secs(1)).is_retryable());
     assert_eq!(Error::Timeout(Duration::from_secs(1)).kind(), ErrorKind::Recoverable);
+}
+
+/// Every wrapped cause is reachable as `source()`, down to the lower layer's own error.
+#[test]
+fn causes_are_chained_as_sources() {
+    let io = DownReason::Io(Arc::new(io::Error::from(io::ErrorKind::ConnectionReset)));
+    let e = Error::Down(io);
+    let reset = e.source().and_then(|s| s.source()).and_then(|s| s.downcast_ref::<Arc<io::Error>>());
+    assert_eq!(reset.map(|e| e.kind()), Some(io::ErrorKind::ConnectionReset), "{e:?}");
+    let tls = ConnectError::Tls { server_name: "v".into(), cause: TlsFailure::Expired };
+    assert!(tls.source().and_then(|s| s.downcast_ref::<TlsFailure>()).is_some());
+    let gave_up = Error::Exited(Some(ExitReason::RetriesExhausted { attempts: 1, last: tls.into() }));
+    let chain: Vec<String> = std::iter::successors(gave_up.source(), |s: &&dyn std::error::Error| (*s).source())
+        .map(ToString::to_string)
+        .collect();
+    // `Failure` is transparent: exit -> connect error -> TLS cause.
+    assert_eq!(chain.len(), 3, "{chain:?}");
+    assert!(chain[2].contains("check the server's certificate, and this machine's clock"), "{chain:?}");
+    let ws = Error::Stream(StreamError::WsHandshake(moorline_proto::ws::HandshakeError::Status { status: 403 }));
+    assert!(ws.source().and_then(|s| s.source()).is_some_and(|s| s.to_string().contains("403")));
 }
 
 #[test]
