@@ -26,7 +26,7 @@ use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
-use crate::ws::{WsCore, WsOptions};
+use crate::ws::{Sink, WsOptions};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -128,8 +128,9 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
             let Session { ctx, rd, wr, rbuf, .. } = s;
             let Upgraded { stream, negotiated, options, headers } = *up;
             // Handles send directly from now on: before the owner hears of the upgrade.
-            let core = WsCore::new(&negotiated, &options, rbuf, Some(wr));
-            let registration = super::ws_h1::Registration::new(&ctx.shared, stream, core.out.clone());
+            let (mut ws, out) = crate::ws::start(&negotiated, &options, Sink::Socket(wr));
+            *ws.read_buf() = rbuf;
+            let registration = super::shared::WsRegistration::new(&ctx.shared, stream, out.clone());
             let event = Event::WsUpgraded {
                 stream,
                 protocol: negotiated.protocol.clone(),
@@ -148,7 +149,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
                     return SessionEnd::Exit(reason);
                 }
             }
-            super::ws_h1::run(ctx, rd, stream, core, registration).await
+            super::ws_h1::run(ctx, rd, stream, (ws, out), options.close_timeout, registration).await
         }
     }
 }

@@ -28,6 +28,7 @@ use moorline_proto::ws::Carrier;
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
+use super::ws_h2::WsSend;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
@@ -61,8 +62,9 @@ struct Entry {
     state: StreamState,
     /// The connection failed under this stream; it waits for `Down`.
     lost: bool,
-    /// A WebSocket stream's outgoing messages.
-    ws_tx: Option<mpsc::Sender<Message>>,
+    /// A WebSocket stream's messages that came through the worker (the rest go straight
+    /// to its outbox).
+    ws_tx: Option<mpsc::Sender<WsSend>>,
     _task: AbortOnDrop,
 }
 
@@ -221,7 +223,7 @@ impl Session<'_> {
                 let close = Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown")));
                 let senders: Vec<_> = self.streams.values().filter_map(|e| e.ws_tx.clone()).collect();
                 for tx in senders {
-                    let _ = tx.send(close.clone()).await;
+                    let _ = tx.send((close.clone(), None)).await;
                 }
             }
             return Ok(());
@@ -254,10 +256,10 @@ impl Session<'_> {
                 self.ws_pending.insert(up.stream, up);
                 self.queue.push_back(req);
             }
-            Command::WsSend(stream, message, _in_channel) => {
+            Command::WsSend(stream, message, in_channel) => {
                 match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
                     Some(tx) => {
-                        if tx.send(message).await.is_err() {
+                        if tx.send((message, Some(in_channel))).await.is_err() {
                             tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
                         }
                     }
