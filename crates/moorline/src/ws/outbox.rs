@@ -421,3 +421,99 @@ impl OutboundAccess for Access<'_> {
         f(&mut lock(&self.0.state).ws)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use moorline_proto::ws::{CloseCode, CloseFrame, Decoder, Limits, Message, Negotiated, Role};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{Outbox, Queued, Sink, WRITE_HIGH_WATER, start};
+    use crate::dial::BoxIo;
+    use crate::error::StreamError;
+    use crate::ws::WsOptions;
+
+    /// An outbox writing to a loopback socket, and the server's end of it.
+    async fn socket_outbox() -> (std::sync::Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let io: BoxIo = Box::new(client);
+        let (_, wr) = tokio::io::split(io);
+        let negotiated = Negotiated { protocol: None, deflate: None };
+        let (_inbound, out) = start(&negotiated, &WsOptions::default(), Sink::Socket(wr));
+        (out, server)
+    }
+
+    /// Reads and decodes (as the server) until `n` messages came.
+    async fn read_messages(server: &mut TcpStream, n: usize) -> Vec<Message> {
+        let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+        let (mut wire, mut got) = (BytesMut::new(), Vec::new());
+        while got.len() < n {
+            while let Some(m) = decoder.decode(&mut wire).unwrap() {
+                got.push(m);
+            }
+            if got.len() < n {
+                assert!(server.read_buf(&mut wire).await.unwrap() > 0, "closed early");
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn the_caller_writes_its_message_itself() {
+        let (out, mut server) = socket_outbox().await;
+        // No driver runs: what arrives was written by the sends themselves.
+        assert!(matches!(out.try_send(&Message::text("one"), true), Some(Ok(Queued::Done))));
+        assert!(matches!(out.try_send(&Message::text("two"), true), Some(Ok(Queued::Done))));
+        let got = tokio::time::timeout(Duration::from_secs(5), read_messages(&mut server, 2)).await.unwrap();
+        assert_eq!(got, [Message::text("one"), Message::text("two")]);
+    }
+
+    #[tokio::test]
+    async fn past_the_ceiling_senders_wait_and_the_queue_stays_bounded() {
+        let (out, _server) = socket_outbox().await;
+        let big = Message::binary(vec![7u8; 64 << 10]);
+        // The server reads nothing: the kernel's buffers fill, then the outbox.
+        let mut sent = 0usize;
+        while let Some(r) = out.try_send(&big, true) {
+            assert!(matches!(r, Ok(Queued::Done)));
+            sent += 1;
+            assert!(sent < 10_000, "the outbox never filled");
+        }
+        let queued = super::lock(&out.state).ws.buffered();
+        assert!(queued >= WRITE_HIGH_WATER, "{queued}");
+        assert!(queued < WRITE_HIGH_WATER + (64 << 10) + 14, "{queued}");
+        // A waiting sender is let go when the session ends: it then goes through the worker.
+        let waiting = {
+            let out = out.clone();
+            let big = big.clone();
+            tokio::spawn(async move { out.send(&big, true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        let (sink, rest) = out.end();
+        assert!(matches!(sink, Some(Sink::Socket(_))));
+        assert_eq!(rest.len(), queued);
+        assert!(matches!(waiting.await.unwrap(), Ok(Queued::Ended)));
+        assert!(matches!(out.try_send(&Message::text("late"), true), Some(Ok(Queued::Ended))));
+    }
+
+    #[tokio::test]
+    async fn after_our_close_sends_are_refused_and_bad_messages_never_queue() {
+        let (out, mut server) = socket_outbox().await;
+        let too_long = Message::Ping(vec![0u8; 126].into());
+        assert!(matches!(out.try_send(&too_long, true), Some(Err(StreamError::InvalidRequest(_)))));
+        let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")));
+        assert!(matches!(out.try_send(&close, true), Some(Ok(Queued::Done))));
+        assert!(out.sent_close());
+        assert!(out.status().close_deadline.is_some());
+        assert!(matches!(out.try_send(&Message::text("late"), true), Some(Err(StreamError::WsClosed))));
+        let got = tokio::time::timeout(Duration::from_secs(5), read_messages(&mut server, 1)).await.unwrap();
+        assert_eq!(got, [close]);
+    }
+}
