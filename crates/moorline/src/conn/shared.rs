@@ -162,6 +162,15 @@ impl Shared {
         lock(&self.ws_ended).errors.get(stream).cloned()
     }
 
+    /// Ends direct sends on WebSocket `stream` now (its driver is going away): its outbox
+    /// leaves and refuses what comes, and lets go of its sink.
+    pub(crate) fn ws_unregister(&self, stream: &StreamRef) {
+        let out = lock(&self.ws_out).remove(stream);
+        if let Some(out) = out {
+            let _ = out.end();
+        }
+    }
+
     /// Writes what `ws_feed` left queued in the outbox of WebSocket `stream`, as far as the
     /// sink takes it now (the rest is the driver's).
     pub(crate) fn ws_write_fed(&self, stream: &StreamRef) {

@@ -273,13 +273,14 @@ impl Session<'_> {
                 self.ctx.streams.remove(stream);
                 self.queue.retain(|r| r.stream != stream);
                 self.ws_pending.remove(&stream);
-                // Dropping the entry aborts its task, which resets the stream (CANCEL).
-                if let Some(e) = self.remove(&stream)
-                    && e.ws_tx.is_some()
-                {
-                    // A cancelled WebSocket takes no more messages.
+                if self.streams.get(&stream).is_some_and(|e| e.ws_tx.is_some()) {
+                    // A cancelled WebSocket takes no more messages, from now on (its task
+                    // lets go of its outbox only once the abort reaches it).
                     self.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
+                    self.ctx.shared.ws_unregister(&stream);
                 }
+                // Dropping the entry aborts its task, which resets the stream (CANCEL).
+                self.remove(&stream);
             }
             // Answered by `Ctx::input` from the stream table; this is only a fallback.
             Command::StreamInfo(stream, reply) => {
