@@ -4,6 +4,10 @@
 //! all in the same run against the same echo server (tokio-websockets' server on its own
 //! thread). Each figure is the median of several runs; clients take turns within a run, and
 //! the ratios are paired: per run, against the peer with the best median, then the median.
+//! The row `moorline (HTTP/2)` is moorline's WebSocket over HTTP/2 (RFC 8441) against the
+//! same server, which serves HTTP/2 connections with h2 and the same batching echo per
+//! stream (none of the peers speaks RFC 8441, so its ratio is to the same best peer over
+//! HTTP/1.1).
 //!
 //! `cargo bench -p moorline --bench ws_echo`. Environment: `WS_ECHO_RUNS` (run count, 5), `WS_ECHO_ONLY`
 //! (`64`, `16384`, `throughput` or `latency`), `WS_ECHO_CLIENTS` (a comma list of client names) and
@@ -23,7 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 const IN_FLIGHT: usize = 64;
 const T: Duration = Duration::from_secs(30);
 
-/// The shared echo server. tokio-websockets answers the upgrade; then a plain loop echoes
+/// The shared echo server. An HTTP/2 connection (the client preface in clear text) is served
+/// by [`serve_h2`]. Otherwise tokio-websockets answers the upgrade; then a plain loop echoes
 /// with moorline-proto's server-role codec: it reads what is there, decodes every complete
 /// message and writes all the replies with one write. (Echoing through tokio-websockets'
 /// `Stream`/`Sink` wrote one frame per syscall, since its `poll_next` flushes: the server,
@@ -39,6 +44,10 @@ fn start_server() -> SocketAddr {
                 let (tcp, _) = listener.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 tokio::spawn(async move {
+                    let mut preface = [0u8; 14];
+                    if tcp.peek(&mut preface).await.is_ok_and(|n| n == 14) && &preface == b"PRI * HTTP/2.0" {
+                        return serve_h2(tcp).await;
+                    }
                     let Ok((_, ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await else {
                         return;
                     };
@@ -85,6 +94,78 @@ async fn echo(mut tcp: TcpStream) -> std::io::Result<()> {
     }
 }
 
+/// An HTTP/2 connection: every extended CONNECT (RFC 8441) is answered `200` and echoed by
+/// [`echo_h2`] on its own task. Windows of 1 MiB per stream and 4 MiB per connection: 64
+/// messages of 16 KiB in flight fit, so the server's flow control does not set the pace.
+async fn serve_h2(tcp: TcpStream) {
+    let Ok(mut conn) = h2::server::Builder::new()
+        .enable_connect_protocol()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+    else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = conn.accept().await {
+        let Ok(send) = respond.send_response(http::Response::new(()), false) else { continue };
+        tokio::spawn(async move {
+            let _ = echo_h2(request.into_body(), send).await;
+        });
+    }
+}
+
+/// [`echo`] over one HTTP/2 stream: takes the DATA that is there, decodes every complete
+/// message and sends all the replies at once (as DATA within flow control).
+async fn echo_h2(mut body: h2::RecvStream, mut send: h2::SendStream<bytes::Bytes>) -> Result<(), h2::Error> {
+    use moorline_proto::ws::{Decoder, EncodeOptions, Encoder, Limits, Message as M, Role};
+    use std::future::poll_fn;
+    let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
+    let mut encoder = Encoder::new(Role::Server, EncodeOptions::default(), None);
+    let (mut rbuf, mut wbuf) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+    loop {
+        let Some(data) = body.data().await else { return Ok(()) };
+        let mut data = Some(data?);
+        while let Some(d) = data.take() {
+            let _ = body.flow_control().release_capacity(d.len());
+            rbuf.extend_from_slice(&d);
+            if let Some(Some(more)) = body.data().now_or_never() {
+                data = Some(more?);
+            }
+        }
+        let mut closing = false;
+        while let Ok(Some(m)) = decoder.decode(&mut rbuf) {
+            let reply = match m {
+                M::Text(_) | M::Binary(_) => m,
+                M::Ping(p) => M::Pong(p),
+                M::Pong(_) => continue,
+                M::Close(_) => {
+                    closing = true;
+                    M::Close(None)
+                }
+            };
+            let _ = encoder.encode(&reply, &mut || [0; 4], &mut wbuf);
+        }
+        while !wbuf.is_empty() {
+            send.reserve_capacity(wbuf.len());
+            let capacity = send.capacity();
+            if capacity > 0 {
+                send.send_data(wbuf.split_to(capacity.min(wbuf.len())).freeze(), false)?;
+                continue;
+            }
+            match poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+        if closing {
+            let _ = send.send_data(bytes::Bytes::new(), true);
+            return Ok(());
+        }
+    }
+}
+
 fn text(len: usize) -> String {
     "x".repeat(len)
 }
@@ -95,14 +176,19 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// messages with `IN_FLIGHT` outstanding; `latency(addr, size, n)` the round-trip times.
 struct Client {
     name: &'static str,
+    /// moorline itself (over either protocol), not a peer to compare with.
+    ours: bool,
     throughput: fn(SocketAddr, usize, usize) -> BoxFut<'static, Duration>,
     latency: fn(SocketAddr, usize, usize) -> BoxFut<'static, Vec<Duration>>,
 }
 
 // ---- moorline
 
-async fn moorline_open(addr: SocketAddr) -> (moorline::Connection, moorline::Events, moorline::StreamRef) {
-    let opts = ConnectOptions::default().protocols(&[Protocol::Http1]).retry(RetryPolicy::Never).keepalive(None);
+async fn moorline_open(
+    addr: SocketAddr,
+    protocol: Protocol,
+) -> (moorline::Connection, moorline::Events, moorline::StreamRef) {
+    let opts = ConnectOptions::default().protocols(&[protocol]).retry(RetryPolicy::Never).keepalive(None);
     let (conn, mut events) = moorline::open("127.0.0.1", addr.port(), opts).unwrap();
     events.await_up(T).await.unwrap();
     let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
@@ -111,8 +197,21 @@ async fn moorline_open(addr: SocketAddr) -> (moorline::Connection, moorline::Eve
 }
 
 fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    moorline_throughput_over(Protocol::Http1, addr, size, total)
+}
+
+fn moorline_h2_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+    moorline_throughput_over(Protocol::Http2, addr, size, total)
+}
+
+fn moorline_throughput_over(
+    protocol: Protocol,
+    addr: SocketAddr,
+    size: usize,
+    total: usize,
+) -> BoxFut<'static, Duration> {
     Box::pin(async move {
-        let (conn, mut events, ws) = moorline_open(addr).await;
+        let (conn, mut events, ws) = moorline_open(addr, protocol).await;
         let message = Message::text(text(size));
         let start = Instant::now();
         let mut sent = 0;
@@ -135,8 +234,21 @@ fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'s
 }
 
 fn moorline_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    moorline_latency_over(Protocol::Http1, addr, size, n)
+}
+
+fn moorline_h2_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+    moorline_latency_over(Protocol::Http2, addr, size, n)
+}
+
+fn moorline_latency_over(
+    protocol: Protocol,
+    addr: SocketAddr,
+    size: usize,
+    n: usize,
+) -> BoxFut<'static, Vec<Duration>> {
     Box::pin(async move {
-        let (conn, mut events, ws) = moorline_open(addr).await;
+        let (conn, mut events, ws) = moorline_open(addr, protocol).await;
         let message = Message::text(text(size));
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -332,11 +444,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The index (among the peers, not moorline at 0) of the best median: the highest when
+/// The index of the peer (not moorline) with the best median: the highest when
 /// `higher_is_better`, else the lowest.
-fn best_peer(medians: &[f64], higher_is_better: bool) -> usize {
-    let mut best = 1;
-    for i in 2..medians.len() {
+fn best_peer(clients: &[Client], medians: &[f64], higher_is_better: bool) -> usize {
+    let mut peers = (0..medians.len()).filter(|&i| !clients[i].ours);
+    let mut best = peers.next().expect("a peer");
+    for i in peers {
         if (medians[i] > medians[best]) == higher_is_better && medians[i] != medians[best] {
             best = i;
         }
@@ -354,10 +467,21 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
     let runs: usize = std::env::var("WS_ECHO_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let clients = [
-        Client { name: "moorline", throughput: moorline_throughput, latency: moorline_latency },
-        Client { name: "tokio-tungstenite", throughput: tungstenite_throughput, latency: tungstenite_latency },
-        Client { name: "fastwebsockets", throughput: fast_throughput, latency: fast_latency },
-        Client { name: "tokio-websockets", throughput: twss_throughput, latency: twss_latency },
+        Client { name: "moorline", ours: true, throughput: moorline_throughput, latency: moorline_latency },
+        Client {
+            name: "moorline (HTTP/2)",
+            ours: true,
+            throughput: moorline_h2_throughput,
+            latency: moorline_h2_latency,
+        },
+        Client {
+            name: "tokio-tungstenite",
+            ours: false,
+            throughput: tungstenite_throughput,
+            latency: tungstenite_latency,
+        },
+        Client { name: "fastwebsockets", ours: false, throughput: fast_throughput, latency: fast_latency },
+        Client { name: "tokio-websockets", ours: false, throughput: twss_throughput, latency: twss_latency },
     ];
     // `WS_ECHO_CLIENTS=moorline,fastwebsockets` measures only those (profiling one client).
     let clients: Vec<Client> = match std::env::var("WS_ECHO_CLIENTS") {
@@ -366,7 +490,7 @@ fn main() {
     };
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let has_peers = clients.len() > 1 && clients[0].name == "moorline";
+    let has_peers = clients.iter().any(|c| c.ours) && clients.iter().any(|c| !c.ours);
 
     // `WS_ECHO_ONLY=latency` or `=throughput` runs one half; `=64` or `=16384` one size.
     let only = std::env::var("WS_ECHO_ONLY").unwrap_or_default();
@@ -395,7 +519,7 @@ fn main() {
         println!("throughput, {label} text, {IN_FLIGHT} in flight, {total} messages");
         println!("| client | msg/s | MB/s | vs best peer |");
         println!("|---|---:|---:|---:|");
-        let best = has_peers.then(|| best_peer(&medians, true));
+        let best = has_peers.then(|| best_peer(&clients, &medians, true));
         for (i, (c, m)) in clients.iter().zip(&medians).enumerate() {
             let ratio = best.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&rates, i, b)));
             println!("| {} | {:.0} | {:.1} | {ratio} |", c.name, m, m * size as f64 / 1e6);
@@ -420,8 +544,8 @@ fn main() {
     }
     let p50: Vec<f64> = p50s.iter().cloned().map(median).collect();
     let p99: Vec<f64> = p99s.iter().cloned().map(median).collect();
-    let best50 = has_peers.then(|| best_peer(&p50, false));
-    let best99 = has_peers.then(|| best_peer(&p99, false));
+    let best50 = has_peers.then(|| best_peer(&clients, &p50, false));
+    let best99 = has_peers.then(|| best_peer(&clients, &p99, false));
     println!("round-trip latency, 64 B text, one in flight, {n} samples per run");
     println!("| client | p50 µs | p99 µs | p50 vs best peer | p99 vs best peer |");
     println!("|---|---:|---:|---:|---:|");

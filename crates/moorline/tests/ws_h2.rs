@@ -312,3 +312,110 @@ async fn a_close_timeout_of_duration_max_waits_instead_of_panicking() {
     })
     .await;
 }
+
+/// An HTTP/2 server for the stall test: one connection; an extended CONNECT to `/stuck` is
+/// answered `200` and never read (its 16 KiB stream window closes); one to `/other` is
+/// answered `200`, sent "hello", and read (the bytes go to `got`); a GET is answered `200`.
+async fn stall_server(got: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>) -> u16 {
+    use std::future::poll_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::Builder::new()
+            .enable_connect_protocol()
+            .initial_window_size(16 << 10)
+            .initial_connection_window_size(1 << 20)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut unread = Vec::new();
+        while let Some(Ok((request, mut respond))) = conn.accept().await {
+            let path = request.uri().path().to_owned();
+            let body = request.into_body();
+            match path.as_str() {
+                "/stuck" => {
+                    let send = respond.send_response(http::Response::new(()), false).unwrap();
+                    unread.push((body, send));
+                }
+                "/other" => {
+                    let mut send = respond.send_response(http::Response::new(()), false).unwrap();
+                    let mut hello = bytes::BytesMut::new();
+                    moorline_proto::ws::write_frame(true, false, 0x1, b"hello", None, &mut hello);
+                    send.send_data(hello.freeze(), false).unwrap();
+                    let got = got.clone();
+                    tokio::spawn(async move {
+                        let mut body = body;
+                        let _keep = send;
+                        while let Some(Ok(data)) = poll_fn(|cx| body.poll_data(cx)).await {
+                            let _ = body.flow_control().release_capacity(data.len());
+                            let _ = got.send(data);
+                        }
+                    });
+                }
+                _ => {
+                    let _ = respond.send_response(http::Response::new(()), true);
+                }
+            }
+        }
+    });
+    port
+}
+
+/// A server that stops reading one HTTP/2 WebSocket stalls only that WebSocket's senders:
+/// they wait once its outbox (256 KiB) is full, while the connection's worker goes on with
+/// everything else (requests, other WebSockets, their messages both ways). Before, sends went
+/// through the worker into a 64-message channel per stream, and a full channel stopped the
+/// whole connection.
+#[tokio::test]
+async fn a_websocket_whose_server_does_not_read_stalls_only_its_own_senders_over_http2() {
+    bounded(async {
+        let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+        let port = stall_server(got_tx).await;
+        let opts = ConnectOptions::default().protocols(&[Protocol::Http2]).retry(RetryPolicy::Never);
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts).unwrap();
+        assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
+        let stuck = conn.ws_upgrade("/stuck", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&stuck, T).await.unwrap();
+
+        // Far more than the outbox and the old channel (64) together: the sender waits.
+        let sender = {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    conn.ws_send(&stuck, Message::binary(vec![1u8; 64 << 10])).await.unwrap();
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!sender.is_finished(), "the sends never waited");
+
+        // The rest of the connection goes on.
+        let get = conn.get("/", http::HeaderMap::new()).await.unwrap();
+        assert_eq!(events.await_response(&get, T).await.unwrap().status.as_u16(), 200);
+        let other = conn.ws_upgrade("/other", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&other, T).await.unwrap();
+        assert_eq!(events.await_ws(&other, T).await.unwrap(), Message::text("hello"));
+        conn.ws_send(&other, Message::text("on other")).await.unwrap();
+        let mut wire = bytes::BytesMut::new();
+        let mut decoder = moorline_proto::ws::Decoder::new(
+            moorline_proto::ws::Role::Server,
+            moorline_proto::ws::Limits::default(),
+            None,
+        );
+        let message = tokio::time::timeout(T, async {
+            loop {
+                if let Some(m) = decoder.decode(&mut wire).unwrap() {
+                    break m;
+                }
+                wire.extend_from_slice(&got.recv().await.unwrap());
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(message, Message::text("on other"));
+        assert!(!sender.is_finished(), "the stuck WebSocket's sender still waits");
+        sender.abort();
+    })
+    .await;
+}

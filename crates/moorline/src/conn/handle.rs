@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::sync::{mpsc, oneshot};
 
-use moorline_proto::ws::ClientHandshake;
+use moorline_proto::ws::{ClientHandshake, check_outgoing};
 
 use super::command::{Command, InChannel, ReqBody, Request, WsUpgrade};
 use super::delivery::Budget;
@@ -16,11 +16,11 @@ use super::owner::Events;
 use super::shared::Shared;
 use super::worker;
 use crate::dial::Target;
-use crate::error::{Error, OptionsError, StreamError};
+use crate::error::{Error, OptionsError};
 use crate::ids::StreamRef;
 use crate::options::ConnectOptions;
 use crate::sync::lock;
-use crate::ws::{CloseCode, CloseFrame, Message, WsOptions};
+use crate::ws::{CloseCode, CloseFrame, Message, WsOptions, refused};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -217,13 +217,17 @@ impl Connection {
     /// [`Connection::ws_feed`] before it). Messages go out in the order sent.
     ///
     /// It returns when the message is written or queued for writing; while a server does
-    /// not read and 256 KiB are already queued, it waits. Over HTTP/1.1 the calling task
-    /// encodes and writes the message itself, with no hop through the connection's worker.
+    /// not read and 256 KiB are already queued, it waits (over HTTP/1.1 and HTTP/2 alike;
+    /// over HTTP/2 only this WebSocket's senders wait, the connection's other streams go
+    /// on). The calling task encodes the message and hands it on itself, with no hop through
+    /// the connection's worker: over HTTP/1.1 it writes the socket, over HTTP/2 it gives h2
+    /// a DATA frame within the stream's flow-control window (the rest follows as the server
+    /// grants more).
     ///
     /// Errors known at once are returned: control payloads over 125 bytes, close codes that
-    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`]). A send
+    /// may not be sent, a message after our close frame ([`StreamError::WsClosed`](crate::StreamError::WsClosed)). A send
     /// on a WebSocket that has ended is refused with how it ended: after its closing
-    /// handshake [`Error::Stream`]`(`[`StreamError::WsClosed`]`)`, after a failure of the
+    /// handshake [`Error::Stream`]`(`[`StreamError::WsClosed`](crate::StreamError::WsClosed)`)`, after a failure of the
     /// stream alone (HTTP/2) that [`Error::Stream`], and after the connection went down
     /// [`Error::Down`] with the reason of the `Down` (also during the backoff and once a new
     /// connection is up: a WebSocket does not survive a reconnection). The stream is known
@@ -258,7 +262,8 @@ impl Connection {
 
     async fn ws_queue(&self, stream: &StreamRef, message: Message, now: bool) -> Result<(), Error> {
         self.check(stream)?;
-        check_outgoing(&message)?;
+        // Refused before anything else: a message that can never be sent.
+        check_outgoing(&message).map_err(|e| Error::Stream(refused(e)))?;
         if let Some(sent) = self.shared.ws_direct(stream, &message, now).await {
             return sent;
         }
@@ -348,9 +353,4 @@ impl Connection {
         self.send(Command::StreamInfo(*stream, tx)).await?;
         rx.await.map_err(|_| Error::Exited(self.shared.exit_reason()))
     }
-}
-
-/// Refuses outgoing messages that can never be sent.
-fn check_outgoing(message: &Message) -> Result<(), Error> {
-    moorline_proto::ws::check_outgoing(message).map_err(|e| Error::Stream(StreamError::WsSend(e)))
 }

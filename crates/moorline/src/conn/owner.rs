@@ -232,7 +232,7 @@ impl Events {
             return None;
         }
         if self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) {
-            self.shared.ws_write_fed();
+            self.shared.ws_write_fed(&stream);
             match self.rx.try_recv().ok()? {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
                 Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
@@ -256,7 +256,7 @@ impl Events {
         self.taken += 1;
         if self.taken >= WRITE_FED_EVERY {
             self.taken = 0;
-            self.shared.ws_write_fed();
+            self.shared.ws_write_fed(&stream);
         }
         message
     }

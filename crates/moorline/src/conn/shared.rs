@@ -1,6 +1,7 @@
 //! [`Shared`]: the state shared by a connection's handles, its worker and its supervisor.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,8 +23,9 @@ pub(crate) struct Shared {
     pub(crate) owner: Mutex<Option<mpsc::Sender<Delivery>>>,
     pub(crate) info: Mutex<Info>,
     pub(crate) abort: Mutex<Option<AbortHandle>>,
-    /// The HTTP/1.1 WebSocket's outbox while its session runs: handles send through it.
-    pub(crate) ws_out: Mutex<Option<(StreamRef, Arc<Outbox>)>>,
+    /// The outbox of each WebSocket whose session runs (the HTTP/1.1 one, or those of the
+    /// HTTP/2 streams): handles send through it. Kept by [`WsRegistration`].
+    ws_out: Mutex<Outboxes>,
     /// WebSocket messages on their way through the command channel (see [`InChannel`]).
     pub(crate) ws_in_channel: Arc<AtomicUsize>,
     /// [`Connection::mark_healthy`] calls, for the worker (which ignores those made while
@@ -34,6 +36,54 @@ pub(crate) struct Shared {
     /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
     /// replaces it on `set_owner`).
     pub(crate) budget: Mutex<Arc<Budget>>,
+}
+
+/// The live WebSockets' outboxes, by stream (hashed cheaply: a send looks its stream up).
+type Outboxes = HashMap<StreamRef, Arc<Outbox>, BuildHasherDefault<StreamHasher>>;
+
+/// A multiply-rotate hash of a [`StreamRef`]'s two integers (not DoS-resistant, and need not
+/// be: the keys are ours, handed out in sequence).
+#[derive(Default)]
+pub(crate) struct StreamHasher(u64);
+
+impl Hasher for StreamHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// While it lives, handles send on `stream` through its outbox directly. Dropping it ends
+/// that: the outbox leaves [`Shared`], refuses further direct sends and lets go of its sink
+/// (the socket's write half, or the h2 stream's sending half).
+pub(crate) struct WsRegistration {
+    shared: Arc<Shared>,
+    stream: StreamRef,
+    out: Arc<Outbox>,
+}
+
+impl WsRegistration {
+    /// Registers `out` as the outbox of WebSocket `stream`.
+    pub(crate) fn new(shared: &Arc<Shared>, stream: StreamRef, out: Arc<Outbox>) -> Self {
+        lock(&shared.ws_out).insert(stream, out.clone());
+        Self { shared: shared.clone(), stream, out }
+    }
+}
+
+impl Drop for WsRegistration {
+    fn drop(&mut self) {
+        lock(&self.shared.ws_out).remove(&self.stream);
+        let _ = self.out.end();
+    }
 }
 
 /// How many ended WebSocket streams [`Shared`] remembers (the oldest are forgotten first; a
@@ -62,7 +112,7 @@ impl Shared {
             owner: Mutex::new(Some(owner)),
             info: Mutex::new(info),
             abort: Mutex::new(None),
-            ws_out: Mutex::new(None),
+            ws_out: Mutex::new(Outboxes::default()),
             ws_in_channel: Arc::new(AtomicUsize::new(0)),
             healthy: tokio::sync::Notify::new(),
             ws_ended: Mutex::new(EndedWs::default()),
@@ -112,10 +162,19 @@ impl Shared {
         lock(&self.ws_ended).errors.get(stream).cloned()
     }
 
-    /// Writes what `ws_feed` left queued in the WebSocket's outbox, as far as the socket
-    /// takes it now (the rest is the driver's).
-    pub(crate) fn ws_write_fed(&self) {
-        if let Some((_, out)) = lock(&self.ws_out).as_ref() {
+    /// Ends direct sends on WebSocket `stream` now (its driver is going away): its outbox
+    /// leaves and refuses what comes, and lets go of its sink.
+    pub(crate) fn ws_unregister(&self, stream: &StreamRef) {
+        let out = lock(&self.ws_out).remove(stream);
+        if let Some(out) = out {
+            let _ = out.end();
+        }
+    }
+
+    /// Writes what `ws_feed` left queued in the outbox of WebSocket `stream`, as far as the
+    /// sink takes it now (the rest is the driver's).
+    pub(crate) fn ws_write_fed(&self, stream: &StreamRef) {
+        if let Some(out) = lock(&self.ws_out).get(stream) {
             out.write_now();
         }
     }
@@ -134,10 +193,7 @@ impl Shared {
         }
         let out = {
             let slot = lock(&self.ws_out);
-            let (s, out) = slot.as_ref()?;
-            if s != stream {
-                return None;
-            }
+            let out = slot.get(stream)?;
             match out.try_send(message, now) {
                 Some(Ok(Queued::Done)) => return Some(Ok(())),
                 Some(Ok(Queued::Ended)) => return None,

@@ -1,6 +1,7 @@
 //! A WebSocket over HTTP/1.1: after the `101`, the session's socket carries frames. This
-//! driver moves bytes between the socket and [`WsCore`], delivers messages to the owner
-//! (waiting for room: a slow owner slows the socket) and runs the closing handshake.
+//! driver moves bytes between the socket and the sans-IO session (its [`Inbound`] half here,
+//! its sending half in the [`Outbox`], shared with the handles), delivers messages to the
+//! owner (waiting for room: a slow owner slows the socket) and runs the closing handshake.
 //!
 //! A close the owner asked for ends the connection: `Exit { WsClosed }`, no reconnection.
 //! Otherwise it ends the session with `Down`: `WsClosed` after a closing handshake the
@@ -14,20 +15,21 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use moorline_proto::read_size::ReadSize;
+use moorline_proto::ws::{Ended, Inbound, SendError, SessionEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::command::Command;
 use super::ctx::{Ctx, Input, SessionEnd};
-use super::shared::Shared;
+use super::shared::WsRegistration;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::sync::lock;
-use crate::ws::{CloseCode, CloseFrame, Incoming, KeepaliveTick, Message, Outbox, WsCore, deadline_after};
+use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused};
 
 /// The room given to one read: from 4 KiB (an idle connection holds little) up to 64 KiB
 /// (a busy one reads in large chunks); see [`ReadSize`].
@@ -36,54 +38,38 @@ const READ_MAX: usize = 64 * 1024;
 
 enum Step {
     Read(std::io::Result<usize>),
-    WriteFailed(std::io::Error),
+    WriteFailed(WriteError),
     Woken,
     Input(Input),
     CloseTimeout,
     Keepalive,
 }
 
-/// While it lives, handles send on `stream` through its outbox directly (and may write the
-/// socket themselves). Dropping it ends that: the outbox refuses further direct sends and
-/// lets go of the socket's write half.
-pub(crate) struct Registration {
-    shared: Arc<Shared>,
-    out: Arc<Outbox>,
-}
-
-impl Registration {
-    /// Registers `out` as the outbox of `stream`, the connection's WebSocket.
-    pub(crate) fn new(shared: &Arc<Shared>, stream: StreamRef, out: Arc<Outbox>) -> Self {
-        *lock(&shared.ws_out) = Some((stream, out.clone()));
-        Self { shared: shared.clone(), out }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        *lock(&self.shared.ws_out) = None;
-        let _ = self.out.end();
-    }
-}
-
 struct Driver<'a> {
     ctx: &'a mut Ctx,
     rd: ReadHalf<BoxIo>,
     stream: StreamRef,
-    core: WsCore,
+    /// The session's receiving half (decoder, read buffer, keepalive).
+    ws: Inbound,
+    /// The session's sending half, with the socket's write half.
+    out: Arc<Outbox>,
+    close_timeout: Duration,
+    /// How much room the next read gets.
     read_size: ReadSize,
 }
 
-/// Runs the WebSocket until it (or the connection) ends. The socket's write half is in the
-/// outbox of `core` (registered for the handles by `registration`).
+/// Runs the WebSocket until it (or the connection) ends. `ws` holds the bytes that came
+/// with the `101`; the socket's write half is in `out` (registered for the handles by
+/// `registration`).
 pub(crate) async fn run(
     ctx: &mut Ctx,
     rd: ReadHalf<BoxIo>,
     stream: StreamRef,
-    core: WsCore,
-    registration: Registration,
+    (ws, out): (Inbound, Arc<Outbox>),
+    close_timeout: Duration,
+    registration: WsRegistration,
 ) -> SessionEnd {
-    let mut d = Driver { ctx, rd, stream, core, read_size: ReadSize::new(READ_MIN, READ_MAX) };
+    let mut d = Driver { ctx, rd, stream, ws, out, close_timeout, read_size: ReadSize::new(READ_MIN, READ_MAX) };
     let end = match d.serve().await {
         Ok(end) | Err(end) => end,
     };
@@ -110,28 +96,30 @@ impl Driver<'_> {
     async fn serve(&mut self) -> Result<SessionEnd, SessionEnd> {
         // Frames that came with the 101 are already buffered.
         self.deliver().await?;
-        let out = self.core.out.clone();
-        // One timer for the keepalive, reset when it fires or our ping is answered (not on
+        let out = self.out.clone();
+        // One timer for the keepalive, moved when it fires or our ping is answered (not on
         // every read).
-        let keepalive_on = self.core.keepalive_start().is_some();
-        let keepalive = tokio::time::sleep_until(self.core.keepalive_start().unwrap_or_else(far_future));
+        let mut keepalive_at = self.ws.keepalive_deadline();
+        let keepalive_on = keepalive_at.is_some();
+        let keepalive = tokio::time::sleep_until(tokio_instant(keepalive_at));
         tokio::pin!(keepalive);
         loop {
-            if self.core.is_closed() {
+            if out.status().ended {
                 return Ok(self.finish_close().await);
             }
             // An emptied buffer much larger than reads now need goes back (after a burst);
             // then room for the next read as the policy says.
-            if self.core.rbuf.is_empty()
-                && let Some(small) = self.read_size.shrink_to(self.core.rbuf.capacity())
+            let rbuf = self.ws.read_buf();
+            if rbuf.is_empty()
+                && let Some(small) = self.read_size.shrink_to(rbuf.capacity())
             {
-                self.core.rbuf = BytesMut::with_capacity(small);
+                *rbuf = BytesMut::with_capacity(small);
             }
             let want = self.read_size.want();
-            if self.core.rbuf.capacity() - self.core.rbuf.len() < want / 4 {
-                self.core.rbuf.reserve(want);
+            if rbuf.capacity() - rbuf.len() < want / 4 {
+                rbuf.reserve(want);
             }
-            let read_room = self.core.rbuf.capacity() - self.core.rbuf.len();
+            let read_room = rbuf.capacity() - rbuf.len();
             // Take the commands already waiting in one go: their frames then leave in one write.
             while out.has_room()
                 && let Some(input) = self.ctx.try_input()
@@ -141,19 +129,14 @@ impl Driver<'_> {
                     Input::HandlesDropped => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
                     Input::OwnerGone => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
                 }
-                if self.core.is_closed() {
-                    break;
-                }
             }
             // Over the high-water mark (a server that does not read) neither commands nor the
             // socket are taken: the write arm says when room is back.
-            let (room, sent_close) = out.status();
-            if sent_close.is_some() && self.core.received_close.is_some() {
+            let status = out.status();
+            if status.ended {
                 return Ok(self.finish_close().await);
             }
-            let deadline = sent_close
-                .filter(|_| self.core.received_close.is_none())
-                .map(|at| deadline_after(at, self.core.close_timeout));
+            let (room, deadline) = (status.room, status.close_deadline);
             // The write arm drains the outbox (in the same turn a message was queued) and
             // stays pending; it ends the select on a socket error, or when room came back.
             let step = tokio::select! {
@@ -164,36 +147,41 @@ impl Driver<'_> {
                     Err(e) => Step::WriteFailed(e),
                 },
                 () = poll_fn(|cx| out.poll_woken(cx)) => Step::Woken,
-                r = self.rd.read_buf(&mut self.core.rbuf), if room => Step::Read(r),
+                r = self.rd.read_buf(self.ws.read_buf()), if room => Step::Read(r),
                 () = sleep_until(deadline), if deadline.is_some() => Step::CloseTimeout,
                 () = &mut keepalive, if keepalive_on => Step::Keepalive,
             };
             match step {
                 Step::Woken => {}
-                Step::WriteFailed(e) if e.kind() == std::io::ErrorKind::WriteZero => {
+                Step::WriteFailed(WriteError::Io(e)) if e.kind() == std::io::ErrorKind::WriteZero => {
                     return Err(self.down(DownReason::Closed));
                 }
-                Step::WriteFailed(e) => return Err(self.down(DownReason::Io(Arc::new(e)))),
+                Step::WriteFailed(WriteError::Io(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
+                Step::WriteFailed(WriteError::H2(e)) => {
+                    return Err(self.down(DownReason::Io(Arc::new(std::io::Error::other(e)))));
+                }
                 Step::Read(Ok(0)) => {
                     self.deliver().await?;
                     return Err(self.down(DownReason::Closed));
                 }
                 Step::Read(Ok(n)) => {
                     self.read_size.on_read(n, read_room);
-                    if let Some(next) = self.core.on_rx() {
-                        keepalive.as_mut().reset(next);
+                    self.ws.on_read(now);
+                    let next = self.ws.keepalive_deadline();
+                    if next != keepalive_at {
+                        keepalive_at = next;
+                        keepalive.as_mut().reset(tokio_instant(next));
                     }
                     self.deliver().await?;
                 }
                 Step::Read(Err(e)) => return Err(self.down(DownReason::Io(Arc::new(e)))),
-                Step::CloseTimeout => return Err(self.close_timed_out()),
-                Step::Keepalive => match self.core.keepalive_tick(tokio::time::Instant::now()) {
-                    KeepaliveTick::Next(at) => keepalive.as_mut().reset(at),
-                    KeepaliveTick::Dead(timeout) => {
-                        tracing::debug!(stream = ?self.stream, ?timeout, "WebSocket keepalive: the server fell silent");
-                        return Err(self.down(DownReason::WsKeepaliveTimeout(timeout)));
-                    }
-                },
+                Step::CloseTimeout => self.timers()?,
+                Step::Keepalive => {
+                    self.timers()?;
+                    // Always set again: a timer that fired stays ready until it is reset.
+                    keepalive_at = self.ws.keepalive_deadline();
+                    keepalive.as_mut().reset(tokio_instant(keepalive_at));
+                }
                 Step::Input(Input::Command(cmd)) => self.command(cmd).await?,
                 Step::Input(Input::HandlesDropped) => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
                 Step::Input(Input::OwnerGone) => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
@@ -201,31 +189,44 @@ impl Driver<'_> {
         }
     }
 
+    /// A timer fired: the session's close timer and keepalive at the current time.
+    fn timers(&mut self) -> Result<(), SessionEnd> {
+        match self.ws.on_timeout(now(), &mut Access(&self.out)) {
+            Some(Ended::CloseTimeout(_)) => Err(self.close_timed_out()),
+            Some(Ended::KeepaliveTimeout(timeout)) => {
+                tracing::debug!(stream = ?self.stream, ?timeout, "WebSocket keepalive: the server fell silent");
+                Err(self.down(DownReason::WsKeepaliveTimeout(timeout)))
+            }
+            // Other ends come from what is decoded.
+            Some(_) | None => Ok(()),
+        }
+    }
+
     /// Our close frame went unanswered for the close timeout. A close the owner asked for
     /// ends the connection all the same; one sent at shutdown is a `Down`.
     fn close_timed_out(&self) -> SessionEnd {
-        if self.core.closed_by_us() && !self.ctx.shutting_down {
+        if !self.ctx.shutting_down {
             return SessionEnd::Exit(ExitReason::WsClosed { completed: false });
         }
-        self.down(DownReason::WsCloseTimeout(self.core.close_timeout))
+        self.down(DownReason::WsCloseTimeout(self.close_timeout))
     }
 
     /// Delivers everything decodable in the read buffer: the messages of one read leave in
     /// batches (one channel operation for up to `MAX_BATCH` of them).
     async fn deliver(&mut self) -> Result<(), SessionEnd> {
         loop {
-            match self.core.next_incoming() {
-                Ok(None) => return self.ctx.flush_events().await.map_err(SessionEnd::Exit),
-                Ok(Some(Incoming::Message(message))) => {
+            match self.ws.next_event(&mut Access(&self.out)) {
+                None => return self.ctx.flush_events().await.map_err(SessionEnd::Exit),
+                Some(SessionEvent::Message(message)) => {
                     self.ctx.emit_ws(self.stream, message).await.map_err(SessionEnd::Exit)?;
                 }
-                Ok(Some(Incoming::Closed(frame))) => {
+                Some(SessionEvent::PeerClosed(frame)) => {
                     self.emit(Event::Ws { stream: self.stream, message: Message::Close(frame) }).await?;
                 }
-                Err(e) => {
+                Some(SessionEvent::ProtocolError(e)) => {
+                    // The session queued our close frame with the error's code.
                     tracing::debug!(stream = ?self.stream, error = %e, "WebSocket protocol error");
                     self.ctx.shared.ws_ended(self.stream, Error::Down(DownReason::WsProtocol(e.clone())));
-                    self.core.fail(&e);
                     self.emit(Event::StreamError { stream: self.stream, error: StreamError::WsProtocol(e.clone()) })
                         .await?;
                     let _ = self.flush_bounded().await;
@@ -241,29 +242,24 @@ impl Driver<'_> {
 
     async fn command(&mut self, cmd: Command) -> Result<(), SessionEnd> {
         let Some(cmd) = self.ctx.pre(cmd).await.map_err(SessionEnd::Exit)? else {
-            if self.ctx.shutting_down && !self.core.sent_close() {
+            if self.ctx.shutting_down && !self.out.sent_close() {
                 // Graceful shutdown of a WebSocket: close it.
-                let _ = self.core.send(&Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown"))));
+                let close = Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown")));
+                let _ = self.out.send_from_driver(&close);
             }
             return Ok(());
         };
         match cmd {
             Command::WsSend(stream, message, _in_channel) if stream == self.stream => {
-                if let Err(error) = self.core.send(&message) {
+                match self.out.send_from_driver(&message) {
+                    Ok(()) => {}
                     // After our close frame nothing more may go out; say so once.
-                    let first = !matches!(error, StreamError::WsClosed) || !self.core.refused_after_close;
-                    if matches!(error, StreamError::WsClosed) {
-                        self.core.refused_after_close = true;
-                    }
-                    if first {
-                        self.emit(Event::StreamError { stream, error }).await?;
-                    } else {
-                        tracing::debug!(?stream, "message after close refused");
-                    }
+                    Err(SendError::Closed { first: false }) => tracing::debug!(?stream, "message after close refused"),
+                    Err(e) => self.emit(Event::StreamError { stream, error: refused(e) }).await?,
                 }
             }
             Command::Cancel(stream) if stream == self.stream => {
-                let _ = self.core.send(&Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))));
+                let _ = self.out.send_from_driver(&Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))));
             }
             Command::WsSend(stream, ..) => {
                 self.emit(Event::StreamError { stream, error: StreamError::NotWebSocket }).await?;
@@ -288,13 +284,13 @@ impl Driver<'_> {
     /// Ends direct sends and writes what is queued, within the close timeout. Returns the
     /// write half (if the outbox still had it).
     async fn flush_bounded(&mut self) -> Option<WriteHalf<BoxIo>> {
-        let (io, wbuf) = self.core.out.end();
-        let mut wr = io?;
+        let (sink, wbuf) = self.out.end();
+        let Some(Sink::Socket(mut wr)) = sink else { return None };
         let write = async {
             wr.write_all(&wbuf).await?;
             wr.flush().await
         };
-        if let Ok(Err(e)) = tokio::time::timeout(self.core.close_timeout, write).await {
+        if let Ok(Err(e)) = tokio::time::timeout(self.close_timeout, write).await {
             tracing::debug!(error = %e, "could not send the close frame");
         }
         Some(wr)
@@ -316,24 +312,28 @@ impl Driver<'_> {
                 }
             }
         };
-        let _ = tokio::time::timeout(self.core.close_timeout, wait_eof).await;
+        let _ = tokio::time::timeout(self.close_timeout, wait_eof).await;
         if let Some(mut wr) = wr {
-            let _ = tokio::time::timeout(self.core.close_timeout, wr.shutdown()).await;
+            let _ = tokio::time::timeout(self.close_timeout, wr.shutdown()).await;
         }
         if self.ctx.shutting_down {
             return SessionEnd::Shutdown;
         }
-        if self.core.closed_by_us() {
-            return SessionEnd::Exit(ExitReason::WsClosed { completed: true });
+        match self.out.ended() {
+            Some(Ended::Closed { by_us: true, .. }) => SessionEnd::Exit(ExitReason::WsClosed { completed: true }),
+            Some(Ended::Closed { frame, .. }) => self.down(DownReason::WsClosed { close: frame, by_us: false }),
+            _ => self.down(DownReason::WsClosed { close: None, by_us: false }),
         }
-        let close = self.core.received_close.clone().flatten();
-        self.down(DownReason::WsClosed { close, by_us: false })
     }
 }
 
-/// An instant the keepalive timer never reaches when keepalive is off.
-fn far_future() -> tokio::time::Instant {
-    deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)
+/// The tokio instant of a session deadline; `None` (never) is an instant the timer never
+/// reaches (about 30 years ahead).
+pub(crate) fn tokio_instant(at: Option<std::time::Instant>) -> tokio::time::Instant {
+    match at {
+        Some(at) => tokio::time::Instant::from_std(at),
+        None => super::deadline(Duration::MAX),
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

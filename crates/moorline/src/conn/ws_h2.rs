@@ -1,26 +1,41 @@
 //! A WebSocket over one HTTP/2 stream (RFC 8441): the stream task behind an extended
-//! CONNECT. It checks the `200`, then moves bytes between the stream's DATA frames and
-//! [`WsCore`], reporting messages through the session's channel (so a slow owner stops
-//! the task, which stops releasing flow-control capacity, which slows the server) and
-//! taking outgoing messages from its own channel, fed by the session.
+//! CONNECT. It checks the `200`, then moves bytes between the stream's DATA frames and the
+//! sans-IO session (its [`Inbound`] half here, its sending half in the [`Outbox`], shared
+//! with the handles), reporting messages through the session's channel (so a slow owner
+//! stops the task, which stops releasing flow-control capacity, which slows the server).
+//!
+//! Handles send as over HTTP/1.1: the caller encodes into the outbox and hands the bytes
+//! to h2 as DATA at once, within the stream's flow-control capacity; this task sends the
+//! rest as capacity comes. Only messages that had to go through the worker (sent before
+//! the `200`, or queued behind such a one, see `InChannel`) come on the task's own channel.
 //!
 //! While more than the outbox's high-water mark waits to be sent (a server that does not
-//! read: no flow-control capacity), the task takes neither messages nor DATA, so the
-//! server's window closes too and memory stays bounded. Keepalive pings go out after an
-//! interval of silence; a server silent past the timeout takes the connection down.
+//! read: no flow-control capacity), senders wait and the task takes neither messages nor
+//! DATA, so the server's window closes too and memory stays bounded; the other streams of
+//! the connection go on. Keepalive pings go out after an interval of silence; a server
+//! silent past the timeout takes the connection down.
 
 use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{Reason, SendStream};
-use moorline_proto::ws::{Carrier, ClientHandshake};
+use moorline_proto::ws::{Carrier, ClientHandshake, Ended, SendError, SessionEvent};
 use tokio::sync::mpsc;
 
+use super::command::InChannel;
+use super::shared::WsRegistration;
+use super::ws_h1::tokio_instant;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Incoming, KeepaliveTick, Message, WRITE_HIGH_WATER, WsCore, WsOptions, deadline_after};
+use crate::ws::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused};
+
+/// A message for the stream task, sent through the worker (with what keeps later sends
+/// behind it; `None` for the worker's own close at shutdown).
+pub(crate) type WsSend = (Message, Option<InChannel>);
 
 /// How a WebSocket stream ended, short of completing its closing handshake.
 pub(crate) enum WsEnd {
@@ -41,15 +56,33 @@ impl From<h2::Error> for WsEnd {
     }
 }
 
+impl From<WriteError> for WsEnd {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::H2(e) => WsEnd::H2(e),
+            // Not from an h2 sink; kept total rather than panic.
+            WriteError::Io(e) => {
+                tracing::debug!(error = %e, "WebSocket stream write failed");
+                WsEnd::H2(h2::Error::from(Reason::INTERNAL_ERROR))
+            }
+        }
+    }
+}
+
 /// Sends events to the session; `Err` when it is gone.
 pub(crate) trait Report {
     async fn event(&self, ev: Event) -> Result<(), WsEnd>;
     /// The WebSocket ended: a send on it from now on returns `error` (recorded before the
     /// owner hears of the end).
     fn ended(&self, error: Error);
+    /// Handles send on the stream through `out` from now on, while the registration lives.
+    fn register(&self, out: Arc<Outbox>) -> WsRegistration;
 }
 
-/// Runs the WebSocket of `stream` until it ends.
+/// Runs the WebSocket of `stream` until it ends. The outbox's registration is left in
+/// `registration`: the caller drops it once it has recorded how the stream ended, so a send
+/// in between still meets the outbox (which refuses it) rather than the worker.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     report: &impl Report,
     stream: StreamRef,
@@ -57,7 +90,8 @@ pub(crate) async fn run(
     mut send: SendStream<Bytes>,
     handshake: ClientHandshake,
     options: WsOptions,
-    mut outgoing: mpsc::Receiver<Message>,
+    mut outgoing: mpsc::Receiver<WsSend>,
+    registration: &mut Option<WsRegistration>,
 ) -> Result<(), WsEnd> {
     let response = resp.await?;
     let (parts, mut body) = response.into_parts();
@@ -68,6 +102,10 @@ pub(crate) async fn run(
             return Err(WsEnd::Failed(StreamError::WsHandshake(e)));
         }
     };
+    let close_timeout = options.close_timeout;
+    let (mut ws, out) = crate::ws::start(&negotiated, &options, Sink::H2(send));
+    // Handles send directly from now on: before the owner hears of the upgrade.
+    *registration = Some(report.register(out.clone()));
     report
         .event(Event::WsUpgraded {
             stream,
@@ -76,103 +114,112 @@ pub(crate) async fn run(
             headers: parts.headers,
         })
         .await?;
-    let mut core = WsCore::new(&negotiated, &options, BytesMut::new(), None);
-    // One timer for the keepalive, reset when it fires or our ping is answered.
-    let keepalive_on = core.keepalive_start().is_some();
-    let keepalive = tokio::time::sleep_until(
-        core.keepalive_start().unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), std::time::Duration::MAX)),
-    );
+    // One timer for the keepalive, moved when it fires or our ping is answered.
+    let mut keepalive_at = ws.keepalive_deadline();
+    let keepalive_on = keepalive_at.is_some();
+    let keepalive = tokio::time::sleep_until(tokio_instant(keepalive_at));
     tokio::pin!(keepalive);
     loop {
         // Deliver what is decodable.
-        loop {
-            match core.next_incoming() {
-                Ok(None) => break,
-                Ok(Some(Incoming::Message(message))) => report.event(Event::Ws { stream, message }).await?,
-                Ok(Some(Incoming::Closed(frame))) => {
+        while let Some(event) = ws.next_event(&mut Access(&out)) {
+            match event {
+                SessionEvent::Message(message) => report.event(Event::Ws { stream, message }).await?,
+                SessionEvent::PeerClosed(frame) => {
                     report.ended(Error::Stream(StreamError::WsClosed));
                     report.event(Event::Ws { stream, message: Message::Close(frame) }).await?;
                 }
-                Err(e) => {
-                    // Tell the owner now, then close properly (our close frame carries the code).
+                SessionEvent::ProtocolError(e) => {
+                    // Tell the owner now, then close properly (the session queued our close
+                    // frame with the code).
                     report.ended(Error::Stream(StreamError::WsProtocol(e.clone())));
                     report.event(Event::StreamError { stream, error: StreamError::WsProtocol(e.clone()) }).await?;
-                    core.fail(&e);
-                    end_gracefully(&mut send, &mut body, &mut core).await;
+                    end_gracefully(&out, &mut body, close_timeout).await;
                     return Ok(());
                 }
             }
         }
-        if core.is_closed() {
-            end_gracefully(&mut send, &mut body, &mut core).await;
+        let status = out.status();
+        if status.ended {
+            end_gracefully(&out, &mut body, close_timeout).await;
             return Ok(());
         }
-        let queued = core.out.queued();
-        if queued > 0 {
-            send.reserve_capacity(queued);
-        }
-        let deadline = core.close_deadline();
         // Over the high-water mark neither messages nor DATA are taken (see the module doc).
-        let room = queued < WRITE_HIGH_WATER;
-        tokio::select! {
+        let (room, deadline) = (status.room, status.close_deadline);
+        let timer = tokio::select! {
             biased;
             m = outgoing.recv(), if room => match m {
-                Some(message) => {
-                    if let Err(error) = core.send(&message) {
-                        let first = !matches!(error, StreamError::WsClosed) || !core.refused_after_close;
-                        core.refused_after_close |= matches!(error, StreamError::WsClosed);
-                        if first {
-                            report.event(Event::StreamError { stream, error }).await?;
-                        }
+                Some((message, _in_channel)) => {
+                    match out.send_from_driver(&message) {
+                        Ok(()) => {}
+                        // After our close frame nothing more may go out; say so once.
+                        Err(SendError::Closed { first: false }) => tracing::debug!(?stream, "message after close refused"),
+                        Err(e) => report.event(Event::StreamError { stream, error: refused(e) }).await?,
                     }
+                    false
                 }
                 None => return Err(WsEnd::Cancelled),
             },
-            cap = poll_fn(|cx| send.poll_capacity(cx)), if queued > 0 => match cap {
-                Some(Ok(n)) if n > 0 => {
-                    send.send_data(core.out.take_chunk(n), false)?;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(WsEnd::H2(e)),
-                None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
-            },
+            r = poll_fn(|cx| out.poll_write_out(cx)) => {
+                r?;
+                false
+            }
+            () = poll_fn(|cx| out.poll_woken(cx)) => false,
             d = body.data(), if room => match d {
                 Some(Ok(data)) => {
                     // Capacity goes back as the bytes are taken; they are delivered before
                     // more are read, so what is buffered stays bounded.
                     let _ = body.flow_control().release_capacity(data.len());
-                    if let Some(next) = core.on_rx() {
-                        keepalive.as_mut().reset(next);
+                    ws.receive(&data, now);
+                    let next = ws.keepalive_deadline();
+                    if next != keepalive_at {
+                        keepalive_at = next;
+                        keepalive.as_mut().reset(tokio_instant(next));
                     }
-                    core.rbuf.extend_from_slice(&data);
+                    false
                 }
                 Some(Err(e)) => return Err(WsEnd::H2(e)),
                 None => {
                     return Err(WsEnd::Failed(StreamError::Protocol(ProtocolFailure::WsStreamEnded)));
                 }
             },
-            () = sleep_until(deadline), if deadline.is_some() => {
-                send.send_reset(Reason::CANCEL);
-                return Err(WsEnd::Failed(StreamError::WsCloseTimeout(core.close_timeout)));
+            () = sleep_until(deadline), if deadline.is_some() => true,
+            () = &mut keepalive, if keepalive_on => {
+                // Always set again below: a timer that fired stays ready until it is reset.
+                keepalive_at = None;
+                true
             }
-            () = &mut keepalive, if keepalive_on => match core.keepalive_tick(tokio::time::Instant::now()) {
-                KeepaliveTick::Next(at) => keepalive.as_mut().reset(at),
-                KeepaliveTick::Dead(timeout) => {
-                    tracing::debug!(?stream, ?timeout, "WebSocket keepalive: the server fell silent");
-                    return Err(WsEnd::KeepaliveTimeout(timeout));
+        };
+        if !timer {
+            continue;
+        }
+        match ws.on_timeout(now(), &mut Access(&out)) {
+            Some(Ended::CloseTimeout(timeout)) => {
+                if let (Some(Sink::H2(mut send)), _) = out.end() {
+                    send.send_reset(Reason::CANCEL);
                 }
-            },
+                return Err(WsEnd::Failed(StreamError::WsCloseTimeout(timeout)));
+            }
+            Some(Ended::KeepaliveTimeout(timeout)) => {
+                tracing::debug!(?stream, ?timeout, "WebSocket keepalive: the server fell silent");
+                return Err(WsEnd::KeepaliveTimeout(timeout));
+            }
+            Some(_) | None => {}
+        }
+        let next = ws.keepalive_deadline();
+        if next != keepalive_at {
+            keepalive_at = next;
+            keepalive.as_mut().reset(tokio_instant(next));
         }
     }
 }
 
 /// Sends what is queued (our close frame), ends our side, and waits for the server to end
 /// its side, all within the close timeout. Dropping the stream earlier would reset it, and
-/// h2 discards DATA still queued by a reset.
-async fn end_gracefully(send: &mut SendStream<Bytes>, body: &mut h2::RecvStream, core: &mut WsCore) {
-    let timeout = core.close_timeout;
+/// h2 discards DATA still queued by a reset. Direct sends are refused from now on.
+async fn end_gracefully(out: &Outbox, body: &mut h2::RecvStream, timeout: Duration) {
+    let (Some(Sink::H2(mut send)), rest) = out.end() else { return };
     let end = async {
-        flush(send, core).await?;
+        flush(&mut send, rest).await?;
         send.send_data(Bytes::new(), true)?;
         while let Some(data) = body.data().await {
             let data = data?;
@@ -186,21 +233,22 @@ async fn end_gracefully(send: &mut SendStream<Bytes>, body: &mut h2::RecvStream,
     }
 }
 
-/// Writes the whole write buffer under flow control.
-async fn flush(send: &mut SendStream<Bytes>, core: &mut WsCore) -> Result<(), WsEnd> {
-    loop {
-        let queued = core.out.queued();
-        if queued == 0 {
-            return Ok(());
+/// Sends `rest` under flow control.
+async fn flush(send: &mut SendStream<Bytes>, mut rest: BytesMut) -> Result<(), WsEnd> {
+    while !rest.is_empty() {
+        send.reserve_capacity(rest.len());
+        let capacity = send.capacity();
+        if capacity > 0 {
+            send.send_data(rest.split_to(capacity.min(rest.len())).freeze(), false)?;
+            continue;
         }
-        send.reserve_capacity(queued);
         match poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(Ok(0)) => {}
-            Some(Ok(n)) => send.send_data(core.out.take_chunk(n), false)?,
+            Some(Ok(_)) => {}
             Some(Err(e)) => return Err(WsEnd::H2(e)),
             None => return Err(WsEnd::H2(h2::Error::from(Reason::STREAM_CLOSED))),
         }
     }
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

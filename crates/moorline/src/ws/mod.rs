@@ -16,13 +16,11 @@
 //! messages, with permessage-deflate.
 
 mod connect;
-mod core;
 mod options;
 mod outbox;
 mod upgraded;
 
-pub(crate) use self::core::{Incoming, KeepaliveTick, WsCore, deadline_after};
-pub(crate) use self::outbox::{Outbox, Queued, WRITE_HIGH_WATER};
+pub(crate) use self::outbox::{Access, Outbox, Queued, Sink, WriteError, now, refused, start};
 pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,

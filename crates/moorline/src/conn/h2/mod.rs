@@ -28,6 +28,7 @@ use moorline_proto::ws::Carrier;
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
+use super::ws_h2::WsSend;
 use crate::error::{DownReason, Error, ExitReason, Http2Failure, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
@@ -61,8 +62,9 @@ struct Entry {
     state: StreamState,
     /// The connection failed under this stream; it waits for `Down`.
     lost: bool,
-    /// A WebSocket stream's outgoing messages.
-    ws_tx: Option<mpsc::Sender<Message>>,
+    /// A WebSocket stream's messages that came through the worker (the rest go straight
+    /// to its outbox).
+    ws_tx: Option<mpsc::Sender<WsSend>>,
     _task: AbortOnDrop,
 }
 
@@ -221,7 +223,7 @@ impl Session<'_> {
                 let close = Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutdown")));
                 let senders: Vec<_> = self.streams.values().filter_map(|e| e.ws_tx.clone()).collect();
                 for tx in senders {
-                    let _ = tx.send(close.clone()).await;
+                    let _ = tx.send((close.clone(), None)).await;
                 }
             }
             return Ok(());
@@ -254,10 +256,10 @@ impl Session<'_> {
                 self.ws_pending.insert(up.stream, up);
                 self.queue.push_back(req);
             }
-            Command::WsSend(stream, message, _in_channel) => {
+            Command::WsSend(stream, message, in_channel) => {
                 match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
                     Some(tx) => {
-                        if tx.send(message).await.is_err() {
+                        if tx.send((message, Some(in_channel))).await.is_err() {
                             tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
                         }
                     }
@@ -271,13 +273,14 @@ impl Session<'_> {
                 self.ctx.streams.remove(stream);
                 self.queue.retain(|r| r.stream != stream);
                 self.ws_pending.remove(&stream);
-                // Dropping the entry aborts its task, which resets the stream (CANCEL).
-                if let Some(e) = self.remove(&stream)
-                    && e.ws_tx.is_some()
-                {
-                    // A cancelled WebSocket takes no more messages.
+                if self.streams.get(&stream).is_some_and(|e| e.ws_tx.is_some()) {
+                    // A cancelled WebSocket takes no more messages, from now on (its task
+                    // lets go of its outbox only once the abort reaches it).
                     self.ctx.shared.ws_ended(stream, Error::Stream(StreamError::WsClosed));
+                    self.ctx.shared.ws_unregister(&stream);
                 }
+                // Dropping the entry aborts its task, which resets the stream (CANCEL).
+                self.remove(&stream);
             }
             // Answered by `Ctx::input` from the stream table; this is only a fallback.
             Command::StreamInfo(stream, reply) => {

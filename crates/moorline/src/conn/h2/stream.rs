@@ -17,12 +17,13 @@ use moorline_proto::ws::ClientHandshake;
 use crate::conn::command::ReqBody;
 use crate::conn::delivery::Charge;
 use crate::conn::shared::Shared;
-use crate::conn::ws_h2::{self, WsEnd};
+use crate::conn::shared::WsRegistration;
+use crate::conn::ws_h2::{self, WsEnd, WsSend};
 use crate::error::{DownReason, Error, Http2Failure, ProtocolFailure, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::instrument::{Emitter, Step};
-use crate::ws::{Message, WsOptions};
+use crate::ws::{Outbox, WsOptions};
 
 /// How a stream task ended.
 pub(super) enum Outcome {
@@ -73,6 +74,10 @@ impl ws_h2::Report for StreamTask {
     fn ended(&self, error: Error) {
         self.shared.ws_ended(self.stream, error);
     }
+
+    fn register(&self, out: Arc<Outbox>) -> WsRegistration {
+        WsRegistration::new(&self.shared, self.stream, out)
+    }
 }
 
 impl StreamTask {
@@ -83,10 +88,12 @@ impl StreamTask {
         send: SendStream<Bytes>,
         handshake: ClientHandshake,
         options: WsOptions,
-        outgoing: mpsc::Receiver<Message>,
+        outgoing: mpsc::Receiver<WsSend>,
     ) {
         let stream = self.stream;
-        let outcome = match ws_h2::run(&self, stream, resp, send, handshake, options, outgoing).await {
+        let mut registration = None;
+        let run = ws_h2::run(&self, stream, resp, send, handshake, options, outgoing, &mut registration).await;
+        let outcome = match run {
             Ok(()) => Outcome::Complete,
             Err(WsEnd::H2(e)) => classify(&e),
             Err(WsEnd::Failed(error)) => Outcome::Failed(error),
@@ -99,6 +106,7 @@ impl StreamTask {
             Outcome::Failed(error) => ws_h2::Report::ended(&self, Error::Stream(error.clone())),
             Outcome::ConnectionLost | Outcome::Dead(_) => {}
         }
+        drop(registration);
         let _ = self.tx.send(Msg::Finished(stream, outcome)).await;
     }
 
