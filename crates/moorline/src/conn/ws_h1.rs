@@ -114,6 +114,9 @@ impl Driver<'_> {
                     Input::HandlesDropped => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
                     Input::OwnerGone => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
                 }
+                if out.status().ended {
+                    break;
+                }
             }
             // Over the high-water mark (a server that does not read) neither commands nor the
             // socket are taken: the write arm says when room is back.
