@@ -27,7 +27,7 @@ use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused};
+use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused, tokio_instant};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
@@ -311,15 +311,6 @@ impl Driver<'_> {
             Some(Ended::Closed { frame, .. }) => self.down(DownReason::WsClosed { close: frame, by_us: false }),
             _ => self.down(DownReason::WsClosed { close: None, by_us: false }),
         }
-    }
-}
-
-/// The tokio instant of a session deadline; `None` (never) is an instant the timer never
-/// reaches (about 30 years ahead).
-pub(crate) fn tokio_instant(at: Option<std::time::Instant>) -> tokio::time::Instant {
-    match at {
-        Some(at) => tokio::time::Instant::from_std(at),
-        None => super::deadline(Duration::MAX),
     }
 }
 
