@@ -419,3 +419,24 @@ async fn a_websocket_whose_server_does_not_read_stalls_only_its_own_senders_over
     })
     .await;
 }
+
+/// Over HTTP/2 too, a send after our close frame is refused to the caller at once (the
+/// caller encodes into the stream's outbox, which knows the close state), not `Ok` followed
+/// by an event.
+#[tokio::test]
+async fn a_send_after_our_close_is_refused_at_once_over_http2() {
+    bounded(async {
+        let server = MockServer::builder().http2(true).start().await.unwrap();
+        let (conn, mut events) = h2c(&server).await;
+        let ws = conn.ws_upgrade("/", WsOptions::default()).await.unwrap();
+        events.await_ws_upgrade(&ws, T).await.unwrap();
+        assert!(server.wait_for_open_connections(1, T).await);
+        // The server stops writing: our close frame stays unanswered.
+        assert_eq!(server.fault(Fault::StallAfter(0)), 1);
+        conn.ws_close(&ws, CloseCode::NORMAL, "bye").await.unwrap();
+        assert!(matches!(conn.ws_send(&ws, Message::text("late")).await, Err(Error::Stream(StreamError::WsClosed))));
+        assert!(matches!(conn.ws_send(&ws, Message::text("later")).await, Err(Error::Stream(StreamError::WsClosed))));
+        server.expect_received(Matcher::Exact("late".into()), Duration::from_millis(300)).await.unwrap_err();
+    })
+    .await;
+}

@@ -29,7 +29,7 @@ use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused};
+use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused, tokio_instant};
 
 /// The room given to one read: from 4 KiB (an idle connection holds little) up to 64 KiB
 /// (a busy one reads in large chunks); see [`ReadSize`].
@@ -128,6 +128,9 @@ impl Driver<'_> {
                     Input::Command(cmd) => self.command(cmd).await?,
                     Input::HandlesDropped => return Err(SessionEnd::Exit(ExitReason::HandlesDropped)),
                     Input::OwnerGone => return Err(SessionEnd::Exit(ExitReason::OwnerGone)),
+                }
+                if out.status().ended {
+                    break;
                 }
             }
             // Over the high-water mark (a server that does not read) neither commands nor the
@@ -324,15 +327,6 @@ impl Driver<'_> {
             Some(Ended::Closed { frame, .. }) => self.down(DownReason::WsClosed { close: frame, by_us: false }),
             _ => self.down(DownReason::WsClosed { close: None, by_us: false }),
         }
-    }
-}
-
-/// The tokio instant of a session deadline; `None` (never) is an instant the timer never
-/// reaches (about 30 years ahead).
-pub(crate) fn tokio_instant(at: Option<std::time::Instant>) -> tokio::time::Instant {
-    match at {
-        Some(at) => tokio::time::Instant::from_std(at),
-        None => super::deadline(Duration::MAX),
     }
 }
 

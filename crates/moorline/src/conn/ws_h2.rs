@@ -27,11 +27,10 @@ use tokio::sync::mpsc;
 
 use super::command::InChannel;
 use super::shared::WsRegistration;
-use super::ws_h1::tokio_instant;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused};
+use crate::ws::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused, tokio_instant};
 
 /// A message for the stream task, sent through the worker (with what keeps later sends
 /// behind it; `None` for the worker's own close at shutdown).

@@ -20,7 +20,7 @@ mod options;
 mod outbox;
 mod upgraded;
 
-pub(crate) use self::outbox::{Access, Outbox, Queued, Sink, WriteError, now, refused, start};
+pub(crate) use self::outbox::{Access, Outbox, Queued, Sink, WriteError, now, refused, start, tokio_instant};
 pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,

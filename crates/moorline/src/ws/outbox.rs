@@ -67,6 +67,15 @@ pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The tokio instant of a session deadline; `None` (never) is an instant the timer never
+/// reaches (about 30 years ahead).
+pub(crate) fn tokio_instant(at: Option<std::time::Instant>) -> tokio::time::Instant {
+    match at {
+        Some(at) => tokio::time::Instant::from_std(at),
+        None => crate::conn::deadline(std::time::Duration::MAX),
+    }
+}
+
 /// The session rules for a WebSocket that agreed `negotiated` with `options`.
 pub(crate) fn session_config(negotiated: &Negotiated, options: &WsOptions) -> SessionConfig {
     SessionConfig {
