@@ -81,22 +81,30 @@
 //! # }
 //! ```
 
+mod account;
 mod auth;
 mod book;
 mod channel;
 mod conn;
+mod control;
+mod control_http;
+mod dispatch;
 mod error;
 mod heartbeat;
+mod hooks;
 mod instrument;
 mod market;
 mod orders;
 mod payload;
+mod positions;
+mod publish;
 mod ratelimit;
 mod rng;
 mod rpc;
 mod server;
 mod shared;
 mod snapshot;
+mod subscribe;
 #[cfg(test)]
 mod tests;
 mod time;
@@ -106,13 +114,16 @@ mod venue;
 /// Deribit error codes the simulator answers with.
 pub mod codes {
     pub use super::error::{
-        INVALID_CREDENTIALS, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_OPEN_ORDER, ORDER_NOT_FOUND,
-        PARSE_ERROR, POST_ONLY_REJECT, TOO_MANY_REQUESTS, UNAUTHORIZED,
+        INVALID_CREDENTIALS, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_ENOUGH_FUNDS, NOT_OPEN_ORDER,
+        ORDER_NOT_FOUND, PARSE_ERROR, POST_ONLY_REJECT, RAW_SUBSCRIPTIONS_NEED_AUTH, SYSTEM_MAINTENANCE,
+        TOO_MANY_REQUESTS, UNAUTHORIZED,
     };
 }
 
 pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 pub use conn::WS_PATH;
+pub use control::{Fault, Hook, HookError, RequestMatch};
+pub use hooks::{BookFault, ConnectionInfo};
 pub use ratelimit::RateLimit;
 pub use server::{DeribitSim, DeribitSimBuilder};
 pub use snapshot::{BookLevel, BookSnapshot};
