@@ -590,6 +590,9 @@ async fn every_hook_is_reachable_over_the_control_endpoint() {
         assert_eq!(http(&addr, "GET /nope HTTP/1.1\r\n\r\n").await.0, 404);
         let (status, _) = http(&addr, "POST /hook HTTP/1.1\r\ncontent-length: 999999\r\n\r\n").await;
         assert_eq!(status, 413);
+        // A head that never ends is cut at its ceiling (16 KiB), not buffered.
+        let flood = format!("GET /connections HTTP/1.1\r\nx-flood: {}", "a".repeat(64 * 1024));
+        assert_eq!(http(&addr, &flood).await.0, 413);
         // The same hooks from Rust.
         assert_eq!(sim.apply(Hook::StepMarket { steps: 1 }).unwrap(), json!({"steps": 1}));
     })

@@ -20,6 +20,8 @@ use super::shared::Shared;
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body accepted, in bytes.
 const MAX_BODY: usize = 64 * 1024;
+/// How long the rest of a rejected request is read and discarded after the answer.
+const DRAIN: Duration = Duration::from_secs(1);
 /// How long one control request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,7 +71,10 @@ async fn handle(shared: &Shared, mut tcp: TcpStream) {
     if let Err(e) = tcp.write_all(response.as_bytes()).await {
         tracing::debug!(error = %e, "control response not written");
     }
-    let _ = tcp.shutdown().await;
+    // FIN, then read what the client still sends (a rejected flood), so the close is not a RST.
+    if tcp.shutdown().await.is_ok() {
+        let _ = tokio::time::timeout(DRAIN, crate::net::discard_until_eof(&mut tcp)).await;
+    }
 }
 
 fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
