@@ -72,6 +72,20 @@ pub(crate) struct ServeDeribitArgs {
     /// Turn the credit-based rate limit off.
     #[arg(long)]
     pub(crate) no_rate_limit: bool,
+    /// Keep the session open after error 10028 (Deribit ends it).
+    #[arg(long)]
+    pub(crate) keep_session_on_rate_limit: bool,
+    /// Serve wss:// with a certificate signed by a CA generated at start.
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// With --tls: write the CA certificate (PEM) to this file.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub(crate) ca_out: Option<std::path::PathBuf>,
+    /// Serve the HTTP control endpoint (hooks: faults, book gaps, token expiry, lost responses...)
+    /// on this port of 127.0.0.1 (0 picks a free one; the URL is printed). GET /connections,
+    /// POST /hook with a JSON hook; see the README.
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = args::port)]
+    pub(crate) control_port: Option<u16>,
     /// Announce the server as one JSON object on stdout (url, credentials) instead of text.
     #[arg(long)]
     pub(crate) json: bool,

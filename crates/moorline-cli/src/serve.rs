@@ -120,11 +120,19 @@ pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
         .seed(args.seed)
         .market_interval(Duration::from_millis(args.market_interval_ms))
         .token_lifetime(Duration::from_secs(args.token_lifetime))
-        .min_heartbeat_interval(args.min_heartbeat);
+        .min_heartbeat_interval(args.min_heartbeat)
+        .end_session_on_rate_limit(!args.keep_session_on_rate_limit)
+        .tls(args.tls);
     if args.no_rate_limit {
         builder = builder.rate_limit(RateLimit::unlimited());
     }
+    if let Some(port) = args.control_port {
+        builder = builder.control_port(port);
+    }
     let sim = builder.start().await.map_err(ServeError::Start)?;
+    if let (Some(path), Some(pem)) = (&args.ca_out, sim.ca_pem()) {
+        std::fs::write(path, pem).map_err(|source| ServeError::File { path: path.clone(), source })?;
+    }
     let announced = if args.json {
         out::line(json!({
             "server": "deribit",
@@ -132,6 +140,8 @@ pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
             "seed": args.seed,
             "client_id": TEST_CLIENT_ID,
             "client_secret": TEST_CLIENT_SECRET,
+            "control_url": sim.control_url(),
+            "ca_pem": sim.ca_pem(),
         }))
     } else {
         out::line(format_args!("deribit simulator listening on {} (seed {}; Ctrl-C to stop)", sim.url(), args.seed))
@@ -139,6 +149,16 @@ pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
                 out::line(format_args!(
                     "test credentials: client_id={TEST_CLIENT_ID} client_secret={TEST_CLIENT_SECRET}"
                 ))
+            })
+            .and_then(|()| match sim.control_url() {
+                Some(url) => out::line(format_args!("control endpoint: {url} (GET /connections, POST /hook)")),
+                None => Ok(()),
+            })
+            .and_then(|()| match &args.ca_out {
+                Some(path) if sim.ca_pem().is_some() => {
+                    out::line(format_args!("CA certificate written to {}", path.display()))
+                }
+                _ => Ok(()),
             })
     };
     let result = match announced {

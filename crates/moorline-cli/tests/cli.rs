@@ -220,6 +220,48 @@ fn serve_deribit_answers_json_rpc_and_is_deterministic_from_its_seed() {
 }
 
 #[test]
+fn serve_deribit_hooks_are_reachable_from_its_control_endpoint() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::io::{Read, Write};
+    use tokio_tungstenite::tungstenite::Message;
+    let (served, announced) = serve(&["deribit", "--market-interval-ms", "0", "--control-port", "0"]);
+    let control = announced["control_url"].as_str().unwrap().trim_start_matches("http://").to_owned();
+    let url = announced["url"].as_str().unwrap().to_owned();
+    let http = |request: String| -> (u16, serde_json::Value) {
+        let mut tcp = std::net::TcpStream::connect(&control).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        (text[9..12].parse().unwrap(), serde_json::from_str(body).unwrap())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            ws.send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"public/test"}"#)).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            let (status, list) = http("GET /connections HTTP/1.1\r\nhost: x\r\n\r\n".to_owned());
+            assert_eq!(status, 200, "{list}");
+            let hook =
+                serde_json::json!({"hook": "fault", "conn": list[0]["id"], "fault": {"kind": "close", "code": 4003}})
+                    .to_string();
+            let (status, result) =
+                http(format!("POST /hook HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{hook}", hook.len()));
+            assert_eq!((status, result), (200, serde_json::json!({"faulted": 1})));
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4003),
+                other => panic!("expected close 4003, got {other:?}"),
+            }
+        })
+        .await
+        .expect("the hook did not act in time");
+    });
+    drop(served);
+}
+
+#[test]
 fn serve_deribit_rejects_a_bad_heartbeat_floor() {
     let out = run(&["serve", "deribit", "--min-heartbeat=-1"]);
     assert_eq!(out.status.code(), Some(2));

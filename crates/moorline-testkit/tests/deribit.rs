@@ -218,19 +218,19 @@ async fn auth_unlocks_private_methods() {
         assert!(grant["access_token"].is_string() && grant["refresh_token"].is_string() && grant["scope"].is_string());
         assert_eq!(c.result("private/get_open_orders_by_instrument", open_orders.clone()).await, json!([]));
 
-        // The refresh token grant works once and gives a usable token.
+        // Connection scope (the default): the tokens work on this connection only.
         let mut other = Client::connect(&sim).await;
         let refresh = json!({"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]});
-        let fresh = other.result("public/auth", refresh.clone()).await;
+        assert_eq!(other.error_code("public/auth", refresh.clone()).await, codes::INVALID_CREDENTIALS);
+        let with_token = json!({"instrument_name": "BTC-PERPETUAL", "access_token": grant["access_token"]});
+        assert_eq!(other.error_code("private/get_open_orders_by_instrument", with_token).await, codes::UNAUTHORIZED);
+        // The refresh token grant works once and gives a usable token.
+        let fresh = c.result("public/auth", refresh.clone()).await;
         assert_ne!(fresh["access_token"], grant["access_token"]);
-        assert_eq!(other.result("private/get_open_orders_by_instrument", open_orders.clone()).await, json!([]));
-        assert_eq!(other.error_code("public/auth", refresh).await, codes::INVALID_CREDENTIALS);
-        // A third connection can pass the token instead of authenticating.
-        let mut third = Client::connect(&sim).await;
-        let with_token = json!({"instrument_name": "BTC-PERPETUAL", "access_token": fresh["access_token"]});
-        assert_eq!(third.result("private/get_open_orders_by_instrument", with_token).await, json!([]));
+        assert_eq!(c.result("private/get_open_orders_by_instrument", open_orders.clone()).await, json!([]));
+        assert_eq!(c.error_code("public/auth", refresh).await, codes::INVALID_CREDENTIALS);
         let bogus = json!({"instrument_name": "BTC-PERPETUAL", "access_token": "bogus"});
-        assert_eq!(third.error_code("private/get_open_orders_by_instrument", bogus).await, codes::UNAUTHORIZED);
+        assert_eq!(other.error_code("private/get_open_orders_by_instrument", bogus).await, codes::UNAUTHORIZED);
     })
     .await;
 }
@@ -276,12 +276,20 @@ async fn answered_heartbeats_keep_the_connection_alive() {
         // connection at the next one; the rule itself is unit-tested in the simulator).
         let interval = Duration::from_secs(1);
         assert_eq!(c.result("public/set_heartbeat", json!({"interval": 1})).await, "ok");
-        // Each answered request is followed by the next one, not by a close.
-        for _ in 0..3 {
+        // Every interval brings a heartbeat: a plain one after activity, a test_request after
+        // silence; answered test_requests keep the connection open.
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
             let v = c.recv().await;
-            assert_eq!(v, json!({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}));
-            c.result("public/test", json!({})).await;
+            assert_eq!((v["jsonrpc"].as_str(), v["method"].as_str()), (Some("2.0"), Some("heartbeat")), "{v}");
+            let kind = v["params"]["type"].as_str().unwrap().to_owned();
+            if kind == "test_request" {
+                c.result("public/test", json!({})).await;
+            }
+            kinds.push(kind);
         }
+        assert_eq!(kinds[0], "test_request", "silent since set_heartbeat: {kinds:?}");
+        assert_eq!(kinds[1], "heartbeat", "active (public/test) since: {kinds:?}");
         c.result("public/get_time", json!({})).await;
         assert_eq!(sim.connections(), 1);
         // Disabled heartbeats send nothing more, for longer than an interval.
@@ -323,6 +331,7 @@ async fn book_snapshot_then_chained_changes() {
         let sim = DeribitSim::builder().seed(9).market_interval(Duration::from_millis(10)).start().await.unwrap();
         let mut c = Client::connect(&sim).await;
         let channels = ["book.BTC-PERPETUAL.100ms", "book.ETH-PERPETUAL.raw"];
+        c.auth().await; // `raw` channels need authentication
         assert_eq!(c.result("public/subscribe", json!({"channels": channels})).await, json!(channels));
         for channel in channels {
             let snapshot = c.notification(channel).await;
@@ -362,6 +371,7 @@ async fn ticker_and_trades_notifications_have_deribit_shapes() {
         let mut c = Client::connect(&sim).await;
         let channels =
             ["ticker.ETH-PERPETUAL.100ms", "trades.ETH-PERPETUAL.raw", "bogus.channel", "book.DOGE-PERPETUAL.raw"];
+        c.auth().await; // `raw` channels need authentication
         let subscribed = c.result("public/subscribe", json!({"channels": channels})).await;
         assert_eq!(subscribed, json!(["ticker.ETH-PERPETUAL.100ms", "trades.ETH-PERPETUAL.raw"]));
         let ticker = c.notification("ticker.ETH-PERPETUAL.100ms").await;
@@ -409,8 +419,8 @@ async fn private_channels_need_private_subscribe() {
     bounded(async {
         let sim = manual_sim(1).start().await.unwrap();
         let mut c = Client::connect(&sim).await;
-        let channels = json!({"channels": ["user.orders.BTC-PERPETUAL.raw", "ticker.BTC-PERPETUAL.raw"]});
-        assert_eq!(c.result("public/subscribe", channels.clone()).await, json!(["ticker.BTC-PERPETUAL.raw"]));
+        let channels = json!({"channels": ["user.orders.BTC-PERPETUAL.raw", "ticker.BTC-PERPETUAL.100ms"]});
+        assert_eq!(c.result("public/subscribe", channels.clone()).await, json!(["ticker.BTC-PERPETUAL.100ms"]));
         assert_eq!(c.error_code("private/subscribe", channels.clone()).await, codes::UNAUTHORIZED);
         c.auth().await;
         assert_eq!(c.result("private/subscribe", channels.clone()).await, channels["channels"]);
@@ -576,7 +586,13 @@ async fn invalid_orders_are_rejected() {
 #[tokio::test]
 async fn rate_limit_trips_too_many_requests() {
     bounded(async {
-        let limit = RateLimit { max_credits: 2_000, refill_per_second: 0, cost: 500, matching_engine_cost: 1_000 };
+        let limit = RateLimit {
+            max_credits: 2_000,
+            refill_per_second: 0,
+            cost: 500,
+            matching_engine_cost: 1_000,
+            ..RateLimit::default()
+        };
         let sim = manual_sim(1).rate_limit(limit).start().await.unwrap();
         let mut c = Client::connect(&sim).await;
         for _ in 0..4 {
@@ -584,7 +600,16 @@ async fn rate_limit_trips_too_many_requests() {
         }
         let response = c.call("public/test", json!({})).await;
         assert_eq!(response["error"], json!({"code": 10028, "message": "too_many_requests"}));
-        // The limit is per connection.
+        // As on Deribit, 10028 ends the session: a close frame follows the error.
+        let end = tokio::time::timeout(WAIT, c.ws.next()).await.unwrap();
+        match end {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1008, "too_many_requests"))
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        assert!(sim.wait_for_connections(1, WAIT).await || sim.wait_for_connections(0, WAIT).await);
+        // Unauthenticated, the limit is per connection.
         let mut other = Client::connect(&sim).await;
         other.result("public/get_time", json!({})).await;
     })
@@ -649,6 +674,7 @@ async fn market_sequence(seed: u64, steps: usize) -> Vec<Value> {
         "trades.ETH-PERPETUAL.raw",
         "ticker.BTC-PERPETUAL.100ms",
     ];
+    c.auth().await; // `raw` channels need authentication
     c.result("public/subscribe", json!({"channels": channels})).await;
     sim.step_market(steps);
     let mut notes = c.drain().await;

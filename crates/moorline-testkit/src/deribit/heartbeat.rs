@@ -1,12 +1,15 @@
-//! Deribit's heartbeat: after `public/set_heartbeat` the server sends a
-//! `test_request` every interval, and closes the connection when the previous
-//! one is still unanswered (by `public/test`) at the next.
+//! Deribit's heartbeat: after `public/set_heartbeat` the server sends something every
+//! interval: a plain `heartbeat` when the client sent anything since the last one, a
+//! `test_request` when it was silent; and closes the connection when a `test_request` is
+//! still unanswered (by `public/test`) at the next interval.
 
 use std::time::{Duration, Instant};
 
 /// What the heartbeat wants done now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeartbeatAction {
+    /// Send a plain `heartbeat` notification (the client was active).
+    SendHeartbeat,
     /// Send a `test_request` notification.
     SendTestRequest,
     /// The last `test_request` went unanswered: close the connection.
@@ -19,6 +22,8 @@ pub(crate) struct Heartbeat {
     interval: Option<Duration>,
     next: Option<Instant>,
     outstanding: bool,
+    /// The client sent something since the last interval.
+    active: bool,
 }
 
 impl Heartbeat {
@@ -27,6 +32,12 @@ impl Heartbeat {
         self.interval = Some(interval);
         self.next = now.checked_add(interval);
         self.outstanding = false;
+        self.active = false;
+    }
+
+    /// The client sent a frame.
+    pub(crate) fn activity(&mut self) {
+        self.active = true;
     }
 
     /// Stops heartbeats.
@@ -54,8 +65,11 @@ impl Heartbeat {
             self.disable();
             return Some(HeartbeatAction::Close);
         }
-        self.outstanding = true;
         self.next = now.checked_add(interval);
+        if std::mem::take(&mut self.active) {
+            return Some(HeartbeatAction::SendHeartbeat);
+        }
+        self.outstanding = true;
         Some(HeartbeatAction::SendTestRequest)
     }
 }
@@ -76,9 +90,19 @@ mod tests {
         assert_eq!(hb.deadline(), Some(t0 + s));
         assert_eq!(hb.poll(t0 + s), Some(HeartbeatAction::SendTestRequest));
         hb.answered();
-        assert_eq!(hb.poll(t0 + s * 2), Some(HeartbeatAction::SendTestRequest));
+        hb.activity();
+        // Active since: a plain heartbeat; silent since: a test_request.
+        assert_eq!(hb.poll(t0 + s * 2), Some(HeartbeatAction::SendHeartbeat));
         assert_eq!(hb.poll(t0 + s * 2), None);
-        assert_eq!(hb.poll(t0 + s * 3), Some(HeartbeatAction::Close));
+        assert_eq!(hb.poll(t0 + s * 3), Some(HeartbeatAction::SendTestRequest));
+        // Activity that is not `public/test` does not answer a test_request.
+        hb.activity();
+        assert_eq!(hb.poll(t0 + s * 4), Some(HeartbeatAction::Close));
+        assert_eq!(hb.deadline(), None);
+        hb.enable(s, t0);
+        assert_eq!(hb.poll(t0 + s), Some(HeartbeatAction::SendTestRequest));
+        assert_eq!(hb.poll(t0 + s), None);
+        assert_eq!(hb.poll(t0 + s * 2), Some(HeartbeatAction::Close));
         assert_eq!(hb.deadline(), None);
         hb.enable(s, t0);
         hb.disable();

@@ -76,6 +76,11 @@ pub(crate) struct UserOrder {
     pub(crate) time_in_force: TimeInForce,
     /// Limit price in ticks (`None` for market orders).
     pub(crate) price: Option<i64>,
+    /// The price a market order reports (its protection limit: the ticker's `max_price`
+    /// for a buy, `min_price` for a sell, when it was placed), as Deribit shows a number.
+    pub(crate) market_price: i64,
+    /// Times the order was edited (`replaced` is `true` after the first).
+    pub(crate) edits: u32,
     pub(crate) amount: u64,
     pub(crate) filled: u64,
     /// Sum of fill price (USD) times fill amount, for `average_price`.
@@ -136,7 +141,7 @@ impl UserOrder {
         let spec = self.spec();
         let price = match self.price {
             Some(ticks) => json!(spec.price(ticks)),
-            None => json!("market_price"),
+            None => json!(spec.price(self.market_price)),
         };
         let mut order = json!({
             "order_id": self.public_id(),
@@ -161,7 +166,7 @@ impl UserOrder {
             "api": true,
             "web": false,
             "is_liquidation": false,
-            "replaced": false,
+            "replaced": self.edits > 0,
             "risk_reducing": false,
             "mmp": false,
         });
@@ -192,6 +197,8 @@ mod tests {
             order_type: OrderType::Limit,
             time_in_force: TimeInForce::GoodTilCancelled,
             price: Some(60_001),
+            market_price: 0,
+            edits: 0,
             amount: 3,
             filled: 0,
             filled_value: 0.0,

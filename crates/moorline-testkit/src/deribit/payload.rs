@@ -45,8 +45,8 @@ pub(crate) fn ticker(market: &Market, now_ms: u64) -> Value {
         "index_price": index,
         "estimated_delivery_price": index,
         "settlement_price": index,
-        "min_price": round_to_tick(spec, mark * 0.95),
-        "max_price": round_to_tick(spec, mark * 1.05),
+        "min_price": spec.price(price_band(market).0),
+        "max_price": spec.price(price_band(market).1),
         "open_interest": market.open_interest as f64,
         "current_funding": 0.0,
         "funding_8h": 0.0,
@@ -55,8 +55,37 @@ pub(crate) fn ticker(market: &Market, now_ms: u64) -> Value {
     })
 }
 
-fn round_to_tick(spec: &InstrumentSpec, price: f64) -> f64 {
-    spec.price((price * f64::from(spec.ticks_per_unit)).round() as i64)
+/// The ticker's `(min_price, max_price)` in ticks: 5 % around the mark. A market order
+/// reports the bound on its side as its price.
+pub(crate) fn price_band(market: &Market) -> (i64, i64) {
+    let mark = market.mark() as f64;
+    (((mark * 0.95).round() as i64).max(1), ((mark * 1.05).round() as i64).max(1))
+}
+
+/// A grouped book notification (`book.I.G.D.interval`): the best `depth` levels per side,
+/// prices grouped down (bids) or up (asks) to multiples of `group` ticks (0: not grouped),
+/// as `[price, amount]` pairs; no `prev_change_id` (every message is a whole book).
+pub(crate) fn grouped_book(market: &Market, group: u32, depth: u8, now_ms: u64) -> Value {
+    let spec = &market.spec;
+    let (bids, asks) = market.levels();
+    let group = i64::from(group.max(1));
+    let mut grouped_bids: Levels = Levels::new();
+    for (&p, &a) in &bids {
+        *grouped_bids.entry(p.div_euclid(group) * group).or_default() += a;
+    }
+    let mut grouped_asks: Levels = Levels::new();
+    for (&p, &a) in &asks {
+        *grouped_asks.entry((p + group - 1).div_euclid(group) * group).or_default() += a;
+    }
+    let pair = |(&p, &a): (&i64, &u64)| json!([spec.price(p), a as f64]);
+    let depth = usize::from(depth);
+    json!({
+        "timestamp": now_ms,
+        "instrument_name": spec.name,
+        "change_id": market.change_id,
+        "bids": grouped_bids.iter().rev().take(depth).map(pair).collect::<Vec<_>>(),
+        "asks": grouped_asks.iter().take(depth).map(pair).collect::<Vec<_>>(),
+    })
 }
 
 fn book_entries(spec: &InstrumentSpec, levels: &Levels, bids: bool) -> Vec<Value> {

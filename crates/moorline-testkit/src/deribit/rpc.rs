@@ -90,9 +90,10 @@ pub(crate) fn notification(channel: &str, data: &Value) -> String {
     json!({"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}).to_string()
 }
 
-/// The heartbeat `test_request` the client must answer with `public/test`.
-pub(crate) fn test_request() -> String {
-    json!({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}}).to_string()
+/// A heartbeat notification: `type` `heartbeat` (the server is alive) or `test_request`
+/// (the client must answer with `public/test`).
+pub(crate) fn heartbeat(kind: &str) -> String {
+    json!({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": kind}}).to_string()
 }
 
 /// Typed, validating access to a request's `params` (`null` counts as absent).

@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use super::auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 use super::conn::{self, WS_PATH};
+use super::control_http;
 use super::ratelimit::RateLimit;
 use super::shared::Shared;
 use super::snapshot::BookSnapshot;
@@ -53,6 +55,9 @@ pub struct DeribitSimBuilder {
     min_heartbeat_interval: Duration,
     rate_limit: RateLimit,
     credentials: Vec<(String, String)>,
+    end_session_on_rate_limit: bool,
+    tls: bool,
+    control_port: Option<u16>,
 }
 
 impl Default for DeribitSimBuilder {
@@ -66,6 +71,9 @@ impl Default for DeribitSimBuilder {
             min_heartbeat_interval: Duration::from_secs(10),
             rate_limit: RateLimit::default(),
             credentials: vec![(TEST_CLIENT_ID.to_owned(), TEST_CLIENT_SECRET.to_owned())],
+            end_session_on_rate_limit: true,
+            tls: false,
+            control_port: None,
         }
     }
 }
@@ -120,7 +128,29 @@ impl DeribitSimBuilder {
         self
     }
 
-    /// Per-connection rate limit (default [`RateLimit::default`]).
+    /// Whether `10028 too_many_requests` ends the session (default `true`, as on Deribit):
+    /// the error, then a close frame `1008` with reason `too_many_requests`.
+    pub fn end_session_on_rate_limit(mut self, end: bool) -> Self {
+        self.end_session_on_rate_limit = end;
+        self
+    }
+
+    /// Serve `wss://` with a certificate for `localhost` and `127.0.0.1` signed by a CA
+    /// generated at start ([`DeribitSim::ca_pem`], [`DeribitSim::ca_der`]); default `false`.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Also serve the HTTP control endpoint on this port of `127.0.0.1` (0: an ephemeral
+    /// one; see [`DeribitSim::control_url`] and the [module documentation](super)).
+    pub fn control_port(mut self, port: u16) -> Self {
+        self.control_port = Some(port);
+        self
+    }
+
+    /// Rate limit (default [`RateLimit::default`]): per account once authenticated (the
+    /// pools persist across reconnects), per connection before.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = limit;
         self
@@ -136,9 +166,14 @@ impl DeribitSimBuilder {
     /// Binds `127.0.0.1` and starts serving (and, unless manual, stepping the
     /// market) in the current tokio runtime.
     pub async fn start(self) -> io::Result<DeribitSim> {
-        tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let listener = crate::net::bind_loopback(self.port).await?;
         let addr = listener.local_addr()?;
+        let certs = if self.tls { Some(crate::tls::ServerCerts::generate()?) } else { None };
+        let tls = match &certs {
+            Some(certs) => Some(TlsAcceptor::from(certs.server_config(false, false)?)),
+            None => None,
+        };
         let venue = Venue::new(Config {
             seed: self.seed,
             token_lifetime: self.token_lifetime,
@@ -146,20 +181,31 @@ impl DeribitSimBuilder {
             min_heartbeat_interval: self.min_heartbeat_interval,
             rate_limit: self.rate_limit,
             credentials: self.credentials,
+            end_session_on_rate_limit: self.end_session_on_rate_limit,
         });
-        let shared = Arc::new(Shared::new(venue));
+        let shared = Arc::new(Shared::new(venue, runtime));
+        let control = match self.control_port {
+            Some(port) => Some(control_http::serve(Arc::clone(&shared), port).await?),
+            None => None,
+        };
         let (stop, stopping) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopping));
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), tls, stopping));
         let market = self.market_interval.map(|interval| tokio::spawn(market_clock(Arc::clone(&shared), interval)));
-        tracing::debug!(%addr, seed = self.seed, "Deribit simulator started");
-        Ok(DeribitSim { addr, shared, accept, market, stop })
+        tracing::debug!(%addr, seed = self.seed, tls = certs.is_some(), "Deribit simulator started");
+        let ca = certs.map(|c| (c.ca_pem, c.ca_der));
+        Ok(DeribitSim { addr, shared, accept, market, stop, ca, control })
     }
 }
 
 /// Accepts connections until `stop` turns `true`, then closes the listener, sends every
 /// client a close frame 1001 (going away) and waits for the connections to end. Dropping
 /// (aborting) this task aborts them all.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -169,7 +215,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     if let Err(e) = tcp.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
-                    connections.spawn(conn::run(Arc::clone(&shared), tcp, peer));
+                    shared.accept(tcp, peer, |id, tcp, io| {
+                        connections.spawn(conn::run(Arc::clone(&shared), tls.clone(), tcp, peer, id, io))
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -219,10 +267,14 @@ async fn market_clock(shared: Arc<Shared>, interval: Duration) {
 /// ```
 pub struct DeribitSim {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     accept: JoinHandle<()>,
     market: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    /// With TLS: the CA's PEM and DER.
+    ca: Option<(String, rustls_pki_types::CertificateDer<'static>)>,
+    /// The control endpoint: its address and accept task.
+    control: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl fmt::Debug for DeribitSim {
@@ -243,9 +295,27 @@ impl DeribitSim {
         self.addr
     }
 
-    /// `ws://127.0.0.1:PORT/ws/api/v2`, the only path that upgrades.
+    /// `ws://127.0.0.1:PORT/ws/api/v2` (`wss://` with [`tls`](DeribitSimBuilder::tls)),
+    /// the only path that upgrades.
     pub fn url(&self) -> String {
-        format!("ws://{}{WS_PATH}", self.addr)
+        let scheme = if self.ca.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}{WS_PATH}", self.addr)
+    }
+
+    /// With TLS: the PEM of the CA that signed the server certificate (trust it in the client).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(|(pem, _)| pem.as_str())
+    }
+
+    /// With TLS: the DER of the CA that signed the server certificate.
+    pub fn ca_der(&self) -> Option<&rustls_pki_types::CertificateDer<'static>> {
+        self.ca.as_ref().map(|(_, der)| der)
+    }
+
+    /// `http://127.0.0.1:PORT` of the control endpoint, if started
+    /// ([`control_port`](DeribitSimBuilder::control_port)).
+    pub fn control_url(&self) -> Option<String> {
+        self.control.as_ref().map(|(addr, _)| format!("http://{addr}"))
     }
 
     /// WebSocket connections currently open.
@@ -288,6 +358,9 @@ impl DeribitSim {
         if let Some(market) = &self.market {
             market.abort();
         }
+        if let Some((_, control)) = &self.control {
+            control.abort();
+        }
         self.stop.send_replace(true);
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.accept).await.is_err() {
             tracing::debug!(addr = %self.addr, left = self.connections(), "connections left after the grace; aborting");
@@ -302,5 +375,9 @@ impl Drop for DeribitSim {
         if let Some(market) = &self.market {
             market.abort();
         }
+        if let Some((_, control)) = &self.control {
+            control.abort();
+        }
+        self.shared.abort_all();
     }
 }

@@ -1,24 +1,28 @@
 //! The sans-IO core: the whole simulated venue (markets, accounts, orders)
 //! and every connection's session state. Text in, deliveries out; time is
 //! passed in. The tokio shell ([`super::server`]) only moves bytes and timers.
+//! Requests are answered in [`super::dispatch`]; subscriptions in [`super::subscribe`];
+//! what tests do to the venue from outside in [`super::hooks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::auth::{Auth, Grant};
-use super::book::{Levels, Owner, Side};
-use super::channel::{Channel, Interval, Kind};
+use super::account::TradeHistory;
+use super::auth::Auth;
+pub(crate) use super::auth::ConnId;
+use super::channel::{Channel, Kind};
 use super::error::RpcError;
 use super::heartbeat::{Heartbeat, HeartbeatAction};
+use super::hooks::VenueHooks;
 use super::instrument::{INSTRUMENTS, index_of};
-use super::market::{Execution, Ids, Market};
+use super::market::{Ids, Market};
 use super::orders::UserOrder;
-use super::payload;
-use super::ratelimit::{CreditPool, RateLimit};
+use super::positions::Positions;
+use super::ratelimit::{Cost, Pools, RateLimit};
 use super::rng::SplitMix64;
-use super::rpc::{self, Params, Rejected, Request, Timing};
+use super::rpc::{self, Rejected, Timing};
 use super::snapshot::{BookLevel, BookSnapshot};
 use super::time::Now;
 
@@ -27,9 +31,16 @@ pub const API_VERSION: &str = "1.2.26";
 
 /// Close code sent when a heartbeat `test_request` went unanswered.
 pub(crate) const HEARTBEAT_CLOSE_CODE: u16 = 1000;
-
-/// Identifies a connection inside the venue.
-pub(crate) type ConnId = u64;
+/// Close code sent after `10028 too_many_requests` ends the session.
+pub(crate) const RATE_LIMIT_CLOSE_CODE: u16 = 1008;
+/// Close code sent after `private/logout`.
+pub(crate) const LOGOUT_CLOSE_CODE: u16 = 1000;
+/// Largest request Deribit accepts, in bytes; bigger ones are answered
+/// `-32600 request entity too large`.
+pub(crate) const MAX_REQUEST: usize = 32 * 1024;
+/// `change_id` advances by a random stride in `1..=MAX_CHANGE_STRIDE` (as on Deribit,
+/// where ids are shared across books): a client must check `prev_change_id`, never `+1`.
+const MAX_CHANGE_STRIDE: u64 = 9;
 
 /// Something to send on one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,40 +68,72 @@ pub(crate) struct Config {
     pub(crate) rate_limit: RateLimit,
     /// `(client_id, client_secret)` by account index.
     pub(crate) credentials: Vec<(String, String)>,
+    /// Whether `10028` ends the session (as on Deribit).
+    pub(crate) end_session_on_rate_limit: bool,
+}
+
+/// Why a session ended (cancel-on-disconnect fires on all but [`Logout`](EndReason::Logout)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    /// The connection closed (either side, any way).
+    Closed,
+    /// A heartbeat `test_request` went unanswered.
+    Heartbeat,
+    /// `10028` with [`Config::end_session_on_rate_limit`].
+    RateLimit,
+    /// `private/logout`.
+    Logout,
 }
 
 /// One connection's state.
 #[derive(Debug)]
-struct Session {
-    subs: BTreeSet<Channel>,
+pub(super) struct Session {
+    pub(super) subs: BTreeSet<Channel>,
     /// Account and access token after a successful `public/auth`.
-    auth: Option<(usize, String)>,
-    heartbeat: Heartbeat,
-    credits: CreditPool,
+    pub(super) auth: Option<(usize, String)>,
+    pub(super) heartbeat: Heartbeat,
+    /// Credits spent before authentication.
+    pub(super) pools: Pools,
+    /// Cancel-on-disconnect with scope `connection`.
+    pub(super) cancel_on_disconnect: bool,
 }
 
 /// The simulated venue.
 #[derive(Debug)]
 pub(crate) struct Venue {
-    min_heartbeat: Duration,
+    pub(super) min_heartbeat: Duration,
     rate_limit: RateLimit,
+    end_session_on_rate_limit: bool,
     pub(super) markets: Vec<Market>,
-    rng: SplitMix64,
+    pub(super) rng: SplitMix64,
+    change_rng: SplitMix64,
     pub(super) ids: Ids,
-    auth: Auth,
+    pub(super) auth: Auth,
     pub(super) orders: BTreeMap<u64, UserOrder>,
-    sessions: BTreeMap<ConnId, Session>,
-    next_conn: ConnId,
+    pub(super) positions: Positions,
+    pub(super) trade_history: TradeHistory,
+    pub(super) sessions: BTreeMap<ConnId, Session>,
+    /// Rate-limit pools of authenticated accounts (they outlive connections).
+    account_pools: BTreeMap<usize, Pools>,
+    /// Accounts with cancel-on-disconnect of scope `account`.
+    pub(super) account_cancel_on_disconnect: BTreeSet<usize>,
+    pub(super) hooks: VenueHooks,
     /// Notifications produced while handling the current event.
-    pending: Vec<Delivery>,
+    pub(super) pending: Vec<Delivery>,
 }
 
-/// Whether `method` goes to the matching engine (costs more rate-limit credits).
-fn is_matching_engine(method: &str) -> bool {
-    matches!(
-        method,
-        "private/buy" | "private/sell" | "private/cancel" | "private/cancel_all" | "private/cancel_all_by_instrument"
-    )
+/// What `method` spends from the rate-limit pools.
+fn cost_of(method: &str) -> Cost {
+    match method {
+        "private/buy"
+        | "private/sell"
+        | "private/edit"
+        | "private/cancel"
+        | "private/cancel_all"
+        | "private/cancel_all_by_instrument" => Cost::MatchingEngine,
+        "public/subscribe" | "private/subscribe" | "public/unsubscribe" | "private/unsubscribe" => Cost::Subscribe,
+        _ => Cost::Plain,
+    }
 }
 
 impl Venue {
@@ -103,34 +146,52 @@ impl Venue {
         Self {
             min_heartbeat: config.min_heartbeat_interval,
             rate_limit: config.rate_limit,
+            end_session_on_rate_limit: config.end_session_on_rate_limit,
             markets,
             rng,
+            change_rng: SplitMix64::fork(config.seed, 0x63_68_67),
             ids,
             auth,
             orders: BTreeMap::new(),
+            positions: Positions::default(),
+            trade_history: TradeHistory::default(),
             sessions: BTreeMap::new(),
-            next_conn: 1,
+            account_pools: BTreeMap::new(),
+            account_cancel_on_disconnect: BTreeSet::new(),
+            hooks: VenueHooks::default(),
             pending: Vec::new(),
         }
     }
 
-    /// Registers a new connection.
-    pub(crate) fn connect(&mut self, now: Now) -> ConnId {
-        let conn = self.next_conn;
-        self.next_conn += 1;
+    /// Registers connection `conn` (ids are the shell's; never reused).
+    pub(crate) fn connect(&mut self, conn: ConnId, now: Now) {
         let session = Session {
             subs: BTreeSet::new(),
             auth: None,
             heartbeat: Heartbeat::default(),
-            credits: CreditPool::new(self.rate_limit, now.instant),
+            pools: Pools::new(self.rate_limit, now.instant),
+            cancel_on_disconnect: false,
         };
         self.sessions.insert(conn, session);
-        conn
     }
 
-    /// Forgets a connection (its resting orders stay, as on Deribit without cancel-on-disconnect).
-    pub(crate) fn disconnect(&mut self, conn: ConnId) {
-        self.sessions.remove(&conn);
+    /// The connection closed (any way): its session ends, its connection-scoped tokens die
+    /// and cancel-on-disconnect fires. Returns what that sends to other connections.
+    pub(crate) fn disconnect(&mut self, conn: ConnId, now: Now) -> Vec<Delivery> {
+        self.end_session(conn, EndReason::Closed, now);
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Ends `conn`'s session (nothing if already ended), queueing what it causes in `pending`.
+    pub(super) fn end_session(&mut self, conn: ConnId, reason: EndReason, now: Now) {
+        let Some(session) = self.sessions.remove(&conn) else { return };
+        self.auth.connection_closed(conn);
+        let Some((account, _)) = session.auth else { return };
+        let cancel = session.cancel_on_disconnect || self.account_cancel_on_disconnect.contains(&account);
+        if cancel && reason != EndReason::Logout {
+            let n = self.cancel_all(account, None, now, "cancel_on_disconnect");
+            tracing::debug!(conn, account, n, ?reason, "cancel on disconnect");
+        }
     }
 
     /// When [`on_timer`](Self::on_timer) should next run for `conn`.
@@ -138,17 +199,25 @@ impl Venue {
         self.sessions.get(&conn).and_then(|s| s.heartbeat.deadline())
     }
 
-    /// Heartbeat duty for `conn`: a `test_request`, or a close when the last went unanswered.
+    /// Heartbeat duty for `conn`: a `heartbeat` or `test_request`, or a close when the last
+    /// `test_request` went unanswered.
     pub(crate) fn on_timer(&mut self, conn: ConnId, now: Now) -> Vec<Delivery> {
         let Some(session) = self.sessions.get_mut(&conn) else { return Vec::new() };
         match session.heartbeat.poll(now.instant) {
             None => Vec::new(),
-            Some(HeartbeatAction::SendTestRequest) => vec![Delivery { conn, out: Outgoing::Text(rpc::test_request()) }],
+            Some(HeartbeatAction::SendHeartbeat) => {
+                vec![Delivery { conn, out: Outgoing::Text(rpc::heartbeat("heartbeat")) }]
+            }
+            Some(HeartbeatAction::SendTestRequest) => {
+                vec![Delivery { conn, out: Outgoing::Text(rpc::heartbeat("test_request")) }]
+            }
             Some(HeartbeatAction::Close) => {
                 tracing::debug!(conn, "heartbeat test_request unanswered; closing");
-                self.sessions.remove(&conn);
                 let reason = "heartbeat: test_request not answered".to_owned();
-                vec![Delivery { conn, out: Outgoing::Close { code: HEARTBEAT_CLOSE_CODE, reason } }]
+                let mut out = vec![Delivery { conn, out: Outgoing::Close { code: HEARTBEAT_CLOSE_CODE, reason } }];
+                self.end_session(conn, EndReason::Heartbeat, now);
+                out.append(&mut self.pending);
+                out
             }
         }
     }
@@ -163,27 +232,94 @@ impl Venue {
         vec![Delivery { conn, out: Outgoing::Text(rpc::response(Some(&Value::Null), Err(error), timing)) }]
     }
 
-    /// A text frame: one JSON-RPC request. The response comes first, then any
-    /// notifications it caused (to this and other connections).
-    pub(crate) fn on_text(&mut self, conn: ConnId, text: &str, now: Now) -> Vec<Delivery> {
-        if !self.sessions.contains_key(&conn) {
-            return Vec::new();
+    /// Spends the credits of a request from the account's pools (authenticated) or the
+    /// connection's; `false` if too few.
+    fn spend(&mut self, conn: ConnId, cost: Cost, now: Instant) -> bool {
+        let Some(session) = self.sessions.get_mut(&conn) else { return false };
+        match session.auth.as_ref().map(|a| a.0) {
+            Some(account) => {
+                let limit = self.rate_limit;
+                self.account_pools.entry(account).or_insert_with(|| Pools::new(limit, now)).try_spend(cost, now)
+            }
+            None => session.pools.try_spend(cost, now),
         }
-        let (id, outcome) = match rpc::parse_request(text) {
-            Err(Rejected { id, error }) => (id, Err(error)),
-            Ok(request) => {
-                let matching = is_matching_engine(&request.method);
-                let allowed = self.sessions.get_mut(&conn).is_some_and(|s| s.credits.try_spend(matching, now.instant));
-                let outcome =
-                    if allowed { self.dispatch(conn, &request, now) } else { Err(RpcError::too_many_requests()) };
-                (request.id, outcome)
+    }
+
+    /// A text frame: one JSON-RPC request. The response comes first (always: the shell
+    /// relies on it), then any notifications it caused (to this and other connections), then
+    /// a close if the request ended the session. `us_out` reads the clock when the response
+    /// is ready (for `usOut`/`usDiff`).
+    pub(crate) fn on_text(
+        &mut self,
+        conn: ConnId,
+        text: &str,
+        now: Now,
+        us_out: &mut dyn FnMut() -> u64,
+    ) -> Vec<Delivery> {
+        let Some(session) = self.sessions.get_mut(&conn) else { return Vec::new() };
+        session.heartbeat.activity();
+        let mut end = None;
+        let (id, outcome) = if text.len() > MAX_REQUEST {
+            (Some(Value::Null), Err(RpcError::too_large(MAX_REQUEST)))
+        } else {
+            match rpc::parse_request(text) {
+                Err(Rejected { id, error }) => (id, Err(error)),
+                Ok(request) => {
+                    let outcome = if !self.spend(conn, cost_of(&request.method), now.instant) {
+                        if self.end_session_on_rate_limit {
+                            end = Some(EndReason::RateLimit);
+                        }
+                        Err(RpcError::too_many_requests())
+                    } else if let Some(error) = self.hooks.injected_failure(&request.method) {
+                        Err(error)
+                    } else if request.method == "private/logout" {
+                        return self.logout(conn, &request, now);
+                    } else {
+                        self.dispatch(conn, &request, now)
+                    };
+                    (request.id, outcome)
+                }
             }
         };
         if let Err(e) = &outcome {
             tracing::debug!(conn, error = %e, "request failed");
         }
-        let timing = Timing { us_in: now.unix_us, us_out: now.unix_us };
+        let timing = Timing { us_in: now.unix_us, us_out: us_out().max(now.unix_us) };
         let mut out = vec![Delivery { conn, out: Outgoing::Text(rpc::response(id.as_ref(), outcome, timing)) }];
+        out.append(&mut self.pending);
+        if let Some(reason) = end {
+            tracing::debug!(conn, "too_many_requests: ending the session");
+            let close = Outgoing::Close { code: RATE_LIMIT_CLOSE_CODE, reason: "too_many_requests".to_owned() };
+            out.push(Delivery { conn, out: close });
+            self.end_session(conn, reason, now);
+            out.append(&mut self.pending);
+        }
+        out
+    }
+
+    /// `private/logout {invalidate_token}`: no response; the connection closes, tokens of
+    /// the session are revoked (unless `invalidate_token` is `false`), and cancel-on-disconnect
+    /// does not fire.
+    fn logout(&mut self, conn: ConnId, request: &rpc::Request, now: Now) -> Vec<Delivery> {
+        let p = rpc::Params(&request.params);
+        let account = match self.account(conn, p, now) {
+            Ok(account) => account,
+            Err(error) => {
+                let timing = Timing { us_in: now.unix_us, us_out: now.unix_us };
+                let text = rpc::response(request.id.as_ref(), Err(error), timing);
+                return vec![Delivery { conn, out: Outgoing::Text(text) }];
+            }
+        };
+        if p.opt_bool("invalidate_token").ok().flatten().unwrap_or(true) {
+            let token = self.sessions.get(&conn).and_then(|s| s.auth.as_ref().map(|a| a.1.clone()));
+            let binding = token.and_then(|t| self.auth.binding(&t).cloned());
+            if let Some(super::auth::Binding::Session(_)) = binding {
+                self.auth.revoke(Some(account));
+            }
+        }
+        let close = Outgoing::Close { code: LOGOUT_CLOSE_CODE, reason: "logout".to_owned() };
+        let mut out = vec![Delivery { conn, out: close }];
+        self.end_session(conn, EndReason::Logout, now);
         out.append(&mut self.pending);
         out
     }
@@ -196,7 +332,7 @@ impl Venue {
             self.settle_makers(idx, &executions, None, now);
             self.publish_trades(idx, &executions, now);
             self.publish_book_change(idx, before, now);
-            let data = payload::ticker(&self.markets[idx], now.ms());
+            let data = super::payload::ticker(&self.markets[idx], now.ms());
             self.publish(Kind::Ticker, idx, None, &data);
         }
         std::mem::take(&mut self.pending)
@@ -215,186 +351,9 @@ impl Venue {
         })
     }
 
-    fn dispatch(&mut self, conn: ConnId, request: &Request, now: Now) -> Result<Value, RpcError> {
-        let p = Params(&request.params);
-        match request.method.as_str() {
-            "public/auth" => self.authenticate(conn, p, now),
-            "public/test" | "public/hello" => {
-                if let Some(session) = self.sessions.get_mut(&conn) {
-                    session.heartbeat.answered();
-                }
-                Ok(json!({ "version": API_VERSION }))
-            }
-            "public/get_time" => Ok(json!(now.ms())),
-            "public/set_heartbeat" => self.set_heartbeat(conn, p, now),
-            "public/disable_heartbeat" => {
-                if let Some(session) = self.sessions.get_mut(&conn) {
-                    session.heartbeat.disable();
-                }
-                Ok(json!("ok"))
-            }
-            "public/subscribe" => self.subscribe(conn, p, false, now),
-            "private/subscribe" => {
-                let account = self.account(conn, p, now)?;
-                // Subscribing with an `access_token` parameter binds an unauthenticated
-                // connection to that account, so `user.*` notifications reach it.
-                if let (Some(token), Some(session)) = (p.opt_str("access_token")?, self.sessions.get_mut(&conn)) {
-                    session.auth.get_or_insert_with(|| (account, token.to_owned()));
-                }
-                self.subscribe(conn, p, true, now)
-            }
-            "public/unsubscribe" => self.unsubscribe(conn, p),
-            "private/unsubscribe" => {
-                self.account(conn, p, now)?;
-                self.unsubscribe(conn, p)
-            }
-            "public/unsubscribe_all" => self.unsubscribe_all(conn),
-            "private/unsubscribe_all" => {
-                self.account(conn, p, now)?;
-                self.unsubscribe_all(conn)
-            }
-            "public/get_instruments" => instruments(p),
-            "public/ticker" => {
-                let idx = instrument_param(p)?;
-                Ok(payload::ticker(&self.markets[idx], now.ms()))
-            }
-            "public/get_order_book" => {
-                let idx = instrument_param(p)?;
-                let depth = match p.opt_f64("depth")? {
-                    None => 20,
-                    Some(d) if (1.0..=10_000.0).contains(&d) => d as usize,
-                    Some(_) => return Err(RpcError::invalid_params("depth", "must be between 1 and 10000")),
-                };
-                Ok(payload::order_book(&self.markets[idx], depth, now.ms()))
-            }
-            "private/buy" => {
-                let account = self.account(conn, p, now)?;
-                self.place(account, Side::Buy, p, now)
-            }
-            "private/sell" => {
-                let account = self.account(conn, p, now)?;
-                self.place(account, Side::Sell, p, now)
-            }
-            "private/cancel" => {
-                let account = self.account(conn, p, now)?;
-                self.cancel(account, p, now)
-            }
-            "private/cancel_all" => {
-                let account = self.account(conn, p, now)?;
-                Ok(json!(self.cancel_all(account, None, now)))
-            }
-            "private/cancel_all_by_instrument" => {
-                let account = self.account(conn, p, now)?;
-                let idx = instrument_param(p)?;
-                Ok(json!(self.cancel_all(account, Some(idx), now)))
-            }
-            "private/get_open_orders_by_instrument" => {
-                let account = self.account(conn, p, now)?;
-                let idx = instrument_param(p)?;
-                Ok(self.open_orders(account, Some(idx)))
-            }
-            "private/get_open_orders" => {
-                let account = self.account(conn, p, now)?;
-                Ok(self.open_orders(account, None))
-            }
-            "private/get_order_state" => {
-                let account = self.account(conn, p, now)?;
-                self.order_state(account, p)
-            }
-            _ => Err(RpcError::method_not_found()),
-        }
-    }
-
-    /// The account a private call acts for: the `access_token` parameter if
-    /// given, else the connection's authentication. `13009` unless valid and unexpired.
-    fn account(&self, conn: ConnId, p: Params<'_>, now: Now) -> Result<usize, RpcError> {
-        if let Some(token) = p.opt_str("access_token")? {
-            return self.auth.check(token, now.instant);
-        }
-        match self.sessions.get(&conn).and_then(|s| s.auth.as_ref()) {
-            Some((_, token)) => self.auth.check(token, now.instant),
-            None => Err(RpcError::unauthorized("not authenticated")),
-        }
-    }
-
-    fn authenticate(&mut self, conn: ConnId, p: Params<'_>, now: Now) -> Result<Value, RpcError> {
-        let grant: Grant = match p.str("grant_type")? {
-            "client_credentials" => {
-                let (id, secret) = (p.str("client_id")?, p.str("client_secret")?);
-                self.auth.client_credentials(id, secret, now.instant, now.ms())?
-            }
-            "refresh_token" => self.auth.refresh(p.str("refresh_token")?, now.instant, now.ms())?,
-            _ => return Err(RpcError::invalid_params("grant_type", "supported: client_credentials, refresh_token")),
-        };
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.auth = Some((grant.account, grant.access_token.clone()));
-        }
-        tracing::debug!(conn, account = grant.account, "authenticated");
-        Ok(json!({
-            "access_token": grant.access_token,
-            "refresh_token": grant.refresh_token,
-            "expires_in": grant.expires_in,
-            "scope": "connection mainaccount",
-            "token_type": "bearer",
-            "enabled_features": [],
-        }))
-    }
-
-    fn set_heartbeat(&mut self, conn: ConnId, p: Params<'_>, now: Now) -> Result<Value, RpcError> {
-        let secs = p.f64("interval")?;
-        let min = self.min_heartbeat;
-        let interval = Duration::try_from_secs_f64(secs)
-            .ok()
-            .filter(|d| *d >= min && *d > Duration::ZERO)
-            .ok_or_else(|| RpcError::invalid_params("interval", format!("must be at least {}", min.as_secs_f64())))?;
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.heartbeat.enable(interval, now.instant);
-        }
-        Ok(json!("ok"))
-    }
-
-    fn subscribe(&mut self, conn: ConnId, p: Params<'_>, private: bool, now: Now) -> Result<Value, RpcError> {
-        let names = p.str_list("channels")?;
-        let Some(session) = self.sessions.get_mut(&conn) else { return Ok(json!([])) };
-        let mut subscribed: Vec<&str> = Vec::new();
-        let mut added = Vec::new();
-        for name in names {
-            // Unknown channels, and private ones via public/subscribe, are left out (as on Deribit).
-            let Some(channel) = Channel::parse(name).filter(|c| private || !c.is_private()) else { continue };
-            if session.subs.insert(channel) {
-                added.push(channel);
-            }
-            if !subscribed.contains(&name) {
-                subscribed.push(name);
-            }
-        }
-        for channel in added.into_iter().filter(|c| c.kind == Kind::Book) {
-            let data = payload::book_snapshot(&self.markets[channel.instrument], now.ms());
-            let text = rpc::notification(&channel.to_string(), &data);
-            self.pending.push(Delivery { conn, out: Outgoing::Text(text) });
-        }
-        Ok(json!(subscribed))
-    }
-
-    fn unsubscribe(&mut self, conn: ConnId, p: Params<'_>) -> Result<Value, RpcError> {
-        let names = p.str_list("channels")?;
-        let Some(session) = self.sessions.get_mut(&conn) else { return Ok(json!([])) };
-        let mut removed: Vec<&str> = Vec::new();
-        for name in names {
-            let Some(channel) = Channel::parse(name) else { continue };
-            session.subs.remove(&channel);
-            if !removed.contains(&name) {
-                removed.push(name);
-            }
-        }
-        Ok(json!(removed))
-    }
-
-    fn unsubscribe_all(&mut self, conn: ConnId) -> Result<Value, RpcError> {
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.subs.clear();
-        }
-        Ok(json!("ok"))
+    /// The next `change_id` stride.
+    pub(super) fn change_stride(&mut self) -> u64 {
+        1 + self.change_rng.below(MAX_CHANGE_STRIDE)
     }
 
     /// Queues a notification of `data` to every subscriber of a `kind`
@@ -407,8 +366,8 @@ impl Venue {
             }
             for channel in session.subs.iter().filter(|c| c.kind == kind && c.instrument == instrument) {
                 let wrapped;
-                let data = if kind == Kind::UserOrders && channel.interval != Interval::Raw {
-                    wrapped = json!([data]);
+                let data = if kind == Kind::UserOrders && channel.interval != super::channel::Interval::Raw {
+                    wrapped = serde_json::json!([data]);
                     &wrapped
                 } else {
                     data
@@ -418,66 +377,4 @@ impl Venue {
             }
         }
     }
-
-    /// Publishes a `book` change turning `before` into the current book (nothing if equal).
-    pub(super) fn publish_book_change(&mut self, idx: usize, before: (Levels, Levels), now: Now) {
-        let market = &mut self.markets[idx];
-        let (bids, asks) = market.levels();
-        let bid_changes = payload::level_diff(&market.spec, &before.0, &bids, true);
-        let ask_changes = payload::level_diff(&market.spec, &before.1, &asks, false);
-        if bid_changes.is_empty() && ask_changes.is_empty() {
-            return;
-        }
-        let prev = market.change_id;
-        market.change_id += 1;
-        let data = payload::book_change(market, prev, bid_changes, ask_changes, now.ms());
-        self.publish(Kind::Book, idx, None, &data);
-    }
-
-    /// Publishes `executions` on the public `trades` channel.
-    pub(super) fn publish_trades(&mut self, idx: usize, executions: &[Execution], now: Now) {
-        if executions.is_empty() {
-            return;
-        }
-        let spec = self.markets[idx].spec;
-        let trades: Vec<Value> = executions.iter().map(|e| payload::public_trade(&spec, &e.trade, now.ms())).collect();
-        self.publish(Kind::Trades, idx, None, &Value::Array(trades));
-    }
-
-    /// Applies fills to accounts' resting (maker) orders and notifies their
-    /// owners (`user.orders`, `user.trades`). `taker` is the account whose
-    /// order took the liquidity, if any (for `self_trade`).
-    pub(super) fn settle_makers(&mut self, idx: usize, executions: &[Execution], taker: Option<usize>, now: Now) {
-        for e in executions {
-            let Owner::Account(account) = e.fill.maker_owner else { continue };
-            let Some(order) = self.orders.get_mut(&e.fill.maker_id) else { continue };
-            order.fill(e.fill.price, e.fill.amount, now.ms());
-            let trade = payload::user_trade(order, &e.trade, true, taker == Some(account), now.ms());
-            let order = order.to_json();
-            self.publish(Kind::UserOrders, idx, Some(account), &order);
-            self.publish(Kind::UserTrades, idx, Some(account), &json!([trade]));
-        }
-    }
-}
-
-/// `instrument_name` parameter as an index into [`INSTRUMENTS`].
-pub(super) fn instrument_param(p: Params<'_>) -> Result<usize, RpcError> {
-    let name = p.str("instrument_name")?;
-    index_of(name).ok_or_else(|| RpcError::invalid_params("instrument_name", format!("unknown instrument {name:?}")))
-}
-
-/// `public/get_instruments`.
-fn instruments(p: Params<'_>) -> Result<Value, RpcError> {
-    let currency = p.str("currency")?;
-    if !matches!(currency, "BTC" | "ETH" | "USDC" | "USDT" | "EURR" | "any") {
-        return Err(RpcError::invalid_params("currency", "unknown currency"));
-    }
-    let kind_ok = p.opt_str("kind")?.is_none_or(|k| k == "future");
-    let expired = p.opt_bool("expired")?.unwrap_or(false);
-    let list: Vec<Value> = INSTRUMENTS
-        .iter()
-        .filter(|i| kind_ok && !expired && (currency == "any" || currency == i.currency))
-        .map(payload::instrument)
-        .collect();
-    Ok(Value::Array(list))
 }
