@@ -54,6 +54,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod dialect;
@@ -61,7 +62,9 @@ pub mod error;
 pub mod event;
 pub mod jsonrpc;
 pub mod queue;
+mod task;
 
+pub use client::{Client, ClientState, RoundTrips, Stats, SubscribeOutcome, running_tasks};
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
 pub use dialect::Dialect;
 pub use error::{ClientError, ErrorKind, classify_connect_error};
