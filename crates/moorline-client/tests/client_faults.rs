@@ -1,0 +1,509 @@
+//! The client against the test kit's WebSocket server and its faults, over loopback: every
+//! fault while idle, streaming, with requests pending and during restoration; refused
+//! subscriptions; upgrades refused (delays grow; retries run out; fatal statuses stop);
+//! half-open detection; a slow reader. Each test bounds its time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moorline_client::config::{Attempts, Jitter, Overflow, RetryConfig};
+use moorline_client::dialect::JsonRpc;
+use moorline_client::queue::EventStream;
+use moorline_client::{Client, ClientConfig, ClientError, ClientEvent, ClientState, DisconnectReason};
+use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer, Reply};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+const BOUND: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(BOUND, f).await.expect("test exceeded its time bound");
+}
+
+/// A JSON-RPC venue: `subscribe` confirms every channel not starting with `bad.`, `echo`
+/// answers its params, `silent` is never answered.
+async fn venue() -> MockServer {
+    MockServer::builder()
+        .on(
+            Matcher::any(),
+            Reply::with(|frame| {
+                let text = frame.as_text()?;
+                let v: Value = serde_json::from_str(text).ok()?;
+                let id = v.get("id")?.clone();
+                let params = v.get("params").cloned().unwrap_or(Value::Null);
+                let result = match v.get("method")?.as_str()? {
+                    "subscribe" => {
+                        let list: Vec<Value> = params["channels"]
+                            .as_array()?
+                            .iter()
+                            .filter(|c| !c.as_str().unwrap_or("").starts_with("bad."))
+                            .cloned()
+                            .collect();
+                        Value::Array(list)
+                    }
+                    "unsubscribe" => params["channels"].clone(),
+                    "echo" => params,
+                    _ => return None,
+                };
+                Some(Frame::text(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()))
+            }),
+        )
+        .start()
+        .await
+        .unwrap()
+}
+
+fn notification(channel: &str, n: u64) -> Frame {
+    Frame::text(json!({"jsonrpc":"2.0","method":"subscription","params":{"channel": channel, "data": n}}).to_string())
+}
+
+fn config() -> moorline_client::ClientConfigBuilder {
+    ClientConfig::builder()
+        .retry(RetryConfig {
+            attempts: Attempts::Unlimited,
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(400),
+            jitter: Jitter::None,
+            healthy_after: Duration::from_secs(5),
+        })
+        .request_timeout(Duration::from_secs(5))
+        .dead_after(Some(Duration::from_millis(300)), Duration::from_secs(2))
+}
+
+/// The next event matching `pred`, with the events skipped on the way.
+async fn until(rx: &mut EventStream, pred: impl Fn(&ClientEvent) -> bool) -> (ClientEvent, Vec<ClientEvent>) {
+    let mut skipped = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no matching event within {WAIT:?}; skipped {skipped:#?}"))
+            .unwrap_or_else(|| panic!("stream ended; skipped {skipped:#?}"));
+        if pred(&ev) {
+            return (ev, skipped);
+        }
+        skipped.push(ev);
+    }
+}
+
+fn restored(ev: &ClientEvent) -> bool {
+    matches!(ev, ClientEvent::Restored { .. })
+}
+
+/// How many times the server was asked to subscribe `channel`, over all connections.
+fn subscribe_requests(server: &MockServer, channel: &str) -> usize {
+    server
+        .received()
+        .iter()
+        .filter_map(|r| r.frame.as_text().and_then(|t| serde_json::from_str::<Value>(t).ok()))
+        .filter(|v| v["method"] == "subscribe")
+        .map(|v| v["params"]["channels"].as_array().unwrap().iter().filter(|c| *c == channel).count())
+        .sum()
+}
+
+/// Connects and subscribes to `a` and `b`; returns after the subscribe resolved.
+async fn connected(server: &MockServer, config: ClientConfig) -> (Client, EventStream) {
+    let (client, mut rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+    let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
+    assert!(matches!(ev, ClientEvent::Connected { .. }));
+    until(&mut rx, restored).await;
+    let out = client.subscribe(&["a", "b", "bad.c"]).await.unwrap();
+    assert_eq!(out.confirmed.iter().map(|c| &**c).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(out.refused.len(), 1);
+    assert_eq!(&*out.refused[0].channel, "bad.c");
+    assert_eq!(client.state(), ClientState::Connected);
+    (client, rx)
+}
+
+/// After a fault: disconnected, reconnected, the same channels restored exactly once, and a
+/// message injected on the new connection routed with its channel.
+async fn recovers(server: &MockServer, client: &Client, rx: &mut EventStream, connections: usize) {
+    let (_, skipped) = until(rx, |e| matches!(e, ClientEvent::Reconnected { .. })).await;
+    assert!(skipped.iter().any(|e| matches!(e, ClientEvent::Disconnected { .. })), "{skipped:#?}");
+    assert!(skipped.iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })), "{skipped:#?}");
+    let (ev, _) = until(rx, restored).await;
+    let ClientEvent::Restored { confirmed, refused } = ev else { unreachable!() };
+    let mut names: Vec<&str> = confirmed.iter().map(|c| &**c).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "b"], "no subscription lost, none doubled");
+    assert!(refused.is_empty(), "a refused channel is not asked for again: {refused:?}");
+    assert_eq!(client.state(), ClientState::Connected);
+    assert_eq!(subscribe_requests(server, "a"), connections, "one subscribe of `a` per connection");
+    assert_eq!(subscribe_requests(server, "bad.c"), 1, "a refused channel is not restored");
+    assert!(server.wait_for_open_connections(1, WAIT).await);
+    server.inject(notification("a", 42));
+    let (ev, _) = until(rx, |e| matches!(e, ClientEvent::Message { .. })).await;
+    let ClientEvent::Message { data, channel } = ev else { unreachable!() };
+    assert_eq!(channel.as_deref(), Some("a"));
+    assert!(data.as_text().unwrap().contains("42"));
+    // Requests work on the new connection.
+    let echoed = client.request("echo", json!({"x": 1})).await.unwrap();
+    assert_eq!(echoed.get(), r#"{"x":1}"#);
+}
+
+async fn fault_while_idle(fault: Fault) {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        assert_eq!(server.fault(fault.clone()), 1);
+        recovers(&server, &client, &mut rx, 2).await;
+        client.close().await.unwrap();
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Closed { .. })).await;
+        assert!(matches!(ev, ClientEvent::Closed { error: None }), "{ev:?}");
+        assert!(tokio::time::timeout(WAIT, rx.recv()).await.unwrap().is_none(), "the stream ends after Closed");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_frame_while_idle() {
+    fault_while_idle(Fault::Close { code: 1001, reason: "going away".into() }).await;
+}
+
+#[tokio::test]
+async fn fin_while_idle() {
+    fault_while_idle(Fault::Fin).await;
+}
+
+#[tokio::test]
+async fn reset_while_idle() {
+    fault_while_idle(Fault::Reset).await;
+}
+
+#[tokio::test]
+async fn stall_while_idle_is_a_dead_peer() {
+    fault_while_idle(Fault::StallAfter(0)).await;
+}
+
+/// Half-open: nothing arrives, nothing fails. The dead-peer timer (pings after 300 ms of
+/// silence, dead after 2 s without any frame) detects it within its bound.
+#[tokio::test]
+async fn half_open_is_detected_within_the_bound() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        let t0 = Instant::now();
+        server.fault(Fault::HalfOpen);
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        let took = t0.elapsed();
+        assert!(
+            matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::DeadPeer(_) }),
+            "{ev:?}"
+        );
+        // The bound is dead_after (2 s) after the last frame; generous slack for a busy machine.
+        assert!(took >= Duration::from_millis(1500), "declared dead too early: {took:?}");
+        recovers(&server, &client, &mut rx, 2).await;
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A fault while the venue streams at full rate: recovered, every message routed with its
+/// channel before and after.
+#[tokio::test]
+async fn reset_while_streaming() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        for i in 0..2000 {
+            server.inject(notification(if i % 2 == 0 { "a" } else { "b" }, i));
+        }
+        server.fault(Fault::Reset);
+        let (_, skipped) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        for e in &skipped {
+            if let ClientEvent::Message { channel, .. } = e {
+                assert!(matches!(channel.as_deref(), Some("a" | "b")), "{channel:?}");
+            }
+        }
+        recovers(&server, &client, &mut rx, 2).await;
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Requests pending when the connection drops fail at once with a typed error, none hangs.
+#[tokio::test]
+async fn pending_requests_fail_at_once_on_a_drop() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        let mut calls = Vec::new();
+        for _ in 0..10 {
+            let c = client.clone();
+            calls.push(tokio::spawn(async move { c.request("silent", json!({})).await }));
+        }
+        // All ten are on the wire before the fault.
+        for _ in 0..100 {
+            if client.stats().pending == 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(client.stats().pending, 10);
+        let t0 = Instant::now();
+        server.fault(Fault::Fin);
+        for call in calls {
+            let r = call.await.unwrap();
+            assert!(matches!(r, Err(ClientError::Disconnected { sent: true })), "{r:?}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(4), "failed at the drop, not at the 5 s deadline");
+        assert_eq!(client.stats().pending, 0);
+        recovers(&server, &client, &mut rx, 2).await;
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A request nobody answers times out at its deadline with a typed error.
+#[tokio::test]
+async fn unanswered_request_times_out() {
+    bounded(async {
+        let server = venue().await;
+        let config = config().request_timeout(Duration::from_millis(500)).build().unwrap();
+        let (client, _rx) = connected(&server, config).await;
+        let r = client.request("silent", json!({})).await;
+        assert!(matches!(r, Err(ClientError::Timeout { .. })), "{r:?}");
+        assert_eq!(client.stats().pending, 0, "the entry left with its caller");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A drop during restoration (the subscribe reply never comes: the server drops the
+/// connection as it arrives): the restore starts over on the next connection, every channel
+/// still asked for once per connection, confirmed in the end.
+#[tokio::test]
+async fn fault_during_restoration() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        // The next subscribe requests are not answered and the connection dies.
+        server.clear_replies();
+        server.fault(Fault::Fin);
+        let (_, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        // Second connection: the restore's subscribe goes unanswered; kill it mid-restore.
+        let received = server
+            .expect_received(Matcher::predicate(|f| f.as_text().is_some_and(|t| t.contains("\"subscribe\""))), WAIT)
+            .await;
+        assert!(received.is_ok());
+        server.fault(Fault::Reset);
+        let (_, skipped) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        assert!(!skipped.iter().any(|e| matches!(e, ClientEvent::Reconnected { .. })), "not restored: no Reconnected");
+        // Third connection: answered again.
+        let fresh = venue().await;
+        drop(fresh);
+        server.on(Matcher::any(), {
+            Reply::with(|frame| {
+                let v: Value = serde_json::from_str(frame.as_text()?).ok()?;
+                let id = v.get("id")?.clone();
+                (v["method"] == "subscribe").then(|| {
+                    Frame::text(json!({"jsonrpc":"2.0","id":id,"result":v["params"]["channels"]}).to_string())
+                })
+            })
+        });
+        let (ev, _) = until(&mut rx, restored).await;
+        let ClientEvent::Restored { confirmed, .. } = ev else { unreachable!() };
+        let mut names: Vec<&str> = confirmed.iter().map(|c| &**c).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(subscribe_requests(&server, "a"), 3, "once per connection");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Subscribe calls made while disconnected join the restore.
+#[tokio::test]
+async fn subscribe_while_disconnected_joins_the_restore() {
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let (client, mut rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        until(&mut rx, |e| matches!(e, ClientEvent::Reconnecting { .. })).await;
+        let c = client.clone();
+        let sub = tokio::spawn(async move { c.subscribe(&["a"]).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.clear_faults();
+        let out = sub.await.unwrap().unwrap();
+        assert_eq!(out.confirmed.len(), 1);
+        let (ev, _) = until(&mut rx, restored).await;
+        assert!(matches!(ev, ClientEvent::Restored { ref confirmed, .. } if confirmed.len() == 1), "{ev:?}");
+        assert_eq!(subscribe_requests(&server, "a"), 1);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A server that accepts TCP and refuses every upgrade: the delays grow (no jitter here), and
+/// the retries run out with a typed error.
+#[tokio::test]
+async fn refused_upgrades_back_off_then_give_up() {
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let config = config()
+            .retry(RetryConfig {
+                attempts: Attempts::Limited(4),
+                base: Duration::from_millis(50),
+                cap: Duration::from_secs(1),
+                jitter: Jitter::None,
+                healthy_after: Duration::from_secs(5),
+            })
+            .build()
+            .unwrap();
+        let (client, mut rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+        let (ev, skipped) = until(&mut rx, |e| matches!(e, ClientEvent::Closed { .. })).await;
+        let delays: Vec<Duration> = skipped
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Reconnecting { delay, .. } => Some(*delay),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delays.len(), 4, "{skipped:#?}");
+        assert!(delays.windows(2).all(|w| w[1] > w[0]), "delays grow: {delays:?}");
+        assert!(matches!(ev, ClientEvent::Closed { error: Some(ClientError::RetriesExhausted { attempts: 5, .. }) }), "{ev:?}");
+        assert_eq!(server.connections_accepted(), 0);
+        assert!(server.tcp_connections_accepted() >= 5);
+        assert_eq!(client.state(), ClientState::Closed);
+        let r = client.send_text("x").await;
+        assert!(matches!(r, Err(ClientError::Closed)), "{r:?}");
+    })
+    .await;
+}
+
+/// A 401 on the upgrade is fatal: reported, not retried.
+#[tokio::test]
+async fn unauthorized_upgrade_is_fatal() {
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(401));
+        let (_client, mut rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        let (ev, skipped) = until(&mut rx, |e| matches!(e, ClientEvent::Closed { .. })).await;
+        assert!(matches!(ev, ClientEvent::Closed { error: Some(ClientError::FatalConnect { .. }) }), "{ev:?}");
+        assert!(!skipped.iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })), "{skipped:#?}");
+        assert_eq!(server.tcp_connections_accepted(), 1);
+    })
+    .await;
+}
+
+/// The first connect's failure is retried too: the venue comes up later.
+#[tokio::test]
+async fn first_connect_failure_is_retried() {
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RefuseConnections(Duration::from_millis(400)));
+        let (client, mut rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        let (_, skipped) = until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
+        assert!(skipped.iter().any(|e| matches!(e, ClientEvent::Reconnecting { .. })), "{skipped:#?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Sends while disconnected fail at once (the default `OfflineSends::Fail`).
+#[tokio::test]
+async fn sends_while_disconnected_fail_at_once() {
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let (client, _rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        let r = client.send_text("hello").await;
+        assert!(matches!(r, Err(ClientError::Disconnected { sent: false })), "{r:?}");
+        let r = client.request("echo", json!({})).await;
+        assert!(matches!(r, Err(ClientError::Disconnected { sent: false })), "{r:?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A reader that stops reading while the venue floods and pings: the client keeps reading
+/// (side buffer), then stops (backpressure), and never declares the live venue dead.
+#[tokio::test]
+async fn slow_reader_never_causes_a_false_timeout() {
+    bounded(async {
+        let server = venue().await;
+        let config = config().incoming_buffer(64 << 10, Overflow::Backpressure).build().unwrap();
+        let (client, mut rx) = connected(&server, config).await;
+        let payload = "x".repeat(1000);
+        for i in 0..3000u64 {
+            server.inject(Frame::text(
+                json!({"jsonrpc":"2.0","method":"subscription","params":{"channel":"a","data":payload,"n":i}}).to_string(),
+            ));
+        }
+        // Not reading for well past dead_after (2 s).
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(client.state(), ClientState::Connected, "a slow reader is not a dead peer");
+        let mut n = 0u64;
+        while n < 3000 {
+            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            match ev {
+                ClientEvent::Message { data, .. } => {
+                    let v: Value = serde_json::from_str(data.as_text().unwrap()).unwrap();
+                    assert_eq!(v["params"]["n"], n, "in order, none lost");
+                    n += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(client.stats().drops, 0);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Drop-oldest: a flood nobody reads is dropped and counted, never silently.
+#[tokio::test]
+async fn drop_oldest_counts_every_drop() {
+    bounded(async {
+        let server = venue().await;
+        let config = config().incoming_buffer(16 << 10, Overflow::DropOldest).build().unwrap();
+        let (client, mut rx) = connected(&server, config).await;
+        for i in 0..500u64 {
+            server.inject(notification("a", i));
+        }
+        let (_, _) = tokio::time::timeout(WAIT, async {
+            loop {
+                if client.stats().messages_in >= 500 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .map(|()| ((), ()))
+        .unwrap();
+        let mut got = 0u64;
+        let mut dropped = 0u64;
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            match ev {
+                ClientEvent::Message { .. } => got += 1,
+                ClientEvent::Dropped { messages, .. } => dropped += messages,
+                _ => {}
+            }
+        }
+        assert!(dropped > 0);
+        assert_eq!(got + dropped, 500, "every message delivered or counted");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// `reconnect()` drops the connection and restores the session on a new one.
+#[tokio::test]
+async fn explicit_reconnect_restores() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        client.reconnect().await.unwrap();
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        assert!(matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::Requested }), "{ev:?}");
+        recovers(&server, &client, &mut rx, 2).await;
+        assert_eq!(client.stats().reconnects, 1);
+        client.close().await.unwrap();
+        let _ = Arc::new(());
+    })
+    .await;
+}
