@@ -303,8 +303,8 @@ impl Client {
         config.validate()?;
         dialect.check(&config)?;
         crate::connect::check_url(url)?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| ClientError::Send(moorline::Error::NoRuntime))?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| ClientError::Send(moorline::Error::NoRuntime))?;
         let limits = PendingLimits { max_requests: 65_536, max_bytes: 64 << 20 };
         let state = State {
             link: None,
@@ -373,18 +373,28 @@ impl Client {
         {
             let mut s = self.shared.lock();
             if s.offline_bytes.saturating_add(bytes) > max_bytes {
-                return Err(ClientError::QueueFull { what: "the queue of sends made while disconnected", bytes: s.offline_bytes, limit: max_bytes });
+                return Err(ClientError::QueueFull {
+                    what: "the queue of sends made while disconnected",
+                    bytes: s.offline_bytes,
+                    limit: max_bytes,
+                });
             }
             s.offline_bytes += bytes;
         }
         let mut status = self.shared.status.subscribe();
-        let waited = tokio::time::timeout(deadline, status.wait_for(|s| matches!(s, ClientState::Connected | ClientState::Closed))).await;
+        let waited = tokio::time::timeout(
+            deadline,
+            status.wait_for(|s| matches!(s, ClientState::Connected | ClientState::Closed)),
+        )
+        .await;
         let mut s = self.shared.lock();
         s.offline_bytes = s.offline_bytes.saturating_sub(bytes);
         match (waited, &s.link) {
             (_, Some(link)) => Ok(link.clone()),
             (Err(_), None) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
-            (Ok(_), None) => Err(if s.closed.is_some() { ClientError::Closed } else { ClientError::Disconnected { sent: false } }),
+            (Ok(_), None) => {
+                Err(if s.closed.is_some() { ClientError::Closed } else { ClientError::Disconnected { sent: false } })
+            }
         }
     }
 
@@ -454,7 +464,10 @@ impl Client {
             Some((Acquire::Wait(at), _)) => {
                 let at = Instant::from_std(at);
                 if at > deadline {
-                    return Err(ClientError::Timeout { what: format!("request {method} (rate limited)"), after: timeout });
+                    return Err(ClientError::Timeout {
+                        what: format!("request {method} (rate limited)"),
+                        after: timeout,
+                    });
                 }
                 tokio::time::sleep_until(at).await;
             }
@@ -477,10 +490,14 @@ impl Client {
             let id = s
                 .pending
                 .insert(Instant::now().into_std(), options, Waiter::User { tx, sent: Instant::now() })
-                .map_err(|e| ClientError::QueueFull { what: "pending requests", bytes: s.pending.bytes(), limit: match e {
-                    moorline_proto::client::pending::PendingError::TooManyBytes { limit, .. } => limit,
-                    _ => s.pending.len(),
-                } })?;
+                .map_err(|e| ClientError::QueueFull {
+                    what: "pending requests",
+                    bytes: s.pending.bytes(),
+                    limit: match e {
+                        moorline_proto::client::pending::PendingError::TooManyBytes { limit, .. } => limit,
+                        _ => s.pending.len(),
+                    },
+                })?;
             match self.shared.dialect.request(id, method, params) {
                 Ok(req) => (id, req.text),
                 Err(e) => {

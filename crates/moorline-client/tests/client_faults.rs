@@ -191,10 +191,7 @@ async fn half_open_is_detected_within_the_bound() {
         server.fault(Fault::HalfOpen);
         let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
         let took = t0.elapsed();
-        assert!(
-            matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::DeadPeer(_) }),
-            "{ev:?}"
-        );
+        assert!(matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::DeadPeer(_) }), "{ev:?}");
         // The bound is dead_after (2 s) after the last frame; generous slack for a busy machine.
         assert!(took >= Duration::from_millis(1500), "declared dead too early: {took:?}");
         recovers(&server, &client, &mut rx, 2).await;
@@ -301,9 +298,8 @@ async fn fault_during_restoration() {
             Reply::with(|frame| {
                 let v: Value = serde_json::from_str(frame.as_text()?).ok()?;
                 let id = v.get("id")?.clone();
-                (v["method"] == "subscribe").then(|| {
-                    Frame::text(json!({"jsonrpc":"2.0","id":id,"result":v["params"]["channels"]}).to_string())
-                })
+                (v["method"] == "subscribe")
+                    .then(|| Frame::text(json!({"jsonrpc":"2.0","id":id,"result":v["params"]["channels"]}).to_string()))
             })
         });
         let (ev, _) = until(&mut rx, restored).await;
@@ -367,7 +363,10 @@ async fn refused_upgrades_back_off_then_give_up() {
             .collect();
         assert_eq!(delays.len(), 4, "{skipped:#?}");
         assert!(delays.windows(2).all(|w| w[1] > w[0]), "delays grow: {delays:?}");
-        assert!(matches!(ev, ClientEvent::Closed { error: Some(ClientError::RetriesExhausted { attempts: 5, .. }) }), "{ev:?}");
+        assert!(
+            matches!(ev, ClientEvent::Closed { error: Some(ClientError::RetriesExhausted { attempts: 5, .. }) }),
+            "{ev:?}"
+        );
         assert_eq!(server.connections_accepted(), 0);
         assert!(server.tcp_connections_accepted() >= 5);
         assert_eq!(client.state(), ClientState::Closed);
@@ -433,7 +432,8 @@ async fn slow_reader_never_causes_a_false_timeout() {
         let payload = "x".repeat(1000);
         for i in 0..3000u64 {
             server.inject(Frame::text(
-                json!({"jsonrpc":"2.0","method":"subscription","params":{"channel":"a","data":payload,"n":i}}).to_string(),
+                json!({"jsonrpc":"2.0","method":"subscription","params":{"channel":"a","data":payload,"n":i}})
+                    .to_string(),
             ));
         }
         // Not reading for well past dead_after (2 s).

@@ -64,15 +64,25 @@ async fn deribit_simulator_session() {
         let (client, mut rx) = Client::connect(&sim.url(), config(), credentials()).unwrap();
         until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
         let out = client
-            .subscribe(&["trades.BTC-PERPETUAL.raw", "book.BTC-PERPETUAL.100ms", "user.orders.BTC-PERPETUAL.raw", "nope.channel"])
+            .subscribe(&[
+                "trades.BTC-PERPETUAL.raw",
+                "book.BTC-PERPETUAL.100ms",
+                "user.orders.BTC-PERPETUAL.raw",
+                "nope.channel",
+            ])
             .await
             .unwrap();
         let mut confirmed: Vec<&str> = out.confirmed.iter().map(|c| &**c).collect();
         confirmed.sort_unstable();
-        assert_eq!(confirmed, ["book.BTC-PERPETUAL.100ms", "trades.BTC-PERPETUAL.raw", "user.orders.BTC-PERPETUAL.raw"]);
+        assert_eq!(
+            confirmed,
+            ["book.BTC-PERPETUAL.100ms", "trades.BTC-PERPETUAL.raw", "user.orders.BTC-PERPETUAL.raw"]
+        );
         assert_eq!(out.refused.len(), 1, "{out:?}");
         assert_eq!(&*out.refused[0].channel, "nope.channel");
-        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Message { channel: Some(c), .. } if c.starts_with("book."))).await;
+        let (ev, _) =
+            until(&mut rx, |e| matches!(e, ClientEvent::Message { channel: Some(c), .. } if c.starts_with("book.")))
+                .await;
         assert!(matches!(ev, ClientEvent::Message { .. }));
         let time = client.request("public/get_time", json!({})).await.unwrap();
         assert!(time.get().parse::<u64>().is_ok(), "{}", time.get());

@@ -106,7 +106,7 @@ pub(crate) struct Task {
 /// What woke the loop.
 enum Wake {
     Command(Option<Command>),
-    Connected(Result<WsSession, moorline::Error>),
+    Connected(Box<Result<WsSession, moorline::Error>>),
     Event(Option<moorline::Event>),
     Room(bool),
     Timer,
@@ -122,9 +122,9 @@ impl Task {
         let jitter = match config.retry.jitter {
             Jitter::None => moorline_proto::client::backoff::Jitter::None,
             Jitter::Full => moorline_proto::client::backoff::Jitter::Full,
-            Jitter::Proportional(f) => {
-                moorline_proto::client::backoff::Jitter::Proportional { percent: (f * 100.0).round().clamp(1.0, 100.0) as u8 }
-            }
+            Jitter::Proportional(f) => moorline_proto::client::backoff::Jitter::Proportional {
+                percent: (f * 100.0).round().clamp(1.0, 100.0) as u8,
+            },
         };
         let backoff = Backoff::new(
             RetryPolicy::exponential(retries, config.retry.base, config.retry.cap),
@@ -143,8 +143,7 @@ impl Task {
         });
         let dialect = shared.dialect.clone();
         let cost_dialect = dialect.clone();
-        let mut sub_config =
-            SubscriptionsConfig::with_cost(move |c: &Channel| cost_dialect.channel_cost(c));
+        let mut sub_config = SubscriptionsConfig::with_cost(move |c: &Channel| cost_dialect.channel_cost(c));
         sub_config.restore = config.restore_subscriptions;
         sub_config.max_request_bytes = dialect.max_request_bytes();
         sub_config.request_overhead = dialect.request_overhead();
@@ -195,7 +194,7 @@ impl Task {
             match wake {
                 Wake::Command(Some(cmd)) => self.on_command(cmd).await,
                 Wake::Command(None) => self.close(None).await,
-                Wake::Connected(result) => self.on_connect_result(result).await,
+                Wake::Connected(result) => self.on_connect_result(*result).await,
                 Wake::Event(ev) => self.on_event(ev).await,
                 Wake::Room(reader_here) => self.flush_side(reader_here),
                 Wake::Timer => self.on_timer().await,
@@ -252,7 +251,7 @@ impl Task {
             biased;
             cmd = cmds.recv() => Wake::Command(cmd),
             ev = events => Wake::Event(ev),
-            r = connecting => Wake::Connected(r),
+            r = connecting => Wake::Connected(Box::new(r)),
             r = room => Wake::Room(r),
             () = timer => Wake::Timer,
         }

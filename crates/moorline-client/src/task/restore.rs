@@ -114,11 +114,12 @@ impl Task {
             Job::Handshake { .. } => match outcome {
                 Ok(_) => {
                     let Some(s) = &mut self.session else { return };
-                    if s.handshake.is_empty() && self.dialect.venue_heartbeat() {
-                        if let Some(interval) = self.shared.config.liveness.venue_heartbeat {
-                            s.heartbeat = Some(interval);
-                            self.live.expect_heartbeat(s.attempt, interval, now.into_std());
-                        }
+                    if s.handshake.is_empty()
+                        && self.dialect.venue_heartbeat()
+                        && let Some(interval) = self.shared.config.liveness.venue_heartbeat
+                    {
+                        s.heartbeat = Some(interval);
+                        self.live.expect_heartbeat(s.attempt, interval, now.into_std());
                     }
                     self.next_handshake_step().await;
                 }
@@ -204,7 +205,10 @@ impl Task {
                 }
             }
             let batch = req.id.get();
-            self.batches.insert(batch, BatchInFlight { id: req.id, parts: parts.len(), confirmed: Vec::new(), errors: Vec::new() });
+            self.batches.insert(
+                batch,
+                BatchInFlight { id: req.id, parts: parts.len(), confirmed: Vec::new(), errors: Vec::new() },
+            );
             for (_, channels) in parts {
                 let Some(id) = self.register(Job::Batch { batch, op, channels: channels.clone() }, req.bytes) else {
                     return;
@@ -262,12 +266,11 @@ impl Task {
                         Outcome::Failed(f) => g.outcome.refused.push(Refused { channel, reason: format!("{f:?}") }),
                     }
                     g.remaining = g.remaining.saturating_sub(1);
-                    if g.remaining == 0 {
-                        if let Some(g) = self.groups.remove(&waiter) {
-                            if let Some(tx) = g.tx {
-                                let _ = tx.send(g.outcome);
-                            }
-                        }
+                    if g.remaining == 0
+                        && let Some(g) = self.groups.remove(&waiter)
+                        && let Some(tx) = g.tx
+                    {
+                        let _ = tx.send(g.outcome);
                     }
                 }
                 SubEvent::Refused { channel, refusal: r, .. } => {
@@ -275,9 +278,11 @@ impl Task {
                     self.known.remove(&channel);
                 }
                 SubEvent::Restored { attempt, confirmed, refused } => {
-                    let current = self.session.as_ref().is_some_and(|s| s.attempt == attempt && s.phase == Phase::Restoring);
+                    let current =
+                        self.session.as_ref().is_some_and(|s| s.attempt == attempt && s.phase == Phase::Restoring);
                     if current {
-                        let refused = refused.into_iter().map(|(channel, r)| Refused { channel, reason: refusal(&r) }).collect();
+                        let refused =
+                            refused.into_iter().map(|(channel, r)| Refused { channel, reason: refusal(&r) }).collect();
                         self.on_ready(confirmed, refused);
                     }
                 }

@@ -52,11 +52,11 @@ impl Task {
                     }
                     Message::Pong(payload) => {
                         self.live.on_frame(attempt, now.into_std());
-                        if let Some((sent, n)) = s.ping {
-                            if payload.as_ref() == n.to_be_bytes() {
-                                s.ping = None;
-                                self.shared.lock().heartbeat_rtt.record(now.saturating_duration_since(sent));
-                            }
+                        if let Some((sent, n)) = s.ping
+                            && payload.as_ref() == n.to_be_bytes()
+                        {
+                            s.ping = None;
+                            self.shared.lock().heartbeat_rtt.record(now.saturating_duration_since(sent));
                         }
                     }
                     Message::Close(close) => {

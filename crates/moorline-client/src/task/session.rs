@@ -307,7 +307,11 @@ impl Task {
                     match job {
                         Job::HeartbeatAnswer => {}
                         other if current => {
-                            restore_failed = Some(format!("{} unanswered within {:?}", job_name(&other), self.shared.config.request_timeout));
+                            restore_failed = Some(format!(
+                                "{} unanswered within {:?}",
+                                job_name(&other),
+                                self.shared.config.request_timeout
+                            ));
                         }
                         _ => {}
                     }
@@ -322,15 +326,15 @@ impl Task {
     /// Pings, re-authentication and paced requests due now.
     pub(super) async fn session_timers(&mut self, now: Instant) {
         let Some(s) = &mut self.session else { return };
-        if let (None, Some(interval)) = (s.ping, s.ping_interval) {
-            if s.last_frame + interval <= now {
-                s.pings += 1;
-                let n = s.pings;
-                s.ping = Some((now, n));
-                let (conn, stream) = (s.conn.clone(), s.stream);
-                if conn.ws_send(&stream, Message::Ping(Bytes::copy_from_slice(&n.to_be_bytes()))).await.is_ok() {
-                    self.shared.count_out(8);
-                }
+        if let (None, Some(interval)) = (s.ping, s.ping_interval)
+            && s.last_frame + interval <= now
+        {
+            s.pings += 1;
+            let n = s.pings;
+            s.ping = Some((now, n));
+            let (conn, stream) = (s.conn.clone(), s.stream);
+            if conn.ws_send(&stream, Message::Ping(Bytes::copy_from_slice(&n.to_be_bytes()))).await.is_ok() {
+                self.shared.count_out(8);
             }
         }
         let Some(s) = &mut self.session else { return };
@@ -340,7 +344,7 @@ impl Task {
         }
         loop {
             let Some(s) = &mut self.session else { return };
-            if !s.paced.front().is_some_and(|p| p.at <= now) {
+            if s.paced.front().is_none_or(|p| p.at > now) {
                 break;
             }
             let Some(p) = s.paced.pop_front() else { break };
