@@ -1,5 +1,5 @@
 //! [`Client`]: the trading client's handle. One task per client owns the connection (see
-//! [`task`](crate::task)); the handle talks to it through a short lock on the state they share
+//! DESIGN.md, "Trading client"); the handle talks to it through a short lock on the state they share
 //! (sends and requests go from the caller straight to the socket: no task hop on the data
 //! path) and a small command channel (subscribe, unsubscribe, reconnect, close).
 //!
