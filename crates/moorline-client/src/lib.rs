@@ -9,8 +9,7 @@
 //! go from the caller's task straight to `Connection::ws_send` (no hop through the client
 //! task).
 //!
-//! This release holds the parts the client task is built from:
-//!
+//! - [`client`]: [`Client`], its handle: `connect`, sends, `request`, `subscribe`, `stats`...
 //! - [`config`]: [`ClientConfig`] and its validating builder (every option, its default,
 //!   [`ConfigError`] naming the option, the value and the limit);
 //! - [`jsonrpc`]: JSON-RPC 2.0 requests and one-pass, zero-copy reading of incoming frames;
