@@ -510,3 +510,66 @@ async fn explicit_reconnect_restores() {
     })
     .await;
 }
+
+/// The client task panicking (here: inside the user's callback, which runs in the task):
+/// nothing is left waiting: the pending request fails with `Panicked`, the client is closed.
+#[tokio::test]
+async fn task_panic_fails_everything_waiting() {
+    bounded(async {
+        let server = venue().await;
+        let (tx, mut connected) = tokio::sync::mpsc::unbounded_channel();
+        let handler = move |e: ClientEvent| {
+            if let ClientEvent::Message { channel: Some(c), .. } = &e
+                && &**c == "boom"
+            {
+                panic!("a bug in the user's handler");
+            }
+            let _ = tx.send(e);
+        };
+        let client =
+            Client::connect_with_handler(&server.url(), config().build().unwrap(), Arc::new(JsonRpc::new()), handler)
+                .unwrap();
+        while !matches!(
+            tokio::time::timeout(WAIT, connected.recv()).await.unwrap(),
+            Some(ClientEvent::Connected { .. })
+        ) {}
+        let c = client.clone();
+        let call = tokio::spawn(async move { c.request("silent", json!({})).await });
+        for _ in 0..100 {
+            if client.stats().pending == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        server.inject(notification("boom", 1));
+        let r = call.await.unwrap();
+        assert!(matches!(r, Err(ClientError::Panicked(_))), "{r:?}");
+        assert_eq!(client.state(), ClientState::Closed);
+        assert!(matches!(client.send_text("x").await, Err(ClientError::Closed)));
+        assert!(matches!(client.subscribe(&["a"]).await, Err(ClientError::Closed)));
+    })
+    .await;
+}
+
+/// An idle feed (no data message within the limit) is an event; with reconnect on, a
+/// reconnection that restores the session.
+#[tokio::test]
+async fn idle_feed_is_reported_then_reconnects_when_asked() {
+    bounded(async {
+        let server = venue().await;
+        let quiet = config().idle_after(Some(Duration::from_millis(800)), false).build().unwrap();
+        let (client, mut rx) = connected(&server, quiet).await;
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Idle { .. })).await;
+        assert!(matches!(ev, ClientEvent::Idle { silent_for } if silent_for >= Duration::from_millis(800)), "{ev:?}");
+        assert_eq!(client.state(), ClientState::Connected, "an idle feed alone does not reconnect");
+        client.close().await.unwrap();
+
+        let reconnecting = config().idle_after(Some(Duration::from_millis(800)), true).build().unwrap();
+        let (client, mut rx) = connected(&server, reconnecting).await;
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        assert!(matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::Idle(_) }), "{ev:?}");
+        until(&mut rx, |e| matches!(e, ClientEvent::Reconnected { .. })).await;
+        client.close().await.unwrap();
+    })
+    .await;
+}
