@@ -133,7 +133,12 @@ pub(crate) struct Link {
 #[derive(Debug)]
 pub(crate) enum Waiter {
     /// A user's `request()`.
-    User { tx: oneshot::Sender<Result<Box<RawValue>, ClientError>>, sent: Instant },
+    User {
+        tx: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
+        sent: Instant,
+        /// For a request to send again after a reconnect: its method and params.
+        resend: Option<(String, Option<Box<RawValue>>)>,
+    },
     /// The client task's own request (handshake, authentication, subscriptions, heartbeat
     /// answer), on attempt `attempt`.
     Task { attempt: u64, job: crate::task::Job, sent: Instant },
@@ -447,6 +452,31 @@ impl Client {
         params: Option<&RawValue>,
         timeout: Duration,
     ) -> Result<Box<RawValue>, ClientError> {
+        self.request_inner(method, params, timeout, false).await
+    }
+
+    /// A request that is safe to repeat (a read, or one the venue deduplicates): if the
+    /// connection drops before the answer, it does not fail but is sent again, under a new id,
+    /// once the session is restored, all within its deadline (the configured request timeout).
+    /// Only for idempotent requests: the venue may have processed the first one.
+    pub async fn request_idempotent<P: Serialize>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<Box<RawValue>, ClientError> {
+        let params = serde_json::value::to_raw_value(&params).map_err(|e| {
+            ClientError::Encode(crate::jsonrpc::EncodeError { method: method.to_owned(), reason: e.to_string() })
+        })?;
+        self.request_inner(method, Some(&params), self.shared.config.request_timeout, true).await
+    }
+
+    async fn request_inner(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+        resend: bool,
+    ) -> Result<Box<RawValue>, ClientError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let estimate = method.len() + params.map_or(0, |p| p.get().len()) + 64;
@@ -486,10 +516,11 @@ impl Client {
                 return Err(ClientError::Disconnected { sent: false });
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let options = RequestOptions::new(remaining, estimate);
+            let options = RequestOptions::new(remaining, estimate).resend(resend);
+            let again = resend.then(|| (method.to_owned(), params.map(|p| p.to_owned())));
             let id = s
                 .pending
-                .insert(Instant::now().into_std(), options, Waiter::User { tx, sent: Instant::now() })
+                .insert(Instant::now().into_std(), options, Waiter::User { tx, sent: Instant::now(), resend: again })
                 .map_err(|e| ClientError::QueueFull {
                     what: "pending requests",
                     bytes: s.pending.bytes(),

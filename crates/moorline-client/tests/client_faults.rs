@@ -573,3 +573,56 @@ async fn idle_feed_is_reported_then_reconnects_when_asked() {
     })
     .await;
 }
+
+/// Opt-in resend: an idempotent request pending over a drop is sent again after the restore
+/// (under a new id) and answered; an ordinary one fails at once.
+#[tokio::test]
+async fn idempotent_request_is_resent_after_the_restore() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        let c = client.clone();
+        let kept = tokio::spawn(async move { c.request_idempotent("later", json!({"k": 7})).await });
+        let c = client.clone();
+        let failed = tokio::spawn(async move { c.request("silent", json!({})).await });
+        for _ in 0..100 {
+            if client.stats().pending == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(client.stats().pending, 2);
+        // From now on `later` is answered (the copy already received is not).
+        server.clear_replies();
+        server.on(
+            Matcher::any(),
+            Reply::with(|frame| {
+                let v: Value = serde_json::from_str(frame.as_text()?).ok()?;
+                let id = v.get("id")?.clone();
+                let result = match v["method"].as_str()? {
+                    "subscribe" => v["params"]["channels"].clone(),
+                    "later" => json!({"answered": v["params"]["k"]}),
+                    _ => return None,
+                };
+                Some(Frame::text(json!({"jsonrpc":"2.0","id":id,"result":result}).to_string()))
+            }),
+        );
+        server.fault(Fault::Fin);
+        let r = failed.await.unwrap();
+        assert!(matches!(r, Err(ClientError::Disconnected { sent: true })), "{r:?}");
+        let answer = kept.await.unwrap().unwrap();
+        assert_eq!(answer.get(), r#"{"answered":7}"#);
+        let later: Vec<u64> = server
+            .received()
+            .iter()
+            .filter_map(|r| r.frame.as_text().and_then(|t| serde_json::from_str::<Value>(t).ok()))
+            .filter(|v| v["method"] == "later")
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(later.len(), 2, "sent once per connection");
+        assert!(later[1] > later[0], "under a new id: {later:?}");
+        until(&mut rx, |e| matches!(e, ClientEvent::Reconnected { .. })).await;
+        client.close().await.unwrap();
+    })
+    .await;
+}

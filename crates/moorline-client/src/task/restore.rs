@@ -101,7 +101,7 @@ impl Task {
         let attempt = s.attempt;
         self.subs.on_connected(attempt);
         self.pump_requests().await;
-        self.pump_sub_events();
+        self.pump_sub_events().await;
     }
 
     /// A response to a request of the task's own, on the current attempt.
@@ -176,7 +176,7 @@ impl Task {
                 };
                 let Some(s) = &self.session else { return };
                 self.subs.on_reply(s.attempt, b.id, reply);
-                self.pump_sub_events();
+                self.pump_sub_events().await;
                 self.pump_requests().await;
             }
         }
@@ -251,7 +251,7 @@ impl Task {
     }
 
     /// What the subscription machine has to report: user calls answered, the restore done.
-    pub(super) fn pump_sub_events(&mut self) {
+    pub(super) async fn pump_sub_events(&mut self) {
         while let Some(ev) = self.subs.poll_event() {
             match ev {
                 SubEvent::Resolved { waiter, channel, outcome } => {
@@ -284,6 +284,7 @@ impl Task {
                         let refused =
                             refused.into_iter().map(|(channel, r)| Refused { channel, reason: refusal(&r) }).collect();
                         self.on_ready(confirmed, refused);
+                        self.resend_kept().await;
                     }
                 }
             }
@@ -322,7 +323,7 @@ impl Task {
             return;
         }
         self.groups.insert(gid, group);
-        self.pump_sub_events();
+        self.pump_sub_events().await;
         self.pump_requests().await;
     }
 }

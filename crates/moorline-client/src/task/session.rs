@@ -168,7 +168,7 @@ impl Task {
                 let _ = tx.send(Err(ClientError::Disconnected { sent: true }));
             }
         }
-        self.pump_sub_events();
+        self.pump_sub_events().await;
         tracing::info!(attempt = %s.attempt, %reason, "disconnected");
         let error = match &reason {
             DisconnectReason::Down(r) => moorline::Error::Down(r.clone()),
@@ -232,7 +232,7 @@ impl Task {
             s.conn.close();
         }
         self.subs.close();
-        self.pump_sub_events();
+        self.pump_sub_events().await;
         for (_, group) in self.groups.drain() {
             if let Some(tx) = group.tx {
                 let _ = tx.send(group.outcome);
@@ -298,7 +298,7 @@ impl Task {
         let mut restore_failed = None;
         for (_, waiter) in expired {
             match waiter {
-                Waiter::User { tx, sent } => {
+                Waiter::User { tx, sent, .. } => {
                     let after = Instant::now().saturating_duration_since(sent);
                     let _ = tx.send(Err(ClientError::Timeout { what: "request".into(), after }));
                 }
@@ -389,6 +389,28 @@ impl Task {
         tracing::info!(%attempt, "session restored");
         self.deliver(event);
         self.deliver(ClientEvent::Restored { confirmed, refused });
+    }
+
+    /// Requests kept over the disconnect (`request_idempotent`), sent again under new ids.
+    pub(super) async fn resend_kept(&mut self) {
+        let frames: Vec<String> = {
+            let mut st = self.shared.lock();
+            let resends = st.pending.take_resends();
+            resends
+                .into_iter()
+                .filter_map(|r| match st.pending.get(r.new) {
+                    Some(Waiter::User { resend: Some((method, params)), .. }) => {
+                        self.dialect.request(r.new, method, params.as_deref()).ok().map(|req| req.text)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let Some(s) = &self.session else { return };
+        let (conn, stream) = (s.conn.clone(), s.stream);
+        for text in frames {
+            self.send_now(&conn, &stream, text).await;
+        }
     }
 }
 
