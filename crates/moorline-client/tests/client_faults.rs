@@ -626,3 +626,57 @@ async fn idempotent_request_is_resent_after_the_restore() {
     })
     .await;
 }
+
+/// The client-side rate limit refuses (mode `Refuse`) with when there will be room, and the
+/// pressure shows in the statistics.
+#[tokio::test]
+async fn rate_limit_refuses_and_counts() {
+    use moorline_client::config::{LimitMode, RateLimit};
+    bounded(async {
+        let server = venue().await;
+        let config = config().rate_limit(Some(RateLimit::per_second(1, 2, LimitMode::Refuse))).build().unwrap();
+        let (client, _rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+        let mut status = 0;
+        while client.state() != ClientState::Connected && status < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status += 1;
+        }
+        // The restore's subscribe requests cost nothing here (none wanted); two requests fit.
+        client.request("echo", json!({})).await.unwrap();
+        client.request("echo", json!({})).await.unwrap();
+        let r = client.request("echo", json!({})).await;
+        let Err(ClientError::RateLimited { pool, retry_after }) = r else { panic!("{r:?}") };
+        assert_eq!(pool, "requests");
+        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1), "{retry_after:?}");
+        let stats = client.stats().rate_limit.unwrap();
+        assert_eq!((stats.granted, stats.refusals), (2, 1));
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// `OfflineSends::Queue`: a send made while disconnected waits (bounded in bytes and time)
+/// and goes out once the session is restored.
+#[tokio::test]
+async fn offline_sends_queue_until_restored() {
+    use moorline_client::config::OfflineSends;
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let config = config()
+            .offline_sends(OfflineSends::Queue { deadline: Duration::from_secs(10), max_bytes: 1024 })
+            .build()
+            .unwrap();
+        let (client, _rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+        let c = client.clone();
+        let send = tokio::spawn(async move { c.send_text("queued while down").await });
+        let big = client.send_text("x".repeat(2000)).await;
+        assert!(matches!(big, Err(ClientError::QueueFull { .. })), "{big:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.clear_faults();
+        send.await.unwrap().unwrap();
+        server.expect_received(Matcher::predicate(|f| f.as_text() == Some("queued while down")), WAIT).await.unwrap();
+        client.close().await.unwrap();
+    })
+    .await;
+}
