@@ -680,3 +680,21 @@ async fn offline_sends_queue_until_restored() {
     })
     .await;
 }
+
+/// A quiet but live venue: pinged after `ping_interval` of silence, it answers, and stays
+/// connected well past `dead_after`; the ping round trips are measured.
+#[tokio::test]
+async fn quiet_live_venue_is_pinged_and_stays_connected() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(client.state(), ClientState::Connected);
+        assert!(rx.try_recv().is_none(), "no event: nothing happened");
+        let hb = client.stats().heartbeats;
+        assert!(hb.count >= 3, "{hb:?}");
+        assert!(hb.p50.is_some() && hb.p99.is_some() && hb.last.is_some());
+        client.close().await.unwrap();
+    })
+    .await;
+}
