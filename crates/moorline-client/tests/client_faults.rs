@@ -698,3 +698,40 @@ async fn quiet_live_venue_is_pinged_and_stays_connected() {
     })
     .await;
 }
+
+/// The venue's own heartbeat (a JSON-RPC dialect with one): while it beats the connection
+/// lives; once the connection is half-open the missing beat is detected after its interval
+/// plus grace (1.5 s here), long before the dead-peer limit (30 s).
+#[tokio::test]
+async fn missing_venue_heartbeat_is_half_open() {
+    bounded(async {
+        let server = venue().await;
+        let config = ClientConfig::builder()
+            .dead_after(Some(Duration::from_secs(10)), Duration::from_secs(30))
+            .venue_heartbeat(Some(Duration::from_secs(1)), Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let dialect = JsonRpc::new().heartbeat("heartbeat", Some("pong"));
+        let (client, mut rx) = Client::connect(&server.url(), config, dialect).unwrap();
+        until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
+        let beat = || Frame::text(r#"{"jsonrpc":"2.0","method":"heartbeat","params":{}}"#);
+        for _ in 0..8 {
+            server.inject(beat());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(client.state(), ClientState::Connected, "a beating venue is alive");
+        server
+            .expect_received(Matcher::predicate(|f| f.as_text().is_some_and(|t| t.contains("\"pong\""))), WAIT)
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        server.fault(Fault::HalfOpen);
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Disconnected { .. })).await;
+        assert!(matches!(ev, ClientEvent::Disconnected { reason: DisconnectReason::HeartbeatMissed(_) }), "{ev:?}");
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        assert!(took < Duration::from_secs(10), "detected by the heartbeat, not the 30 s dead-peer limit: {took:?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}

@@ -63,6 +63,14 @@ impl Task {
                 self.send_now(&conn, &stream, req.text).await;
             }
             None => {
+                // The handshake is done (Deribit: the venue agreed to beat): from now on its
+                // heartbeat is expected every interval (+ grace), for this attempt only.
+                if self.dialect.venue_heartbeat()
+                    && let Some(interval) = self.shared.config.liveness.venue_heartbeat
+                {
+                    s.heartbeat = Some(interval);
+                    self.live.expect_heartbeat(s.attempt, interval, Instant::now().into_std());
+                }
                 s.phase = Phase::Auth;
                 if self.send_auth().await.is_none() {
                     self.begin_restore().await;
@@ -112,17 +120,7 @@ impl Task {
                 self.shared.lock().heartbeat_rtt.record(now.saturating_duration_since(sent));
             }
             Job::Handshake { .. } => match outcome {
-                Ok(_) => {
-                    let Some(s) = &mut self.session else { return };
-                    if s.handshake.is_empty()
-                        && self.dialect.venue_heartbeat()
-                        && let Some(interval) = self.shared.config.liveness.venue_heartbeat
-                    {
-                        s.heartbeat = Some(interval);
-                        self.live.expect_heartbeat(s.attempt, interval, now.into_std());
-                    }
-                    self.next_handshake_step().await;
-                }
+                Ok(_) => self.next_handshake_step().await,
                 Err(e) => {
                     let method = self.session.as_ref().map(|s| s.step.clone()).unwrap_or_default();
                     let why = format!("handshake request {method}: {e}");
