@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod connect;
 mod demo;
 mod out;
 mod serve;
@@ -35,6 +36,10 @@ enum Command {
     /// Run one of the test kit's servers on 127.0.0.1 until Ctrl-C, to try clients against it.
     #[command(subcommand)]
     Serve(ServeCommand),
+    /// Connect the trading client to a venue: heartbeats, reconnection and subscriptions
+    /// handled; stdin lines sent as text messages, events printed (`--json`: one object per
+    /// line). Credentials from MOORLINE_CLIENT_ID and MOORLINE_CLIENT_SECRET.
+    Connect(connect::ConnectArgs),
 }
 
 /// The servers `moorline serve` runs.
@@ -149,6 +154,9 @@ enum CliError {
     /// `moorline serve` failed.
     #[error(transparent)]
     Serve(#[from] serve::ServeError),
+    /// `moorline connect` failed.
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
 }
 
 impl CliError {
@@ -159,6 +167,7 @@ impl CliError {
             self,
             CliError::Demo(demo::DemoError::Output(out::OutputError::Closed))
                 | CliError::Serve(serve::ServeError::Output(out::OutputError::Closed))
+                | CliError::Connect(connect::ConnectError::Output(out::OutputError::Closed))
         )
     }
 }
@@ -178,7 +187,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Connect(_) => "warn",
     };
     let filter = cli.log.as_deref().unwrap_or(default_log);
     // Validated by `args::log_filter`; fall back to the default rather than fail twice.
@@ -201,6 +210,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => runtime.block_on(demo::run(args, stdout_colour)).map_err(Into::into),
         Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
         Command::Serve(ServeCommand::Deribit(args)) => runtime.block_on(serve::deribit(args)).map_err(Into::into),
+        Command::Connect(args) => runtime.block_on(connect::run(args)).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

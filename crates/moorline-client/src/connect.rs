@@ -33,7 +33,8 @@ pub fn ws_options(config: &ClientConfig) -> WsOptions {
         .max_frame_size(config.max_message_size)
         .http2(config.http2)
         .fallback_http1(config.http2)
-        .keepalive(None);
+        .keepalive(None)
+        .surface_control(true);
     options.headers = config.headers.clone();
     options
 }

@@ -68,6 +68,10 @@ pub enum DisconnectReason {
     /// The connection layer exited.
     #[error("{0}")]
     Exited(ExitReason),
+    /// The WebSocket's stream failed while the connection stayed up (over HTTP/2, where the
+    /// WebSocket is one stream: a protocol error, a reset, a close timeout).
+    #[error("the WebSocket stream failed: {0}")]
+    Stream(moorline::StreamError),
     /// No frame at all arrived within the dead-peer limit.
     #[error("dead peer: nothing received for {0:?}")]
     DeadPeer(Duration),

@@ -9,8 +9,7 @@
 //! go from the caller's task straight to `Connection::ws_send` (no hop through the client
 //! task).
 //!
-//! This release holds the parts the client task is built from:
-//!
+//! - [`client`]: [`Client`], its handle: `connect`, sends, `request`, `subscribe`, `stats`...
 //! - [`config`]: [`ClientConfig`] and its validating builder (every option, its default,
 //!   [`ConfigError`] naming the option, the value and the limit);
 //! - [`jsonrpc`]: JSON-RPC 2.0 requests and one-pass, zero-copy reading of incoming frames;
@@ -54,6 +53,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod deribit;
@@ -63,7 +63,9 @@ pub mod event;
 pub mod jsonrpc;
 pub mod queue;
 pub mod record;
+mod task;
 
+pub use client::{Client, ClientState, RoundTrips, Stats, SubscribeOutcome, running_tasks};
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
 pub use dialect::Dialect;
 pub use error::{ClientError, ErrorKind, classify_connect_error};

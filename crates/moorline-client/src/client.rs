@@ -1,0 +1,640 @@
+//! [`Client`]: the trading client's handle. One task per client owns the connection (see
+//! DESIGN.md, "Trading client"); the handle talks to it through a short lock on the state they share
+//! (sends and requests go from the caller straight to the socket: no task hop on the data
+//! path) and a small command channel (subscribe, unsubscribe, reconnect, close).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), moorline_client::ClientError> {
+//! use moorline_client::{Client, ClientConfig, ClientEvent};
+//! use moorline_client::dialect::Deribit;
+//!
+//! let (client, mut events) = Client::connect("wss://test.deribit.com/ws/api/v2", ClientConfig::default(), Deribit::new())?;
+//! let subscribed = client.subscribe(&["trades.BTC-PERPETUAL.raw"]).await?;
+//! assert_eq!(subscribed.confirmed.len(), 1);
+//! let time = client.request("public/get_time", serde_json::json!({})).await?;
+//! println!("venue time {}", time.get());
+//! while let Some(event) = events.recv().await {
+//!     if let ClientEvent::Message { data, channel } = event {
+//!         println!("{channel:?}: {:?}", data.as_text());
+//!     }
+//! }
+//! client.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use moorline::ws::{Message, Utf8Bytes};
+use moorline::{Connection, StreamRef};
+use moorline_proto::client::pending::{Pending, PendingLimits, RequestOptions};
+use moorline_proto::client::ratelimit::{Acquire, Mode, PoolId, RateLimiter, RateStats, Refusal};
+use moorline_proto::client::stats::Histogram;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::{ClientConfig, CostFn, LimitMode, OfflineSends};
+use crate::dialect::Dialect;
+use crate::error::ClientError;
+use crate::event::{Channel, ClientEvent, Refused};
+use crate::jsonrpc::RawValue;
+use crate::queue::{self, EventStream};
+
+/// Where the client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// The first connection (and its session) is being set up.
+    Connecting,
+    /// Connected and the session restored: sends go out.
+    Connected,
+    /// The connection was lost: waiting to reconnect, reconnecting or restoring.
+    Reconnecting,
+    /// Closed (by [`Client::close`], or after a fatal error or retries running out).
+    Closed,
+}
+
+/// What the venue confirmed of a [`Client::subscribe`] or [`Client::unsubscribe`] call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscribeOutcome {
+    /// Channels the venue confirmed (subscribed, or taken off for an unsubscribe).
+    pub confirmed: Vec<Channel>,
+    /// Channels it refused, with the reason (or that failed: the client closed...).
+    pub refused: Vec<Refused>,
+}
+
+/// Round-trip statistics of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    /// How many were measured.
+    pub count: u64,
+    /// The latest.
+    pub last: Option<Duration>,
+    /// Median.
+    pub p50: Option<Duration>,
+    /// 99th percentile.
+    pub p99: Option<Duration>,
+    /// 99.9th percentile.
+    pub p999: Option<Duration>,
+}
+
+impl RoundTrips {
+    fn of(h: &Histogram) -> Self {
+        let s = h.summary();
+        Self { count: s.count, last: s.last, p50: h.quantile(0.5), p99: h.quantile(0.99), p999: h.quantile(0.999) }
+    }
+}
+
+/// The client's health and statistics ([`Client::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Request round trips (sent to answered).
+    pub requests: RoundTrips,
+    /// Heartbeat round trips: WebSocket ping to pong, and the venue's heartbeat answer
+    /// (Deribit's `public/test`) to its response.
+    pub heartbeats: RoundTrips,
+    /// Connections lost and made again.
+    pub reconnects: u64,
+    /// Data messages received (delivered or dropped).
+    pub messages_in: u64,
+    /// Messages sent (user sends, requests, and the client's own protocol traffic).
+    pub messages_out: u64,
+    /// Bytes of data messages received.
+    pub bytes_in: u64,
+    /// Bytes of messages sent.
+    pub bytes_out: u64,
+    /// Data messages dropped because the user read too slowly (`Overflow::DropOldest`).
+    pub drops: u64,
+    /// Requests waiting for their answer now.
+    pub pending: usize,
+    /// Rate limiter pressure (granted, waits, refusals), when a rate limit is configured.
+    pub rate_limit: Option<RateStats>,
+}
+
+/// How many client tasks run in this process (each client has exactly one while it is open):
+/// for leak checks.
+pub fn running_tasks() -> usize {
+    RUNNING_TASKS.load(Ordering::SeqCst)
+}
+
+pub(crate) static RUNNING_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// The connection the handles send on: set once the session is restored, cleared when it is
+/// lost (so a send never goes out before the venue knows who we are and what we want).
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub conn: Connection,
+    pub stream: StreamRef,
+}
+
+/// Who waits for a response.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A user's `request()`.
+    User {
+        tx: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
+        sent: Instant,
+        /// For a request to send again after a reconnect: its method and params.
+        resend: Option<(String, Option<Box<RawValue>>)>,
+    },
+    /// The client task's own request (handshake, authentication, subscriptions, heartbeat
+    /// answer), on attempt `attempt`.
+    Task { attempt: u64, job: crate::task::Job, sent: Instant },
+}
+
+/// The rate limiter with its pools and cost model.
+pub(crate) struct Limiter {
+    pub rl: RateLimiter,
+    pub pools: Vec<(PoolId, &'static str)>,
+    pub cost: CostFn,
+}
+
+impl Limiter {
+    fn new(limit: &crate::config::RateLimit) -> Self {
+        let mode = match limit.mode {
+            LimitMode::Refuse => Mode::Refuse,
+            LimitMode::Wait { max_wait } => Mode::Wait { max_wait },
+        };
+        let mut rl = RateLimiter::new(mode);
+        let pools = limit
+            .pools
+            .iter()
+            .map(|p| {
+                let pool = moorline_proto::client::ratelimit::Pool {
+                    name: p.name,
+                    capacity: p.capacity,
+                    refill_per_second: p.refill_per_sec,
+                };
+                (rl.add_pool(pool), p.name)
+            })
+            .collect();
+        Self { rl, pools, cost: limit.cost.clone() }
+    }
+
+    /// Spends the method's cost now (see [`Acquire`]); a free method is `Ready`.
+    pub fn acquire(&mut self, now: std::time::Instant, method: &str) -> Acquire {
+        let Some(cost) = (self.cost)(method) else { return Acquire::Ready };
+        let Some((pool, _)) = self.pools.get(cost.pool) else { return Acquire::Refused(Refusal::UnknownPool) };
+        self.rl.acquire(now, *pool, cost.credits)
+    }
+}
+
+/// A refusal as the user's error.
+pub(crate) fn rate_limited(refusal: &Refusal, now: std::time::Instant) -> ClientError {
+    let pool = match refusal {
+        Refusal::Empty { pool, .. } | Refusal::WaitTooLong { pool, .. } | Refusal::TooCostly { pool, .. } => pool,
+        _ => &"unknown",
+    };
+    let retry_after = refusal.retry_at().map(|at| at.saturating_duration_since(now)).unwrap_or(Duration::MAX);
+    ClientError::RateLimited { pool, retry_after }
+}
+
+/// What the handles and the task share, under one short lock.
+pub(crate) struct State {
+    pub link: Option<Arc<Link>>,
+    pub pending: Pending<Waiter>,
+    pub limiter: Option<Limiter>,
+    pub request_rtt: Histogram,
+    pub heartbeat_rtt: Histogram,
+    pub reconnects: u64,
+    pub drops: u64,
+    /// Bytes of sends waiting for the connection (`OfflineSends::Queue`).
+    pub offline_bytes: usize,
+    /// Set once the client is closed: why (`None`: by the user).
+    pub closed: Option<Option<ClientError>>,
+}
+
+/// State shared by the handles and the task.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// The client's state, watched by sends waiting for the connection.
+    pub status: watch::Sender<ClientState>,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub dialect: Arc<dyn Dialect>,
+    pub config: ClientConfig,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Plain data behind the lock: a panic elsewhere leaves it usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_status(&self, s: ClientState) {
+        self.status.send_replace(s);
+    }
+
+    pub fn count_out(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// A user command for the task (the control path; data never goes this way).
+#[derive(Debug)]
+pub(crate) enum Command {
+    Subscribe { channels: Vec<Channel>, unsubscribe: bool, tx: oneshot::Sender<SubscribeOutcome> },
+    Reconnect,
+    Close { tx: oneshot::Sender<()> },
+}
+
+/// What the user's events go to: the queue, or a callback.
+pub(crate) enum Sink {
+    Queue(queue::EventSender),
+    Handler(Box<dyn FnMut(ClientEvent) + Send>),
+}
+
+/// The trading client. Cheap to clone (every clone is the same client); the client closes
+/// when [`close`](Self::close) is called or the last clone is dropped.
+///
+/// See the [module documentation](self) and the README's "Trading client" section.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    cmds: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("dialect", &self.shared.dialect.name()).field("state", &self.state()).finish()
+    }
+}
+
+impl Client {
+    /// Starts a client for `url` speaking `dialect`: checks the URL and the configuration
+    /// (also against the dialect), spawns the client's task and returns at once with the
+    /// event stream. The task connects in the background (a failed first connect is retried
+    /// per the policy too) and reports [`ClientEvent::Connected`] once the session is
+    /// restored. Must be called within a tokio runtime.
+    pub fn connect(
+        url: &str,
+        config: ClientConfig,
+        dialect: impl Dialect,
+    ) -> Result<(Client, EventStream), ClientError> {
+        let (tx, rx) = queue::channel(config.incoming_buffer_bytes, config.overflow);
+        let client = Self::start(url, config, Arc::new(dialect), Sink::Queue(tx))?;
+        Ok((client, rx))
+    }
+
+    /// As [`connect`](Self::connect), with an `Arc<dyn Dialect>` chosen at run time.
+    pub fn connect_dyn(
+        url: &str,
+        config: ClientConfig,
+        dialect: Arc<dyn Dialect>,
+    ) -> Result<(Client, EventStream), ClientError> {
+        let (tx, rx) = queue::channel(config.incoming_buffer_bytes, config.overflow);
+        let client = Self::start(url, config, dialect, Sink::Queue(tx))?;
+        Ok((client, rx))
+    }
+
+    /// As [`connect`](Self::connect), with every event handed to `handler`, called from the
+    /// client's task in order. The handler must return quickly (it runs where heartbeats are
+    /// answered); the incoming buffer and its overflow policy do not apply.
+    pub fn connect_with_handler(
+        url: &str,
+        config: ClientConfig,
+        dialect: Arc<dyn Dialect>,
+        handler: impl FnMut(ClientEvent) + Send + 'static,
+    ) -> Result<Client, ClientError> {
+        Self::start(url, config, dialect, Sink::Handler(Box::new(handler)))
+    }
+
+    fn start(url: &str, config: ClientConfig, dialect: Arc<dyn Dialect>, sink: Sink) -> Result<Client, ClientError> {
+        config.validate()?;
+        dialect.check(&config)?;
+        crate::connect::check_url(url)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| ClientError::Send(moorline::Error::NoRuntime))?;
+        let limits = PendingLimits { max_requests: 65_536, max_bytes: 64 << 20 };
+        let state = State {
+            link: None,
+            pending: Pending::new(limits),
+            limiter: config.rate_limit.as_ref().map(Limiter::new),
+            request_rtt: Histogram::new(),
+            heartbeat_rtt: Histogram::new(),
+            reconnects: 0,
+            drops: 0,
+            offline_bytes: 0,
+            closed: None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            status: watch::channel(ClientState::Connecting).0,
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            dialect,
+            config,
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let task = crate::task::Task::new(url.to_owned(), shared.clone(), cmd_rx, sink);
+        RUNNING_TASKS.fetch_add(1, Ordering::SeqCst);
+        runtime.spawn(task.run());
+        Ok(Client { shared, cmds: cmd_tx })
+    }
+
+    /// Where the client stands.
+    pub fn state(&self) -> ClientState {
+        *self.shared.status.borrow()
+    }
+
+    /// Health and statistics.
+    pub fn stats(&self) -> Stats {
+        let s = self.shared.lock();
+        Stats {
+            requests: RoundTrips::of(&s.request_rtt),
+            heartbeats: RoundTrips::of(&s.heartbeat_rtt),
+            reconnects: s.reconnects,
+            messages_in: self.shared.messages_in.load(Ordering::Relaxed),
+            messages_out: self.shared.messages_out.load(Ordering::Relaxed),
+            bytes_in: self.shared.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),
+            drops: s.drops,
+            pending: s.pending.len(),
+            rate_limit: s.limiter.as_ref().map(|l| *l.rl.stats()),
+        }
+    }
+
+    /// The connection to send on, waiting for it per [`OfflineSends`] when there is none.
+    async fn link(&self, bytes: usize) -> Result<Arc<Link>, ClientError> {
+        {
+            let s = self.shared.lock();
+            if s.closed.is_some() {
+                return Err(ClientError::Closed);
+            }
+            if let Some(link) = &s.link {
+                return Ok(link.clone());
+            }
+        }
+        let OfflineSends::Queue { deadline, max_bytes } = self.shared.config.offline_sends else {
+            return Err(ClientError::Disconnected { sent: false });
+        };
+        {
+            let mut s = self.shared.lock();
+            if s.offline_bytes.saturating_add(bytes) > max_bytes {
+                return Err(ClientError::QueueFull {
+                    what: "the queue of sends made while disconnected",
+                    bytes: s.offline_bytes,
+                    limit: max_bytes,
+                });
+            }
+            s.offline_bytes += bytes;
+        }
+        let mut status = self.shared.status.subscribe();
+        let waited = tokio::time::timeout(
+            deadline,
+            status.wait_for(|s| matches!(s, ClientState::Connected | ClientState::Closed)),
+        )
+        .await;
+        let mut s = self.shared.lock();
+        s.offline_bytes = s.offline_bytes.saturating_sub(bytes);
+        match (waited, &s.link) {
+            (_, Some(link)) => Ok(link.clone()),
+            (Err(_), None) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
+            (Ok(_), None) => {
+                Err(if s.closed.is_some() { ClientError::Closed } else { ClientError::Disconnected { sent: false } })
+            }
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), ClientError> {
+        let bytes = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        let link = self.link(bytes).await?;
+        link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
+        self.shared.count_out(bytes);
+        Ok(())
+    }
+
+    /// Sends a text message, from the caller's task straight to the connection.
+    ///
+    /// Fails with [`ClientError::Disconnected`] when the session is not up (or waits for it,
+    /// per [`OfflineSends`]), [`ClientError::Closed`] once closed.
+    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), ClientError> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message (as [`send_text`](Self::send_text)).
+    pub async fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends `value` encoded as JSON, as a text message.
+    pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), ClientError> {
+        let text = serde_json::to_string(value).map_err(|e| {
+            ClientError::Encode(crate::jsonrpc::EncodeError { method: "send_json".into(), reason: e.to_string() })
+        })?;
+        self.send_text(text).await
+    }
+
+    /// A JSON-RPC request: `method` with `params`, answered with the venue's `result` (or its
+    /// error as [`ClientError::Rpc`]) within the configured request timeout.
+    pub async fn request<P: Serialize>(&self, method: &str, params: P) -> Result<Box<RawValue>, ClientError> {
+        let params = serde_json::value::to_raw_value(&params).map_err(|e| {
+            ClientError::Encode(crate::jsonrpc::EncodeError { method: method.to_owned(), reason: e.to_string() })
+        })?;
+        self.request_raw(method, Some(&params), self.shared.config.request_timeout).await
+    }
+
+    /// A request with params already encoded and a deadline of its own.
+    pub async fn request_raw(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, ClientError> {
+        self.request_inner(method, params, timeout, false).await
+    }
+
+    /// A request that is safe to repeat (a read, or one the venue deduplicates): if the
+    /// connection drops before the answer, it does not fail but is sent again, under a new id,
+    /// once the session is restored, all within its deadline (the configured request timeout).
+    /// Only for idempotent requests: the venue may have processed the first one.
+    pub async fn request_idempotent<P: Serialize>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<Box<RawValue>, ClientError> {
+        let params = serde_json::value::to_raw_value(&params).map_err(|e| {
+            ClientError::Encode(crate::jsonrpc::EncodeError { method: method.to_owned(), reason: e.to_string() })
+        })?;
+        self.request_inner(method, Some(&params), self.shared.config.request_timeout, true).await
+    }
+
+    async fn request_inner(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        timeout: Duration,
+        resend: bool,
+    ) -> Result<Box<RawValue>, ClientError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let estimate = method.len() + params.map_or(0, |p| p.get().len()) + 64;
+        let link = tokio::time::timeout_at(deadline, self.link(estimate))
+            .await
+            .map_err(|_| ClientError::Timeout { what: format!("request {method}"), after: timeout })??;
+        // The rate limiter: spend now, or wait for the reserved credits.
+        let acquired = {
+            let mut s = self.shared.lock();
+            let now = Instant::now().into_std();
+            s.limiter.as_mut().map(|l| (l.acquire(now, method), now))
+        };
+        match acquired {
+            Some((Acquire::Refused(r), now)) => return Err(rate_limited(&r, now)),
+            Some((Acquire::Wait(at), _)) => {
+                let at = Instant::from_std(at);
+                if at > deadline {
+                    return Err(ClientError::Timeout {
+                        what: format!("request {method} (rate limited)"),
+                        after: timeout,
+                    });
+                }
+                tokio::time::sleep_until(at).await;
+            }
+            _ => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        let (id, text) = {
+            let mut s = self.shared.lock();
+            if s.closed.is_some() {
+                return Err(ClientError::Closed);
+            }
+            // The session may have gone while we waited: a request is sent on the link its
+            // pending entry belongs to, or not at all.
+            let Some(current) = s.link.clone() else { return Err(ClientError::Disconnected { sent: false }) };
+            if !Arc::ptr_eq(&current, &link) {
+                return Err(ClientError::Disconnected { sent: false });
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let options = RequestOptions::new(remaining, estimate).resend(resend);
+            let again = resend.then(|| (method.to_owned(), params.map(|p| p.to_owned())));
+            let id = s
+                .pending
+                .insert(Instant::now().into_std(), options, Waiter::User { tx, sent: Instant::now(), resend: again })
+                .map_err(|e| ClientError::QueueFull {
+                    what: "pending requests",
+                    bytes: s.pending.bytes(),
+                    limit: match e {
+                        moorline_proto::client::pending::PendingError::TooManyBytes { limit, .. } => limit,
+                        _ => s.pending.len(),
+                    },
+                })?;
+            match self.shared.dialect.request(id, method, params) {
+                Ok(req) => (id, req.text),
+                Err(e) => {
+                    s.pending.complete(id);
+                    return Err(match e {
+                        crate::dialect::DialectError::Encode(e) => ClientError::Encode(e),
+                        other => ClientError::BadReply(other.to_string()),
+                    });
+                }
+            }
+        };
+        // If this future is dropped from here on, the entry goes with it.
+        let guard = PendingGuard { shared: &self.shared, id };
+        let len = text.len();
+        if let Err(e) = link.conn.ws_send(&link.stream, Message::text(text)).await {
+            drop(guard);
+            return Err(send_error(e));
+        }
+        self.shared.count_out(len);
+        let answer = tokio::time::timeout_at(deadline, rx).await;
+        match answer {
+            Ok(Ok(result)) => {
+                std::mem::forget(guard);
+                result
+            }
+            // The task dropped the waiter without an answer: only when it ended.
+            Ok(Err(_)) => {
+                drop(guard);
+                Err(ClientError::Closed)
+            }
+            Err(_) => {
+                drop(guard);
+                Err(ClientError::Timeout { what: format!("request {method}"), after: timeout })
+            }
+        }
+    }
+
+    /// Subscribes to `channels`; resolves once the venue has answered for each, with what it
+    /// confirmed and refused. While disconnected the channels join the next restore. Waits at
+    /// most the request timeout (the channels stay wanted after a timeout).
+    pub async fn subscribe(&self, channels: &[&str]) -> Result<SubscribeOutcome, ClientError> {
+        self.subscription(channels, false).await
+    }
+
+    /// Unsubscribes from `channels`; resolves once the venue confirmed (at once for channels
+    /// not on the venue).
+    pub async fn unsubscribe(&self, channels: &[&str]) -> Result<SubscribeOutcome, ClientError> {
+        self.subscription(channels, true).await
+    }
+
+    async fn subscription(&self, channels: &[&str], unsubscribe: bool) -> Result<SubscribeOutcome, ClientError> {
+        let mut list: Vec<Channel> = Vec::with_capacity(channels.len());
+        for c in channels {
+            if !list.iter().any(|l| &**l == *c) {
+                list.push(Arc::from(*c));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let timeout = self.shared.config.request_timeout;
+        let what = if unsubscribe { "unsubscribe" } else { "subscribe" };
+        let cmd = Command::Subscribe { channels: list, unsubscribe, tx };
+        tokio::time::timeout(timeout, async {
+            self.cmds.send(cmd).await.map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)
+        })
+        .await
+        .map_err(|_| ClientError::Timeout { what: what.into(), after: timeout })?
+    }
+
+    /// Drops the current connection and connects again at once (the failure count is kept).
+    pub async fn reconnect(&self) -> Result<(), ClientError> {
+        self.cmds.send(Command::Reconnect).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Closes the client: the WebSocket closing handshake (messages sent before it are
+    /// flushed first), pending requests fail with [`ClientError::Closed`], the event stream
+    /// ends with [`ClientEvent::Closed`]. Returns once the task has ended (at most the
+    /// closing handshake's timeout). Closing a closed client is `Ok`.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Command::Close { tx }).await.is_err() {
+            return Ok(());
+        }
+        let _ = rx.await;
+        Ok(())
+    }
+}
+
+/// Removes a request's pending entry when its caller gives up (timeout, or the future dropped).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().pending.complete(self.id);
+    }
+}
+
+/// moorline's send error as the user's.
+pub(crate) fn send_error(e: moorline::Error) -> ClientError {
+    match e {
+        moorline::Error::Down(_) | moorline::Error::Exited(_) | moorline::Error::Stream(_) => {
+            ClientError::Disconnected { sent: false }
+        }
+        other => ClientError::Send(other),
+    }
+}

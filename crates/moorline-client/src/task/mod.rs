@@ -1,0 +1,393 @@
+//! The client's task: one per client, it owns the moorline `Connection` and `Events` of the
+//! current attempt and every state machine of `moorline_proto::client`, and runs one loop:
+//! `select!` over the user's commands, the connection attempt under way, the socket's events,
+//! room in the user's queue, and `sleep_until` the earliest deadline of every machine
+//! (recomputed on every turn, so a sleep never belongs to an older attempt).
+//!
+//! - `mod.rs` (here): the loop, the deadlines, delivery to the user (queue or callback);
+//! - `session.rs`: one attempt: connecting, the connection's end, the retry, closing;
+//! - `restore.rs`: the session sequence on every (re)connect: handshake → authentication →
+//!   subscriptions (batched, paced, confirmed) → `Connected`/`Reconnected` + `Restored`;
+//! - `route.rs`: every frame read: responses to their waiters, heartbeats answered, data to
+//!   the user.
+//!
+//! **A slow reader never causes a false timeout.** The task always reads the socket: data
+//! that does not fit in the user's queue (`Overflow::Backpressure`) waits in a side buffer
+//! of at most `incoming_buffer_bytes` more, while heartbeats, pings and responses are still
+//! handled at once (they never queue behind data). Only when the side buffer is full too
+//! does the task stop reading (so TCP slows the venue); while it is stopped the liveness
+//! timers are suspended (nothing can be observed, so nothing is concluded) and restart from
+//! the moment reading resumes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use moorline::ws::WsSession;
+use moorline_proto::client::backoff::{Backoff, BackoffConfig, Failure};
+use moorline_proto::client::liveness::{Liveness, LivenessConfig};
+use moorline_proto::client::subscriptions::{Subscriptions, SubscriptionsConfig};
+use moorline_proto::client::{Attempt, earliest};
+use moorline_proto::retry::{RetryPolicy, UNLIMITED};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::client::{ClientState, Command, RUNNING_TASKS, Shared, Sink, SubscribeOutcome, Waiter};
+use crate::config::{Attempts, Jitter};
+use crate::dialect::{Dialect, SubOp};
+use crate::error::{ClientError, ErrorKind, classify_connect_error};
+use crate::event::{Channel, ClientEvent};
+use crate::queue::TrySendError;
+
+mod restore;
+mod route;
+mod session;
+
+use session::Session;
+
+/// What a request of the task's own is for.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// A step of the dialect's handshake (Deribit: `public/set_heartbeat`).
+    Handshake { method: String },
+    /// Authentication (first, or renewed).
+    Auth,
+    /// One venue request of subscription batch `batch`.
+    Batch { batch: u64, op: SubOp, channels: Vec<Channel> },
+    /// The answer to a venue heartbeat (its response is a heartbeat round trip).
+    HeartbeatAnswer,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<WsSession, moorline::Error>> + Send>>;
+
+/// A user's subscribe or unsubscribe call, answered once every channel is.
+struct Group {
+    tx: Option<oneshot::Sender<SubscribeOutcome>>,
+    remaining: usize,
+    outcome: SubscribeOutcome,
+}
+
+/// One subscription batch in flight (split into venue requests by the dialect's batch key).
+struct BatchInFlight {
+    id: moorline_proto::client::subscriptions::BatchId,
+    parts: usize,
+    confirmed: Vec<Channel>,
+    errors: Vec<String>,
+}
+
+/// The task's state.
+pub(crate) struct Task {
+    url: String,
+    shared: Arc<Shared>,
+    dialect: Arc<dyn Dialect>,
+    cmds: mpsc::Receiver<Command>,
+    sink: Sink,
+    backoff: Backoff<moorline::Error>,
+    live: Liveness,
+    subs: Subscriptions<Channel, u64>,
+    groups: HashMap<u64, Group>,
+    next_group: u64,
+    /// Channel names handed out with messages (one allocation per channel).
+    known: HashSet<Channel>,
+    session: Option<Session>,
+    connecting: Option<(Attempt, Connecting)>,
+    /// Events waiting for room in the user's queue (backpressure), in order.
+    side: VecDeque<ClientEvent>,
+    side_bytes: usize,
+    ever_connected: bool,
+    batches: HashMap<u64, BatchInFlight>,
+    rng: u64,
+    finished: bool,
+}
+
+/// What woke the loop.
+enum Wake {
+    Command(Option<Command>),
+    Connected(Box<Result<WsSession, moorline::Error>>),
+    Event(Option<moorline::Event>),
+    Room(bool),
+    Timer,
+}
+
+impl Task {
+    pub(crate) fn new(url: String, shared: Arc<Shared>, cmds: mpsc::Receiver<Command>, sink: Sink) -> Self {
+        let config = &shared.config;
+        let retries = match config.retry.attempts {
+            Attempts::Limited(n) => n,
+            Attempts::Unlimited => UNLIMITED,
+        };
+        let jitter = match config.retry.jitter {
+            Jitter::None => moorline_proto::client::backoff::Jitter::None,
+            Jitter::Full => moorline_proto::client::backoff::Jitter::Full,
+            Jitter::Proportional(f) => moorline_proto::client::backoff::Jitter::Proportional {
+                percent: (f * 100.0).round().clamp(1.0, 100.0) as u8,
+            },
+        };
+        let backoff = Backoff::new(
+            RetryPolicy::exponential(retries, config.retry.base, config.retry.cap),
+            BackoffConfig { healthy_after: config.retry.healthy_after, jitter },
+        )
+        .classify(|e: &moorline::Error| match classify_connect_error(e) {
+            ErrorKind::Fatal => Failure::Fatal,
+            ErrorKind::Recoverable => Failure::Retryable,
+        });
+        let l = &config.liveness;
+        let live = Liveness::new(LivenessConfig {
+            dead_after: l.dead_after,
+            idle_after: l.idle_after.unwrap_or(std::time::Duration::MAX),
+            idle_reconnect: l.idle_reconnect,
+            heartbeat_timeout: l.heartbeat_grace,
+        });
+        let dialect = shared.dialect.clone();
+        let cost_dialect = dialect.clone();
+        let mut sub_config = SubscriptionsConfig::with_cost(move |c: &Channel| cost_dialect.channel_cost(c));
+        sub_config.restore = config.restore_subscriptions;
+        sub_config.max_request_bytes = dialect.max_request_bytes();
+        sub_config.request_overhead = dialect.request_overhead();
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() | 1;
+        Self {
+            url,
+            dialect,
+            cmds,
+            sink,
+            backoff,
+            live,
+            subs: Subscriptions::new(sub_config),
+            groups: HashMap::new(),
+            next_group: 0,
+            known: HashSet::new(),
+            session: None,
+            connecting: None,
+            side: VecDeque::new(),
+            side_bytes: 0,
+            ever_connected: false,
+            batches: HashMap::new(),
+            rng: seed,
+            finished: false,
+            shared,
+        }
+    }
+
+    /// A uniformly random `u64` for the backoff's jitter (xorshift64*).
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Whether reading the socket is paused: the user's queue and the side buffer are full.
+    fn paused(&self) -> bool {
+        self.side_bytes >= self.shared.config.incoming_buffer_bytes
+    }
+
+    /// The loop (see the module documentation).
+    pub(crate) async fn run(mut self) {
+        self.start_attempt();
+        while !self.finished {
+            let wake = self.wait().await;
+            match wake {
+                Wake::Command(Some(cmd)) => self.on_command(cmd).await,
+                Wake::Command(None) => self.close(None).await,
+                Wake::Connected(result) => self.on_connect_result(*result).await,
+                Wake::Event(ev) => self.on_event(ev).await,
+                Wake::Room(reader_here) => self.flush_side(reader_here),
+                Wake::Timer => self.on_timer().await,
+            }
+        }
+    }
+
+    /// The earliest deadline of every machine, and what the session itself waits for.
+    fn next_deadline(&self) -> Option<Instant> {
+        let pending = self.shared.lock().pending.next_deadline();
+        let live = if self.paused() { None } else { self.live.next_deadline() };
+        let session = self.session.as_ref().and_then(|s| s.next_deadline());
+        let machines = earliest([live, self.backoff.next_deadline(), pending]).map(Instant::from_std);
+        match (machines, session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn wait(&mut self) -> Wake {
+        let deadline = self.next_deadline();
+        let paused = self.paused();
+        let front = self.side.front().map(|e| e.queued_bytes());
+        let Task { cmds, connecting, session, sink, .. } = self;
+        let queue = match &*sink {
+            Sink::Queue(q) => Some(q),
+            Sink::Handler(_) => None,
+        };
+        let connecting = async {
+            match connecting.as_mut() {
+                Some((_, f)) => f.await,
+                None => std::future::pending().await,
+            }
+        };
+        let events = async {
+            match session.as_mut() {
+                Some(s) if !paused => s.events.next().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let room = async {
+            match (front, queue) {
+                (Some(bytes), Some(q)) => q.room(bytes).await.is_ok(),
+                _ => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            cmd = cmds.recv() => Wake::Command(cmd),
+            ev = events => Wake::Event(ev),
+            r = connecting => Wake::Connected(Box::new(r)),
+            r = room => Wake::Room(r),
+            () = timer => Wake::Timer,
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe { channels, unsubscribe, tx } => self.on_subscribe(channels, unsubscribe, tx).await,
+            Command::Reconnect => {
+                if self.session.is_some() {
+                    self.drop_session(crate::event::DisconnectReason::Requested, false).await;
+                }
+                if self.connecting.is_none() && self.session.is_none() {
+                    self.start_attempt();
+                }
+            }
+            Command::Close { tx } => {
+                self.close(None).await;
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        let std_now = now.into_std();
+        if let Some(moorline_proto::client::backoff::BackoffAction::Connect(_)) = self.backoff.on_timeout(std_now) {
+            self.connect_now();
+        }
+        if !self.paused() {
+            self.on_liveness(std_now).await;
+        }
+        self.expire_requests(std_now).await;
+        self.session_timers(now).await;
+    }
+
+    /// Hands an event to the user: the callback, or the queue (see the module documentation
+    /// for a full queue).
+    pub(super) fn deliver(&mut self, event: ClientEvent) {
+        match &mut self.sink {
+            Sink::Handler(h) => h(event),
+            Sink::Queue(q) => {
+                if !self.side.is_empty() {
+                    self.side_bytes += event.queued_bytes();
+                    self.side.push_back(event);
+                    return;
+                }
+                match q.try_send(event) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(event)) => {
+                        self.side_bytes += event.queued_bytes();
+                        self.side.push_back(event);
+                    }
+                    // Nobody reads the events any more: counted as dropped.
+                    Err(TrySendError::ReaderGone(_)) => self.shared.lock().drops += 1,
+                }
+            }
+        }
+    }
+
+    /// Moves what fits from the side buffer to the user's queue.
+    fn flush_side(&mut self, reader_here: bool) {
+        let was_paused = self.paused();
+        let Sink::Queue(q) = &self.sink else { return };
+        while let Some(event) = self.side.pop_front() {
+            let bytes = event.queued_bytes();
+            match q.try_send(event) {
+                Ok(()) => self.side_bytes -= bytes,
+                Err(TrySendError::Full(event)) => {
+                    self.side.push_front(event);
+                    break;
+                }
+                Err(TrySendError::ReaderGone(_)) => {
+                    self.side_bytes -= bytes;
+                    self.shared.lock().drops += 1;
+                }
+            }
+        }
+        let _ = reader_here;
+        if was_paused && !self.paused() {
+            // Reading resumes: nothing could be observed while paused, so the liveness
+            // timers start again from now rather than declaring the peer dead.
+            if let Some(s) = &self.session {
+                let now = Instant::now().into_std();
+                self.live.on_frame(s.attempt, now);
+                if let Some(interval) = s.heartbeat {
+                    self.live.expect_heartbeat(s.attempt, interval, now);
+                }
+            }
+        }
+    }
+
+    /// The channel's shared name (one allocation per known channel).
+    pub(super) fn intern(&mut self, name: &str) -> Channel {
+        match self.known.get(name) {
+            Some(c) => c.clone(),
+            None => Arc::from(name),
+        }
+    }
+
+    fn set_status(&self, s: ClientState) {
+        self.shared.set_status(s);
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        RUNNING_TASKS.fetch_sub(1, Ordering::SeqCst);
+        if self.finished {
+            return;
+        }
+        // The task ended without closing: it panicked, or the runtime shut down. Nobody is
+        // left waiting: every request and subscribe call fails, the stream ends with why.
+        let error = if std::thread::panicking() {
+            ClientError::Panicked("the client task panicked (see the panic message in the log)".into())
+        } else {
+            ClientError::Closed
+        };
+        let failed = {
+            let mut s = self.shared.lock();
+            s.closed = Some(Some(error.clone()));
+            s.link = None;
+            s.pending.fail_all()
+        };
+        for (_, waiter) in failed {
+            if let Waiter::User { tx, .. } = waiter {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+        self.shared.set_status(ClientState::Closed);
+        if let Some(s) = &self.session {
+            s.conn.close();
+        }
+        if let Sink::Queue(q) = &self.sink {
+            let _ = q.try_send(ClientEvent::Closed { error: Some(error) });
+            q.close();
+        }
+    }
+}
