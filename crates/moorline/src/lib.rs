@@ -41,6 +41,7 @@ pub mod options;
 mod sync;
 mod tls;
 pub mod ws;
+mod wsio;
 
 /// The [`http`](https://docs.rs/http) crate, whose types the API takes and returns
 /// ([`HeaderMap`](http::HeaderMap), [`Method`](http::Method), [`StatusCode`](http::StatusCode),

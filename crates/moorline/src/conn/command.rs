@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::info::StreamInfo;
 use crate::ids::StreamRef;
-use crate::ws::{Message, WsOptions};
+use crate::wsio::{Message, WsOptions};
 use moorline_proto::ws::ClientHandshake;
 
 /// A request body as given by the caller.

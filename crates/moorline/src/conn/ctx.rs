@@ -20,7 +20,7 @@ use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Emitter;
 use crate::options::{ConnectOptions, Transport};
 use crate::sync::lock;
-use crate::ws::Message;
+use crate::wsio::Message;
 
 /// What every attempt needs, immutable for the connection's life.
 pub(crate) struct Setup {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::Message;
+use crate::wsio::Message;
 
 /// The most events one batch carries (so the channel's capacity, counted in deliveries,
 /// still bounds what waits for the owner).

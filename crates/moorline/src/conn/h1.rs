@@ -26,7 +26,7 @@ use crate::error::{DownReason, ExitReason, ProtocolFailure, RequestError, Stream
 use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
-use crate::ws::{Sink, WsOptions};
+use crate::wsio::{Sink, WsOptions};
 use moorline_proto::read_size::ReadSize;
 
 /// The room given to one read: 4 KiB while idle, up to 64 KiB once reads fill it (see
@@ -133,7 +133,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
             let Session { ctx, rd, wr, rbuf, .. } = s;
             let Upgraded { stream, negotiated, options, headers } = *up;
             // Handles send directly from now on: before the owner hears of the upgrade.
-            let (mut ws, out) = crate::ws::start(&negotiated, &options, Sink::Socket(wr));
+            let (mut ws, out) = crate::wsio::start(&negotiated, &options, Sink::Socket(wr));
             *ws.read_buf() = rbuf;
             let registration = super::shared::WsRegistration::new(&ctx.shared, stream, out.clone());
             let event = Event::WsUpgraded {

@@ -20,7 +20,7 @@ use crate::error::{Error, OptionsError};
 use crate::ids::StreamRef;
 use crate::options::ConnectOptions;
 use crate::sync::lock;
-use crate::ws::{CloseCode, CloseFrame, Message, WsOptions, refused};
+use crate::wsio::{CloseCode, CloseFrame, Message, WsOptions, refused};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 

@@ -26,7 +26,7 @@ use super::shared::Shared;
 use crate::error::{Error, ExitReason, StreamError};
 use crate::event::{Body, Event, Response};
 use crate::ids::{Protocol, StreamRef};
-use crate::ws::{HandshakeError, Message, Upgraded};
+use crate::wsio::{HandshakeError, Message, Upgraded};
 
 /// Default number of unrelated events an await may set aside before giving up.
 pub const DEFAULT_STASH_LIMIT: usize = 16 * 1024;

@@ -13,7 +13,7 @@ use super::info::{Info, State};
 use crate::error::{Error, ExitReason};
 use crate::ids::StreamRef;
 use crate::sync::lock;
-use crate::ws::{Message, Outbox, Queued};
+use crate::wsio::{Message, Outbox, Queued};
 
 /// State shared by the handles, the worker and its supervisor.
 pub(crate) struct Shared {

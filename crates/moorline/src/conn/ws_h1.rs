@@ -29,7 +29,7 @@ use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused, tokio_instant};
+use crate::wsio::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused, tokio_instant};
 
 /// The room given to one read: from 4 KiB (an idle connection holds little) up to 64 KiB
 /// (a busy one reads in large chunks); see [`ReadSize`].

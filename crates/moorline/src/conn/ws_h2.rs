@@ -30,7 +30,7 @@ use super::shared::WsRegistration;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::ws::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused, tokio_instant};
+use crate::wsio::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused, tokio_instant};
 
 /// A message for the stream task, sent through the worker (with what keeps later sends
 /// behind it; `None` for the worker's own close at shutdown).
@@ -102,7 +102,7 @@ pub(crate) async fn run(
         }
     };
     let close_timeout = options.close_timeout;
-    let (mut ws, out) = crate::ws::start(&negotiated, &options, Sink::H2(send));
+    let (mut ws, out) = crate::wsio::start(&negotiated, &options, Sink::H2(send));
     // Handles send directly from now on: before the owner hears of the upgrade.
     *registration = Some(report.register(out.clone()));
     report

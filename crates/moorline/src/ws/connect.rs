@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::options::WsOptions;
-use super::upgraded::Upgraded;
 use crate::error::{Error, OptionsError, StreamError, UrlProblem};
 use crate::ids::{Protocol, StreamRef};
 use crate::options::{ConnectOptions, Transport};
+use crate::wsio::{Upgraded, WsOptions};
 use crate::{Connection, Events};
 
 /// A parsed WebSocket URL: `ws://host[:port]/path?query` or `wss://...`.

@@ -16,14 +16,9 @@
 //! messages, with permessage-deflate.
 
 mod connect;
-mod options;
-mod outbox;
-mod upgraded;
 
-pub(crate) use self::outbox::{Access, Outbox, Queued, Sink, WriteError, now, refused, start, tokio_instant};
+pub use crate::wsio::{DEFAULT_WS_KEEPALIVE, Upgraded, WsOptions};
 pub use connect::{WsSession, WsUrl, connect};
 pub use moorline_proto::ws::{
     CloseCode, CloseFrame, DeflateConfig, DeflateParams, HandshakeError, Limits, Message, ProtocolError, Utf8Bytes,
 };
-pub use options::{DEFAULT_WS_KEEPALIVE, WsOptions};
-pub use upgraded::Upgraded;

@@ -34,7 +34,7 @@ use crate::event::Event;
 use crate::ids::{Protocol, StreamRef};
 use crate::instrument::Step;
 use crate::sync::lock;
-use crate::ws::{CloseCode, CloseFrame, Message};
+use crate::wsio::{CloseCode, CloseFrame, Message};
 
 use self::goaway::{GoAwaySlot, conn_error_reason};
 use self::io::TaskGuard;

@@ -23,7 +23,7 @@ use crate::error::{DownReason, Error, Http2Failure, ProtocolFailure, RequestErro
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::instrument::{Emitter, Step};
-use crate::ws::{Outbox, WsOptions};
+use crate::wsio::{Outbox, WsOptions};
 
 /// How a stream task ended.
 pub(super) enum Outcome {

@@ -28,8 +28,8 @@ pub const DEFAULT_WS_KEEPALIVE: Keepalive =
 /// | `surface_control` | off | also deliver pings and pongs to the owner |
 /// | `close_timeout` | 5 s | how long the closing handshake may take |
 /// | `keepalive` | ping after 30 s of silence, 10 s to answer | any inbound frame counts as life; no answer ends the connection with `Down { WsKeepaliveTimeout }` |
-/// | `http2` | off | [`connect`](super::connect): offer HTTP/2 by ALPN and use RFC 8441 when the server allows it |
-/// | `fallback_http1` | off | [`connect`](super::connect): if WebSocket over HTTP/2 is refused, retry on a fresh HTTP/1.1 connection |
+/// | `http2` | off | [`connect`](crate::ws::connect): offer HTTP/2 by ALPN and use RFC 8441 when the server allows it |
+/// | `fallback_http1` | off | [`connect`](crate::ws::connect): if WebSocket over HTTP/2 is refused, retry on a fresh HTTP/1.1 connection |
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,9 +72,9 @@ pub struct WsOptions {
     /// reconnects per the retry policy). `None`: no pings. Default
     /// [`DEFAULT_WS_KEEPALIVE`].
     pub keepalive: Option<Keepalive>,
-    /// [`connect`](super::connect) offers HTTP/2 (opt-in: proxies break WebSockets over it).
+    /// [`connect`](crate::ws::connect) offers HTTP/2 (opt-in: proxies break WebSockets over it).
     pub http2: bool,
-    /// [`connect`](super::connect) retries on a fresh HTTP/1.1 connection when the server
+    /// [`connect`](crate::ws::connect) retries on a fresh HTTP/1.1 connection when the server
     /// refuses WebSockets over HTTP/2.
     pub fallback_http1: bool,
 }
@@ -139,13 +139,13 @@ impl WsOptions {
         self
     }
 
-    /// Lets [`connect`](super::connect) offer HTTP/2 and run the WebSocket over it (RFC 8441).
+    /// Lets [`connect`](crate::ws::connect) offer HTTP/2 and run the WebSocket over it (RFC 8441).
     pub fn http2(mut self, on: bool) -> Self {
         self.http2 = on;
         self
     }
 
-    /// Lets [`connect`](super::connect) fall back to a fresh HTTP/1.1 connection when the
+    /// Lets [`connect`](crate::ws::connect) fall back to a fresh HTTP/1.1 connection when the
     /// server refuses WebSockets over HTTP/2.
     pub fn fallback_http1(mut self, on: bool) -> Self {
         self.fallback_http1 = on;
