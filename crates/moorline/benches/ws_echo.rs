@@ -1,18 +1,36 @@
-//! End-to-end WebSocket echo over loopback: throughput with 64 messages in flight (64 B and
-//! 16 KiB text) and round-trip latency (64 B, one in flight, p50/p99), for moorline's
-//! `Connection` against tokio-tungstenite, fastwebsockets and tokio-websockets as clients,
-//! all in the same run against the same echo server (tokio-websockets' server on its own
-//! thread). Each figure is the median of several runs; clients take turns within a run, and
-//! the ratios are paired: per run, against the peer with the best median, then the median.
-//! The row `moorline (HTTP/2)` is moorline's WebSocket over HTTP/2 (RFC 8441) against the
-//! same server, which serves HTTP/2 connections with h2 and the same batching echo per
-//! stream (none of the peers speaks RFC 8441, so its ratio is to the same best peer over
-//! HTTP/1.1).
+//! End-to-end WebSocket echo over loopback, moorline's `Connection` against
+//! tokio-tungstenite, fastwebsockets and tokio-websockets as clients, all in the same run,
+//! against the same echo server, which nobody tuned for us: tokio-websockets' server, in two
+//! behaviours:
 //!
-//! `cargo bench -p moorline --bench ws_echo`. Environment: `WS_ECHO_RUNS` (run count, 5), `WS_ECHO_ONLY`
-//! (`64`, `16384`, `throughput` or `latency`), `WS_ECHO_CLIENTS` (a comma list of client names) and
-//! `WS_ECHO_SCALE` (N times as many messages per run, for profiling).
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+//! - `per-frame`: one reply per write (`send` = feed + flush for every message);
+//! - `batched`: takes every message already readable, then feeds all the replies and flushes
+//!   once (the burst leaves in one write).
+//!
+//! Binary messages of 64 B, 1 KiB, 4 KiB and 16 KiB, 64 in flight, with the same refill loop
+//! for every client (wait for one reply, take the replies already here, send as many
+//! replacements, flush; fastwebsockets has no readiness check or write buffer, so it writes a
+//! replacement per reply), then the round trip of 64 B, one in flight.
+//!
+//! **Isolation.** The servers run in this process, on their own thread pinned to the last
+//! core; every measurement runs in a fresh child process (this binary again) pinned to core 0
+//! on a current-thread runtime, so a client's CPU time (`getrusage` over the timed loop, user +
+//! system, all threads of the child) and its peak resident memory are its own.
+//!
+//! **Figures.** Per row the median over runs; ratios are paired: per run against the peer with
+//! the best median, then the median of those per-run ratios (the host's drift between runs
+//! cancels out). Throughput ratios: higher is better; CPU per message and latency ratios: lower
+//! is better. The row `moorline (HTTP/2)` is moorline's WebSocket over HTTP/2 (RFC 8441) against
+//! an h2 server with a batching echo per stream written with moorline-proto's codec (none of the
+//! peers speaks RFC 8441, so its ratio is to the best HTTP/1.1 peer, and it has one behaviour).
+//!
+//! `cargo bench -p moorline --bench ws_echo`. Environment: `WS_ECHO_RUNS` (runs, 5),
+//! `WS_ECHO_ONLY` (`throughput`, `latency`, or a size in bytes), `WS_ECHO_SERVER` (`per-frame` or
+//! `batched`), `WS_ECHO_CLIENTS` (a comma list of client names), `WS_ECHO_SCALE` (N times as
+//! many messages, for profiling), `WS_ECHO_JSON=1` (one JSON object per measurement on stdout,
+//! for `scripts/ws_echo_paired.py`), `WS_ECHO_NO_PIN=1` (no CPU pinning), `WS_ECHO_WRAP` (a command
+//! prefix for the client processes, e.g. `perf record -g -o FILE --`).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,77 +39,137 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use moorline::ws::{Message, WsOptions};
-use moorline::{ConnectOptions, Protocol, RetryPolicy};
+use moorline::{ConnectOptions, Event, Protocol, RetryPolicy};
 use tokio::net::{TcpListener, TcpStream};
 
 const IN_FLIGHT: usize = 64;
 const T: Duration = Duration::from_secs(30);
 
-/// The shared echo server. An HTTP/2 connection (the client preface in clear text) is served
-/// by [`serve_h2`]. Otherwise tokio-websockets answers the upgrade; then a plain loop echoes
-/// with moorline-proto's server-role codec: it reads what is there, decodes every complete
-/// message and writes all the replies with one write. (Echoing through tokio-websockets'
-/// `Stream`/`Sink` wrote one frame per syscall, since its `poll_next` flushes: the server,
-/// not the client under test, set the pace.) Every client talks to this same server.
-fn start_server() -> SocketAddr {
+// ---------------------------------------------------------------- the host: CPU, memory, pinning
+
+/// Pins the calling thread to one CPU (best effort: a machine with one CPU, or a refusal, leaves
+/// it unpinned).
+fn pin_to(cpu: usize) {
+    if std::env::var_os("WS_ECHO_NO_PIN").is_some() {
+        return;
+    }
+    // SAFETY: `set` is a plain bit set on the stack, fully initialised by CPU_ZERO; the call
+    // only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU time (user + system) of this process so far, and its peak resident set in bytes.
+fn usage() -> (Duration, u64) {
+    // SAFETY: getrusage writes the struct it is given; zeroed is a valid `rusage`.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+}
+
+// ---------------------------------------------------------------- the servers
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Behaviour {
+    PerFrame,
+    Batched,
+}
+
+impl Behaviour {
+    fn name(self) -> &'static str {
+        match self {
+            Behaviour::PerFrame => "per-frame",
+            Behaviour::Batched => "batched",
+        }
+    }
+}
+
+/// Starts the echo servers on one thread pinned to the last core: tokio-websockets' server in
+/// each behaviour, and the HTTP/2 server. Returns their addresses.
+fn start_servers() -> (SocketAddr, SocketAddr, SocketAddr) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        if cpus() > 1 {
+            pin_to(cpus() - 1);
+        }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            let per_frame = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let batched = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let h2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send((per_frame.local_addr().unwrap(), batched.local_addr().unwrap(), h2.local_addr().unwrap()))
+                .unwrap();
+            tokio::spawn(accept_ws(per_frame, Behaviour::PerFrame));
+            tokio::spawn(accept_ws(batched, Behaviour::Batched));
             loop {
-                let (tcp, _) = listener.accept().await.unwrap();
+                let (tcp, _) = h2.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
-                tokio::spawn(async move {
-                    let mut preface = [0u8; 14];
-                    if tcp.peek(&mut preface).await.is_ok_and(|n| n == 14) && &preface == b"PRI * HTTP/2.0" {
-                        return serve_h2(tcp).await;
-                    }
-                    let Ok((_, ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await else {
-                        return;
-                    };
-                    let _ = echo(ws.into_inner()).await;
-                });
+                tokio::spawn(serve_h2(tcp));
             }
         });
     });
     rx.recv().unwrap()
 }
 
-/// Echoes text and binary messages, answers pings, returns after the close handshake.
-async fn echo(mut tcp: TcpStream) -> std::io::Result<()> {
-    use moorline_proto::ws::{Decoder, EncodeOptions, Encoder, Limits, Message as M, Role};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut decoder = Decoder::new(Role::Server, Limits::default(), None);
-    let mut encoder = Encoder::new(Role::Server, EncodeOptions::default(), None);
-    let (mut rbuf, mut wbuf) = (bytes::BytesMut::with_capacity(256 << 10), bytes::BytesMut::new());
+async fn accept_ws(listener: TcpListener, behaviour: Behaviour) {
     loop {
-        if rbuf.capacity() - rbuf.len() < 64 << 10 {
-            rbuf.reserve(256 << 10);
-        }
-        if tcp.read_buf(&mut rbuf).await? == 0 {
-            return Ok(());
-        }
-        let mut closing = false;
-        while let Some(m) = decoder.decode(&mut rbuf).map_err(std::io::Error::other)? {
-            let reply = match m {
-                M::Text(_) | M::Binary(_) => m,
-                M::Ping(p) => M::Pong(p),
-                M::Pong(_) => continue,
-                M::Close(_) => {
-                    closing = true;
-                    M::Close(None)
-                }
+        let (tcp, _) = listener.accept().await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tokio::spawn(async move {
+            let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await else {
+                return;
             };
-            encoder.encode(&reply, &mut || [0; 4], &mut wbuf).map_err(std::io::Error::other)?;
-        }
-        tcp.write_all(&wbuf).await?;
-        wbuf.clear();
-        if closing {
-            return Ok(());
+            let _ = match behaviour {
+                Behaviour::PerFrame => echo_per_frame(&mut ws).await,
+                Behaviour::Batched => echo_batched(&mut ws).await,
+            };
+        });
+    }
+}
+
+type TwsServer = tokio_websockets::WebSocketStream<TcpStream>;
+
+/// Data messages come back one write each; tokio-websockets answers pings and closes itself.
+async fn echo_per_frame(ws: &mut TwsServer) -> Result<(), tokio_websockets::Error> {
+    while let Some(m) = ws.next().await {
+        let m = m?;
+        if m.is_binary() || m.is_text() {
+            ws.send(m).await?;
         }
     }
+    Ok(())
+}
+
+/// Every message already readable is taken first (tokio-websockets' `poll_next` flushes what
+/// was fed, so reading between feeds would write one frame at a time), then all the replies
+/// are fed and flushed once.
+async fn echo_batched(ws: &mut TwsServer) -> Result<(), tokio_websockets::Error> {
+    let mut burst = Vec::with_capacity(IN_FLIGHT);
+    while let Some(m) = ws.next().await {
+        burst.push(m?);
+        while let Some(Some(m)) = ws.next().now_or_never() {
+            burst.push(m?);
+        }
+        for m in burst.drain(..) {
+            if m.is_binary() || m.is_text() {
+                ws.feed(m).await?;
+            }
+        }
+        ws.flush().await?;
+    }
+    Ok(())
 }
 
 /// An HTTP/2 connection: every extended CONNECT (RFC 8441) is answered `200` and echoed by
@@ -115,8 +193,8 @@ async fn serve_h2(tcp: TcpStream) {
     }
 }
 
-/// [`echo`] over one HTTP/2 stream: takes the DATA that is there, decodes every complete
-/// message and sends all the replies at once (as DATA within flow control).
+/// A batching echo over one HTTP/2 stream: takes the DATA that is there, decodes every
+/// complete message and sends all the replies at once (as DATA within flow control).
 async fn echo_h2(mut body: h2::RecvStream, mut send: h2::SendStream<bytes::Bytes>) -> Result<(), h2::Error> {
     use moorline_proto::ws::{Decoder, EncodeOptions, Encoder, Limits, Message as M, Role};
     use std::future::poll_fn;
@@ -166,21 +244,67 @@ async fn echo_h2(mut body: h2::RecvStream, mut send: h2::SendStream<bytes::Bytes
     }
 }
 
-fn text(len: usize) -> String {
-    "x".repeat(len)
+// ---------------------------------------------------------------- the clients
+
+fn payload(len: usize) -> bytes::Bytes {
+    bytes::Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>())
 }
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type BoxFut<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// One client under test: `throughput(addr, size, total)` returns the time to echo `total`
-/// messages with `IN_FLIGHT` outstanding; `latency(addr, size, n)` the round-trip times.
+/// One client under test: `throughput(addr, size, total)` echoes `total` messages with
+/// `IN_FLIGHT` outstanding and returns the timed loop's duration; `latency(addr, size, n)` the
+/// round-trip times. Both connect first, outside the timed part.
 struct Client {
     name: &'static str,
     /// moorline itself (over either protocol), not a peer to compare with.
     ours: bool,
-    throughput: fn(SocketAddr, usize, usize) -> BoxFut<'static, Duration>,
-    latency: fn(SocketAddr, usize, usize) -> BoxFut<'static, Vec<Duration>>,
+    /// Runs against the HTTP/2 server (one behaviour) rather than tokio-websockets'.
+    h2: bool,
+    throughput: fn(SocketAddr, usize, usize) -> BoxFut<Timed>,
+    latency: fn(SocketAddr, usize, usize) -> BoxFut<Vec<Duration>>,
 }
+
+/// A timed loop: wall time and the process's CPU time over it.
+struct Timed {
+    wall: Duration,
+    cpu: Duration,
+}
+
+struct Clock {
+    start: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock { cpu: usage().0, start: Instant::now() }
+    }
+    fn stop(self) -> Timed {
+        let wall = self.start.elapsed();
+        Timed { wall, cpu: usage().0.saturating_sub(self.cpu) }
+    }
+}
+
+const CLIENTS: [Client; 5] = [
+    Client { name: "moorline", ours: true, h2: false, throughput: moorline_throughput, latency: moorline_latency },
+    Client {
+        name: "moorline (HTTP/2)",
+        ours: true,
+        h2: true,
+        throughput: moorline_h2_throughput,
+        latency: moorline_h2_latency,
+    },
+    Client {
+        name: "tokio-tungstenite",
+        ours: false,
+        h2: false,
+        throughput: tungstenite_throughput,
+        latency: tungstenite_latency,
+    },
+    Client { name: "fastwebsockets", ours: false, h2: false, throughput: fast_throughput, latency: fast_latency },
+    Client { name: "tokio-websockets", ours: false, h2: false, throughput: twss_throughput, latency: twss_latency },
+];
 
 // ---- moorline
 
@@ -196,84 +320,79 @@ async fn moorline_open(
     (conn, events, ws)
 }
 
-fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
-    moorline_throughput_over(Protocol::Http1, addr, size, total)
+fn moorline_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
+    Box::pin(moorline_throughput_over(Protocol::Http1, addr, size, total))
 }
 
-fn moorline_h2_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
-    moorline_throughput_over(Protocol::Http2, addr, size, total)
+fn moorline_h2_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
+    Box::pin(moorline_throughput_over(Protocol::Http2, addr, size, total))
 }
 
-fn moorline_throughput_over(
-    protocol: Protocol,
-    addr: SocketAddr,
-    size: usize,
-    total: usize,
-) -> BoxFut<'static, Duration> {
-    Box::pin(async move {
-        let (conn, mut events, ws) = moorline_open(addr, protocol).await;
-        let message = Message::text(text(size));
-        let start = Instant::now();
-        let mut sent = 0;
-        // `ws_feed` queues; what is fed leaves in one write once this task waits (the
-        // `feed`-then-`flush` of the Sink clients below).
-        while sent < IN_FLIGHT.min(total) {
-            conn.ws_feed(&ws, message.clone()).await.unwrap();
-            sent += 1;
-        }
-        for _ in 0..total {
-            let m = events.await_ws(&ws, T).await.unwrap();
-            debug_assert!(matches!(m, Message::Text(_)));
-            if sent < total {
-                conn.ws_feed(&ws, message.clone()).await.unwrap();
-                sent += 1;
+/// The refill loop: wait for one reply, take those already here (`try_next`), feed as many
+/// replacements; what is fed leaves in one write once this task waits (moorline's flush).
+async fn moorline_throughput_over(protocol: Protocol, addr: SocketAddr, size: usize, total: usize) -> Timed {
+    let (conn, mut events, ws) = moorline_open(addr, protocol).await;
+    let message = Message::binary(payload(size));
+    let clock = Clock::start();
+    let mut sent = 0;
+    while sent < IN_FLIGHT.min(total) {
+        conn.ws_feed(&ws, message.clone()).await.unwrap();
+        sent += 1;
+    }
+    let mut received = 0;
+    while received < total {
+        let m = events.await_ws(&ws, T).await.unwrap();
+        debug_assert!(matches!(m, Message::Binary(_)));
+        let mut ready = 1;
+        while let Some(event) = events.try_next() {
+            match event {
+                Event::Ws { message: Message::Binary(_), .. } => ready += 1,
+                other => panic!("unexpected {other:?}"),
             }
         }
-        start.elapsed()
-    })
-}
-
-fn moorline_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
-    moorline_latency_over(Protocol::Http1, addr, size, n)
-}
-
-fn moorline_h2_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
-    moorline_latency_over(Protocol::Http2, addr, size, n)
-}
-
-fn moorline_latency_over(
-    protocol: Protocol,
-    addr: SocketAddr,
-    size: usize,
-    n: usize,
-) -> BoxFut<'static, Vec<Duration>> {
-    Box::pin(async move {
-        let (conn, mut events, ws) = moorline_open(addr, protocol).await;
-        let message = Message::text(text(size));
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let start = Instant::now();
-            conn.ws_send(&ws, message.clone()).await.unwrap();
-            events.await_ws(&ws, T).await.unwrap();
-            out.push(start.elapsed());
+        received += ready;
+        let refill = ready.min(total - sent);
+        for _ in 0..refill {
+            conn.ws_feed(&ws, message.clone()).await.unwrap();
         }
-        out
-    })
+        sent += refill;
+    }
+    clock.stop()
+}
+
+fn moorline_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Vec<Duration>> {
+    Box::pin(moorline_latency_over(Protocol::Http1, addr, size, n))
+}
+
+fn moorline_h2_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Vec<Duration>> {
+    Box::pin(moorline_latency_over(Protocol::Http2, addr, size, n))
+}
+
+async fn moorline_latency_over(protocol: Protocol, addr: SocketAddr, size: usize, n: usize) -> Vec<Duration> {
+    let (conn, mut events, ws) = moorline_open(addr, protocol).await;
+    let message = Message::binary(payload(size));
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        conn.ws_send(&ws, message.clone()).await.unwrap();
+        events.await_ws(&ws, T).await.unwrap();
+        out.push(start.elapsed());
+    }
+    out
 }
 
 // ---- Sink + Stream clients (tokio-tungstenite, tokio-websockets) share these loops.
 
-/// Echoes `total` messages with `IN_FLIGHT` outstanding. Replies already here are taken
-/// together and their replacements sent with one flush: the batching a careful user of a
-/// `Sink`/`Stream` would do.
-async fn sink_stream_throughput<W, M, R, E>(ws: &mut W, message: M, total: usize) -> Duration
+/// The refill loop for a `Sink`/`Stream`: wait for one reply, take the replies already here,
+/// feed as many replacements and flush once.
+async fn sink_stream_throughput<W, M, R, E>(ws: &mut W, message: M, total: usize) -> Timed
 where
     W: Sink<M> + Stream<Item = Result<R, E>> + Unpin,
     <W as Sink<M>>::Error: std::fmt::Debug,
     M: Clone,
     E: std::fmt::Debug,
 {
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut sent = 0;
     while sent < IN_FLIGHT.min(total) {
         ws.feed(message.clone()).await.unwrap();
@@ -298,7 +417,7 @@ where
             ws.flush().await.unwrap();
         }
     }
-    start.elapsed()
+    clock.stop()
 }
 
 /// `n` round trips of `message`, one in flight.
@@ -333,17 +452,17 @@ async fn tungstenite_open(
     ws
 }
 
-fn tungstenite_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+fn tungstenite_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
     Box::pin(async move {
         let mut ws = tungstenite_open(addr).await;
-        sink_stream_throughput(&mut ws, tungstenite::Message::text(text(size)), total).await
+        sink_stream_throughput(&mut ws, tungstenite::Message::binary(payload(size)), total).await
     })
 }
 
-fn tungstenite_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+fn tungstenite_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Vec<Duration>> {
     Box::pin(async move {
         let mut ws = tungstenite_open(addr).await;
-        sink_stream_latency(&mut ws, tungstenite::Message::text(text(size)), n).await
+        sink_stream_latency(&mut ws, tungstenite::Message::binary(payload(size)), n).await
     })
 }
 
@@ -368,12 +487,15 @@ async fn fast_open(addr: SocketAddr) -> fastwebsockets::FragmentCollector<TcpStr
     fastwebsockets::FragmentCollector::new(ws)
 }
 
-fn fast_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+/// fastwebsockets writes each frame as it is given (no write buffer, and no way to tell
+/// whether a reply is already readable without risking a half-read frame): a replacement
+/// per reply.
+fn fast_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
     Box::pin(async move {
         let mut ws = fast_open(addr).await;
-        let payload = text(size).into_bytes();
-        let frame = || fastwebsockets::Frame::text(fastwebsockets::Payload::Borrowed(&payload));
-        let start = Instant::now();
+        let data = payload(size);
+        let frame = || fastwebsockets::Frame::binary(fastwebsockets::Payload::Borrowed(&data));
+        let clock = Clock::start();
         let mut sent = 0;
         while sent < IN_FLIGHT.min(total) {
             ws.write_frame(frame()).await.unwrap();
@@ -386,18 +508,18 @@ fn fast_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'stati
                 sent += 1;
             }
         }
-        start.elapsed()
+        clock.stop()
     })
 }
 
-fn fast_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+fn fast_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Vec<Duration>> {
     Box::pin(async move {
         let mut ws = fast_open(addr).await;
-        let payload = text(size).into_bytes();
+        let data = payload(size);
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let start = Instant::now();
-            ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Borrowed(&payload))).await.unwrap();
+            ws.write_frame(fastwebsockets::Frame::binary(fastwebsockets::Payload::Borrowed(&data))).await.unwrap();
             ws.read_frame().await.unwrap();
             out.push(start.elapsed());
         }
@@ -415,25 +537,90 @@ async fn twss_open(addr: SocketAddr) -> tokio_websockets::WebSocketStream<TcpStr
     ws
 }
 
-fn twss_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<'static, Duration> {
+fn twss_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
     Box::pin(async move {
         let mut ws = twss_open(addr).await;
-        sink_stream_throughput(&mut ws, tokio_websockets::Message::text(text(size)), total).await
+        sink_stream_throughput(&mut ws, tokio_websockets::Message::binary(payload(size)), total).await
     })
 }
 
-fn twss_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<'static, Vec<Duration>> {
+fn twss_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Vec<Duration>> {
     Box::pin(async move {
         let mut ws = twss_open(addr).await;
-        sink_stream_latency(&mut ws, tokio_websockets::Message::text(text(size)), n).await
+        sink_stream_latency(&mut ws, tokio_websockets::Message::binary(payload(size)), n).await
     })
 }
 
-/// Runs a client as a spawned task, as applications run their connection code (not as the
-/// runtime's `block_on` future, which tokio schedules differently), the same for every client.
-fn spawned<T: Send + 'static>(rt: &tokio::runtime::Runtime, f: BoxFut<'static, T>) -> T {
-    rt.block_on(async { tokio::spawn(f).await.unwrap() })
+// ---------------------------------------------------------------- one measurement (child process)
+
+/// What one child process measured.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    /// Throughput: messages per second; latency: p50 µs.
+    a: f64,
+    /// Throughput: CPU µs per message; latency: p99 µs.
+    b: f64,
+    /// Latency: p99.9 µs.
+    c: f64,
+    /// Peak resident bytes of the child.
+    rss: u64,
 }
+
+/// Run in the child: `WS_ECHO_CHILD=<client>|<kind>|<addr>|<size>|<count>`; prints one line.
+fn child(spec: &str) {
+    pin_to(0);
+    let parts: Vec<&str> = spec.split('|').collect();
+    let client = CLIENTS.iter().find(|c| c.name == parts[0]).unwrap();
+    let addr: SocketAddr = parts[2].parse().unwrap();
+    let size: usize = parts[3].parse().unwrap();
+    let count: usize = parts[4].parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Run as a spawned task, as applications run their connection code (not as the
+    // runtime's `block_on` future, which tokio schedules differently).
+    let line = if parts[1] == "throughput" {
+        let f = (client.throughput)(addr, size, count);
+        let timed = rt.block_on(
+            tokio::task::LocalSet::new().run_until(async move { tokio::task::spawn_local(f).await.unwrap() }),
+        );
+        let rate = count as f64 / timed.wall.as_secs_f64();
+        let cpu = timed.cpu.as_secs_f64() * 1e6 / count as f64;
+        format!("{rate} {cpu} 0 {}", usage().1)
+    } else {
+        let f = (client.latency)(addr, size, count);
+        let mut samples = rt.block_on(
+            tokio::task::LocalSet::new().run_until(async move { tokio::task::spawn_local(f).await.unwrap() }),
+        );
+        samples.sort();
+        let p = |q: f64| percentile(&samples, q).as_secs_f64() * 1e6;
+        format!("{} {} {} {}", p(0.50), p(0.99), p(0.999), usage().1)
+    };
+    println!("WS_ECHO_SAMPLE {line}");
+}
+
+fn measure(client: &Client, kind: &str, addr: SocketAddr, size: usize, count: usize) -> Sample {
+    let exe = std::env::current_exe().unwrap();
+    let spec = format!("{}|{kind}|{addr}|{size}|{count}", client.name);
+    // `WS_ECHO_WRAP="perf record -g -o FILE --"` runs the child under a profiler.
+    let wrap = std::env::var("WS_ECHO_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => std::process::Command::new(exe),
+    };
+    let out = cmd.arg("--bench").env("WS_ECHO_CHILD", &spec).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("WS_ECHO_SAMPLE ")) else {
+        panic!("{spec} failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    };
+    let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    Sample { a: v[0], b: v[1], c: v[2], rss: v[3] as u64 }
+}
+
+// ---------------------------------------------------------------- figures
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -446,112 +633,205 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// The index of the peer (not moorline) with the best median: the highest when
 /// `higher_is_better`, else the lowest.
-fn best_peer(clients: &[Client], medians: &[f64], higher_is_better: bool) -> usize {
+fn best_peer(clients: &[&Client], medians: &[f64], higher_is_better: bool) -> Option<usize> {
     let mut peers = (0..medians.len()).filter(|&i| !clients[i].ours);
-    let mut best = peers.next().expect("a peer");
+    let mut best = peers.next()?;
     for i in peers {
         if (medians[i] > medians[best]) == higher_is_better && medians[i] != medians[best] {
             best = i;
         }
     }
-    best
+    Some(best)
 }
 
-/// Paired ratio: the median over runs of `per_run[i][run] / per_run[best][run]`. Clients of
-/// one run ran back to back, so the host's drift between runs cancels out.
+/// Paired ratio: the median over runs of `per_run[i][run] / per_run[best][run]`.
 fn paired_ratio(per_run: &[Vec<f64>], i: usize, best: usize) -> f64 {
     median(per_run[i].iter().zip(&per_run[best]).map(|(a, b)| a / b).collect())
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
-    let runs: usize = std::env::var("WS_ECHO_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let clients = [
-        Client { name: "moorline", ours: true, throughput: moorline_throughput, latency: moorline_latency },
-        Client {
-            name: "moorline (HTTP/2)",
-            ours: true,
-            throughput: moorline_h2_throughput,
-            latency: moorline_h2_latency,
-        },
-        Client {
-            name: "tokio-tungstenite",
-            ours: false,
-            throughput: tungstenite_throughput,
-            latency: tungstenite_latency,
-        },
-        Client { name: "fastwebsockets", ours: false, throughput: fast_throughput, latency: fast_latency },
-        Client { name: "tokio-websockets", ours: false, throughput: twss_throughput, latency: twss_latency },
-    ];
-    // `WS_ECHO_CLIENTS=moorline,fastwebsockets` measures only those (profiling one client).
-    let clients: Vec<Client> = match std::env::var("WS_ECHO_CLIENTS") {
-        Ok(list) => clients.into_iter().filter(|c| list.split(',').any(|n| n == c.name)).collect(),
-        Err(_) => clients.into_iter().collect(),
-    };
-    let addr = start_server();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let has_peers = clients.iter().any(|c| c.ours) && clients.iter().any(|c| !c.ours);
+/// One table: per client and run, the samples of one measurement.
+struct Table<'a> {
+    clients: Vec<&'a Client>,
+    samples: Vec<Vec<Sample>>,
+}
 
-    // `WS_ECHO_ONLY=latency` or `=throughput` runs one half; `=64` or `=16384` one size.
-    let only = std::env::var("WS_ECHO_ONLY").unwrap_or_default();
-    println!("WebSocket echo over loopback, {runs} runs; server: batching echo on its own thread");
-    println!("figures: median over runs; \"vs best peer\": median over runs of the ratio to the peer with");
-    println!("the best median, measured in the same run (paired)\n");
-    let sizes = [("64 B", 64, 50_000), ("16 KiB", 16 << 10, 10_000)];
-    let sizes = sizes.iter().filter(|(_, size, _)| match only.as_str() {
-        "" | "throughput" => true,
-        "latency" => false,
-        only => only == size.to_string(),
-    });
-    // `WS_ECHO_SCALE=10` sends ten times as many messages per run (profiling).
-    let scale: usize = std::env::var("WS_ECHO_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    for &(label, size, total) in sizes {
-        let total = total * scale.max(1);
-        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
+impl Table<'_> {
+    fn column(&self, f: fn(&Sample) -> f64) -> Vec<Vec<f64>> {
+        self.samples.iter().map(|runs| runs.iter().map(f).collect()).collect()
+    }
+    fn medians(&self, f: fn(&Sample) -> f64) -> Vec<f64> {
+        self.column(f).into_iter().map(median).collect()
+    }
+    /// Per client, the paired ratio of figure `f` to the best peer's (`-` without peers).
+    fn ratios(&self, f: fn(&Sample) -> f64, higher_is_better: bool) -> Vec<Option<f64>> {
+        let per_run = self.column(f);
+        let best = best_peer(&self.clients, &self.medians(f), higher_is_better);
+        (0..self.clients.len()).map(|i| best.map(|b| paired_ratio(&per_run, i, b))).collect()
+    }
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+fn json_row(kind: &str, server: &str, size: usize, client: &str, fields: &[(&str, f64)]) {
+    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v:.4}")).collect();
+    println!(
+        "{{\"kind\":\"{kind}\",\"server\":\"{server}\",\"size\":{size},\"client\":\"{client}\",{}}}",
+        fields.join(",")
+    );
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("WS_ECHO_CHILD") {
+        return child(&spec);
+    }
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let runs: usize = env("WS_ECHO_RUNS").parse().unwrap_or(5).max(1);
+    let scale: usize = env("WS_ECHO_SCALE").parse().unwrap_or(1).max(1);
+    let json = env("WS_ECHO_JSON") == "1";
+    let only = env("WS_ECHO_ONLY");
+    let clients: Vec<&Client> = match std::env::var("WS_ECHO_CLIENTS") {
+        Ok(list) => CLIENTS.iter().filter(|c| list.split(',').any(|n| n == c.name)).collect(),
+        Err(_) => CLIENTS.iter().collect(),
+    };
+    let behaviours: Vec<Behaviour> = [Behaviour::PerFrame, Behaviour::Batched]
+        .into_iter()
+        .filter(|b| env("WS_ECHO_SERVER").is_empty() || env("WS_ECHO_SERVER") == b.name())
+        .collect();
+    let (per_frame, batched, h2) = start_servers();
+    let addr_of = |c: &Client, b: Behaviour| match (c.h2, b) {
+        (true, _) => h2,
+        (false, Behaviour::PerFrame) => per_frame,
+        (false, Behaviour::Batched) => batched,
+    };
+    if !json {
+        println!("WebSocket echo over loopback, binary messages, {runs} runs; server: tokio-websockets");
+        println!("(per-frame: one write per reply; batched: all readable messages, then one flush);");
+        println!("servers pinned to the last core, each client in its own process on core 0.");
+        println!("Figures: medians over runs; ratios: per run against the peer with the best median, then");
+        println!("the median (paired). CPU µs/msg: the client's user + system time over the timed loop.\n");
+    }
+
+    let sizes: [(&str, usize, usize); 4] =
+        [("64 B", 64, 50_000), ("1 KiB", 1 << 10, 40_000), ("4 KiB", 4 << 10, 20_000), ("16 KiB", 16 << 10, 10_000)];
+    // The HTTP/2 row has one server (a batching echo): it is reported with the batched tables.
+    let clients_for = |b: Behaviour| -> Vec<&Client> {
+        clients.iter().copied().filter(|c| !(c.h2 && b == Behaviour::PerFrame)).collect()
+    };
+    for &behaviour in &behaviours {
+        let clients = clients_for(behaviour);
+        for &(label, size, total) in &sizes {
+            let wanted = match only.as_str() {
+                "" | "throughput" => true,
+                "latency" => false,
+                only => only == size.to_string(),
+            };
+            if !wanted {
+                continue;
+            }
+            let total = total * scale;
+            let mut table = Table { clients: clients.clone(), samples: vec![Vec::new(); clients.len()] };
+            for run in 0..runs {
+                for k in 0..clients.len() {
+                    let i = (k + run) % clients.len();
+                    let c = clients[i];
+                    table.samples[i].push(measure(c, "throughput", addr_of(c, behaviour), size, total));
+                }
+            }
+            let (rate, cpu, rss) = (table.medians(|s| s.a), table.medians(|s| s.b), table.medians(|s| s.rss as f64));
+            let (rate_r, cpu_r) = (table.ratios(|s| s.a, true), table.ratios(|s| s.b, false));
+            if json {
+                for (i, c) in clients.iter().enumerate() {
+                    json_row(
+                        "throughput",
+                        behaviour.name(),
+                        size,
+                        c.name,
+                        &[
+                            ("msg_s", rate[i]),
+                            ("cpu_us_msg", cpu[i]),
+                            ("rss_kib", rss[i] / 1024.0),
+                            ("msg_s_ratio", rate_r[i].unwrap_or(f64::NAN)),
+                            ("cpu_ratio", cpu_r[i].unwrap_or(f64::NAN)),
+                        ],
+                    );
+                }
+                continue;
+            }
+            println!(
+                "throughput, {label} binary, server {}, {IN_FLIGHT} in flight, {total} messages",
+                behaviour.name()
+            );
+            println!("| client | msg/s | MB/s | CPU µs/msg | peak RSS KiB | msg/s vs best peer | CPU vs best peer |");
+            println!("|---|---:|---:|---:|---:|---:|---:|");
+            for (i, c) in clients.iter().enumerate() {
+                println!(
+                    "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {} | {} |",
+                    c.name,
+                    rate[i],
+                    rate[i] * size as f64 / 1e6,
+                    cpu[i],
+                    rss[i] / 1024.0,
+                    ratio(rate_r[i]),
+                    ratio(cpu_r[i])
+                );
+            }
+            println!();
+        }
+    }
+
+    if !(only.is_empty() || only == "latency") {
+        return;
+    }
+    let n = 5_000 * scale;
+    for &behaviour in &behaviours {
+        let clients = clients_for(behaviour);
+        let mut table = Table { clients: clients.clone(), samples: vec![Vec::new(); clients.len()] };
         for run in 0..runs {
             for k in 0..clients.len() {
                 let i = (k + run) % clients.len();
-                let elapsed = spawned(&rt, (clients[i].throughput)(addr, size, total));
-                rates[i].push(total as f64 / elapsed.as_secs_f64());
+                let c = clients[i];
+                table.samples[i].push(measure(c, "latency", addr_of(c, behaviour), 64, n));
             }
         }
-        let medians: Vec<f64> = rates.iter().cloned().map(median).collect();
-        println!("throughput, {label} text, {IN_FLIGHT} in flight, {total} messages");
-        println!("| client | msg/s | MB/s | vs best peer |");
-        println!("|---|---:|---:|---:|");
-        let best = has_peers.then(|| best_peer(&clients, &medians, true));
-        for (i, (c, m)) in clients.iter().zip(&medians).enumerate() {
-            let ratio = best.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&rates, i, b)));
-            println!("| {} | {:.0} | {:.1} | {ratio} |", c.name, m, m * size as f64 / 1e6);
+        let (p50, p99, p999) = (table.medians(|s| s.a), table.medians(|s| s.b), table.medians(|s| s.c));
+        let (r50, r99, r999) =
+            (table.ratios(|s| s.a, false), table.ratios(|s| s.b, false), table.ratios(|s| s.c, false));
+        if json {
+            for (i, c) in clients.iter().enumerate() {
+                json_row(
+                    "latency",
+                    behaviour.name(),
+                    64,
+                    c.name,
+                    &[
+                        ("p50_us", p50[i]),
+                        ("p99_us", p99[i]),
+                        ("p999_us", p999[i]),
+                        ("p50_ratio", r50[i].unwrap_or(f64::NAN)),
+                        ("p99_ratio", r99[i].unwrap_or(f64::NAN)),
+                        ("p999_ratio", r999[i].unwrap_or(f64::NAN)),
+                    ],
+                );
+            }
+            continue;
+        }
+        println!("round-trip latency, 64 B binary, server {}, one in flight, {n} samples per run", behaviour.name());
+        println!("| client | p50 µs | p99 µs | p99.9 µs | p50 vs best peer | p99 vs best peer | p99.9 vs best peer |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (i, c) in clients.iter().enumerate() {
+            println!(
+                "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                c.name,
+                p50[i],
+                p99[i],
+                p999[i],
+                ratio(r50[i]),
+                ratio(r99[i]),
+                ratio(r999[i])
+            );
         }
         println!();
-    }
-
-    if !only.is_empty() && only != "latency" {
-        return;
-    }
-    let n = 5_000;
-    let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
-    let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); clients.len()];
-    for run in 0..runs {
-        for k in 0..clients.len() {
-            let i = (k + run) % clients.len();
-            let mut samples = spawned(&rt, (clients[i].latency)(addr, 64, n));
-            samples.sort();
-            p50s[i].push(percentile(&samples, 0.50).as_secs_f64() * 1e6);
-            p99s[i].push(percentile(&samples, 0.99).as_secs_f64() * 1e6);
-        }
-    }
-    let p50: Vec<f64> = p50s.iter().cloned().map(median).collect();
-    let p99: Vec<f64> = p99s.iter().cloned().map(median).collect();
-    let best50 = has_peers.then(|| best_peer(&clients, &p50, false));
-    let best99 = has_peers.then(|| best_peer(&clients, &p99, false));
-    println!("round-trip latency, 64 B text, one in flight, {n} samples per run");
-    println!("| client | p50 µs | p99 µs | p50 vs best peer | p99 vs best peer |");
-    println!("|---|---:|---:|---:|---:|");
-    for (i, c) in clients.iter().enumerate() {
-        let r50 = best50.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&p50s, i, b)));
-        let r99 = best99.map_or("-".to_string(), |b| format!("{:.2}x", paired_ratio(&p99s, i, b)));
-        println!("| {} | {:.1} | {:.1} | {r50} | {r99} |", c.name, p50[i], p99[i]);
     }
 }

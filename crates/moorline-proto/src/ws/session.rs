@@ -374,7 +374,10 @@ impl<M: FnMut() -> [u8; 4]> Outbound<M> {
 impl<M> Outbound<M> {
     /// `n` bytes of [`pending_output`](Self::pending_output) were written.
     pub fn consume_output(&mut self, n: usize) {
-        let _ = self.wbuf.split_to(n.min(self.wbuf.len()));
+        // `advance` keeps the buffer a plain vector (a `split_to` would turn it into a shared
+        // one, an allocation per write), and its room is reclaimed once it is empty.
+        let n = n.min(self.wbuf.len());
+        bytes::Buf::advance(&mut self.wbuf, n);
     }
 
     /// Encoded bytes waiting to be written (the waiting pong not counted): what a shell
