@@ -564,6 +564,50 @@ mod tests {
         );
         assert_eq!(d.reauthenticate_after(&result), Some(Duration::from_secs(720)));
         assert_eq!(d.reauthenticate_after(&raw("null")), None);
+
+        // Renewal: with the refresh token of the last grant, once; without one, the credentials.
+        d.on_authenticated(&result);
+        let info = d.auth_info().unwrap();
+        assert_eq!((info.scope.as_str(), info.expires_in, info.grants, info.refreshes), ("session:1", 900, 1, 0));
+        let r = d.renew_authentication(8).unwrap().unwrap();
+        assert_eq!(
+            json(&r.text),
+            json(
+                r#"{"jsonrpc":"2.0","id":8,"method":"public/auth","params":{"grant_type":"refresh_token","refresh_token":"y"}}"#
+            )
+        );
+        let again = d.renew_authentication(9).unwrap().unwrap();
+        assert!(again.text.contains("client_credentials"), "{}", again.text);
+        d.on_authenticated(&raw(r#"{"access_token":"x2","expires_in":900,"refresh_token":"z","scope":"s"}"#));
+        assert_eq!(d.auth_info().unwrap().refreshes, 0, "the last request was not a refresh");
+        let _ = d.renew_authentication(10);
+        d.on_authenticated(&raw(r#"{"access_token":"x3","expires_in":900,"refresh_token":"w","scope":"s"}"#));
+        assert_eq!((d.auth_info().unwrap().grants, d.auth_info().unwrap().refreshes), (3, 1));
+        // Errors that mean "the token is gone".
+        for (code, gone) in [(13009, true), (13010, true), (10000, true), (10028, false), (13004, false)] {
+            let e = RpcError { code, message: String::new(), data: None };
+            assert_eq!(d.needs_reauthentication(&e), gone, "{code}");
+            assert!(!Deribit::new().needs_reauthentication(&e));
+        }
+    }
+
+    #[test]
+    fn client_signature_as_deribit_documents_it_with_the_scope() {
+        // HMAC-SHA256(secret, "1576074319000\n1iqt2wls\n"), as Python's hmac computes it.
+        assert_eq!(
+            client_signature("moorline-test-secret", 1_576_074_319_000, "1iqt2wls", ""),
+            "ae318575d76d5576f49800d53dd0e606c0b7b3a75c6f4139a5b85b53a72c253a"
+        );
+        let d = Deribit::with_credentials(Credentials::new("id-1", "s3cret").signed().scope("session:bot"));
+        let r = d.authenticate(3).unwrap().unwrap();
+        assert!(!r.text.contains("s3cret"), "the secret is never sent: {}", r.text);
+        let v = json(&r.text);
+        let p = &v["params"];
+        assert_eq!((p["grant_type"].as_str(), p["scope"].as_str()), (Some("client_signature"), Some("session:bot")));
+        let (ts, nonce) = (p["timestamp"].as_u64().unwrap(), p["nonce"].as_str().unwrap());
+        assert_eq!(p["signature"].as_str().unwrap(), client_signature("s3cret", ts, nonce, ""));
+        let other = json(&d.authenticate(4).unwrap().unwrap().text);
+        assert_ne!(other["params"]["nonce"], p["nonce"], "a new nonce every time");
     }
 
     #[test]
