@@ -249,10 +249,8 @@ async fn book_gap(fault: BookFault) {
     let mut gap = None;
     let mut after_gap: Vec<DeribitEvent> = Vec::new();
     let mut mended = false;
-    for _ in 0..200 {
-        if mended {
-            break;
-        }
+    let give_up = tokio::time::Instant::now() + WAIT;
+    while !mended && tokio::time::Instant::now() < give_up {
         sim.step_market(1);
         for e in drain_for(&mut rx, Duration::from_millis(30)).await {
             match &e {
