@@ -240,6 +240,7 @@ impl Shared {
 pub(crate) enum Command {
     Subscribe { channels: Vec<Channel>, unsubscribe: bool, tx: oneshot::Sender<SubscribeOutcome> },
     Reconnect,
+    Reauthenticate { tx: oneshot::Sender<Result<(), ClientError>> },
     Close { tx: oneshot::Sender<()> },
 }
 
@@ -596,6 +597,24 @@ impl Client {
         })
         .await
         .map_err(|_| ClientError::Timeout { what: what.into(), after: timeout })?
+    }
+
+    /// Authenticates again now on the live session (Deribit: with the refresh token, falling
+    /// back to the credentials) and resolves once the venue has answered. While disconnected
+    /// it resolves with the next session's authentication. At once `Ok` for a dialect without
+    /// credentials. Waits at most the request timeout.
+    ///
+    /// The client does this by itself when a request's error says the token is gone
+    /// ([`Dialect::needs_reauthentication`]); call it to wait for that before retrying.
+    pub async fn reauthenticate(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let timeout = self.shared.config.request_timeout;
+        tokio::time::timeout(timeout, async {
+            self.cmds.send(Command::Reauthenticate { tx }).await.map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)?
+        })
+        .await
+        .map_err(|_| ClientError::Timeout { what: "reauthentication".into(), after: timeout })?
     }
 
     /// Drops the current connection and connects again at once (the failure count is kept).

@@ -251,8 +251,8 @@ impl RateLimit {
 
     /// Deribit's default credit model (docs.deribit.com, "Rate Limits"; tiers raise it):
     /// non-matching-engine requests cost 500 credits from a pool of 50 000 refilled at 10 000
-    /// a second (20 a second, bursts of 100); `public/subscribe` and `private/subscribe` cost
-    /// 3 000 from a pool of 30 000 refilled at 10 000 a second (about 3.3 a second, bursts of
+    /// a second (20 a second, bursts of 100); `public/subscribe` and `private/subscribe` (and
+    /// their unsubscribes, which the simulator charges there too) cost 3 000 from a pool of 30 000 refilled at 10 000 a second (about 3.3 a second, bursts of
     /// 10); matching-engine requests (`private/buy`, `sell`, `edit`, `cancel*`, `close_position`)
     /// 1 from a pool of 20 refilled at 5 a second. `public/test`, the heartbeat answer, is free
     /// here so the heartbeat never waits behind a burst.
@@ -264,7 +264,9 @@ impl RateLimit {
         ];
         let cost = Arc::new(|method: &str| match method {
             "public/test" => None,
-            "public/subscribe" | "private/subscribe" => Some(Cost { pool: 1, credits: 3_000 }),
+            "public/subscribe" | "private/subscribe" | "public/unsubscribe" | "private/unsubscribe" => {
+                Some(Cost { pool: 1, credits: 3_000 })
+            }
             "private/buy" | "private/sell" | "private/edit" | "private/close_position" => {
                 Some(Cost { pool: 2, credits: 1 })
             }

@@ -18,6 +18,9 @@
 //! - [`event`] and [`error`]: [`ClientEvent`], [`ClientError`] with [`ErrorKind`], and the
 //!   retry classification of failed connection attempts ([`classify_connect_error`]);
 //! - [`connect`]: one connection attempt from a [`ClientConfig`];
+//! - [`deribit`]: the Deribit adapter: the [`DeribitClient`](deribit::DeribitClient) façade
+//!   (typed calls and errors) and its event stream (book integrity, order events,
+//!   reconciliation after every reconnect);
 //! - [`queue`]: the user's incoming queue, bounded in bytes with the overflow policy, read
 //!   through a cancel-safe [`EventStream`](queue::EventStream).
 //!
@@ -50,6 +53,31 @@
 //!     .expect("valid options");
 //! let deribit = Deribit::with_credentials(Credentials::new("client-id", "client-secret"));
 //! deribit.check(&config).expect("Deribit accepts a 10 s heartbeat");
+//! ```
+//!
+//! The README's Deribit adapter example (kept the same there):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), moorline_client::deribit::DeribitError> {
+//! use moorline_client::ClientConfig;
+//! use moorline_client::deribit::{DeribitClient, DeribitEvent};
+//! use moorline_client::deribit::types::OrderRequest;
+//! use moorline_client::dialect::Credentials;
+//!
+//! let credentials = Credentials::new("client-id", "client-secret").signed().scope("session:bot");
+//! let (deribit, mut events) = DeribitClient::connect("wss://test.deribit.com/ws/api/v2", ClientConfig::default(), Some(credentials))?;
+//! deribit.subscribe(&["book.BTC-PERPETUAL.100ms", "user.orders.BTC-PERPETUAL.raw"]).await?;
+//! let placed = deribit.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, 50_000.0)).await?; // labelled for you
+//! while let Some(event) = events.recv().await { // cancel-safe
+//!     match event {
+//!         DeribitEvent::Book { channel, update } => println!("{channel}: change {}", update.change_id),
+//!         DeribitEvent::BookGap { instrument, expected, got, .. } => println!("{instrument}: gap ({expected:?}, {got:?}), resyncing"),
+//!         DeribitEvent::Order(o) => println!("order {} is {:?} ({:?})", o.order.order_id, o.order.order_state, o.source),
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! # let _ = placed;
+//! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 

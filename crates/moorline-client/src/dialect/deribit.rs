@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,32 +26,131 @@ pub const MAX_REQUEST_BYTES: usize = 32 << 10;
 
 /// Deribit error codes that are transient (the set NautilusTrader's adapter retries), among
 /// them 10028 `too_many_requests` and 13888 `timed_out`.
-use crate::deribit::errors::RETRYABLE;
+use crate::deribit::errors::{ErrorClass, RETRYABLE, classify};
 
-/// API credentials for `public/auth` with `grant_type: client_credentials`. The secret never
-/// appears in `Debug` output.
+/// How `public/auth` proves who we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Grant {
+    /// `grant_type: client_credentials`: the client id and secret are sent (over TLS).
+    #[default]
+    ClientCredentials,
+    /// `grant_type: client_signature`: the secret never leaves the process; the request
+    /// carries `timestamp`, `nonce`, `data` and their HMAC-SHA256 under the secret
+    /// ([`client_signature`]).
+    ClientSignature,
+}
+
+/// API credentials for `public/auth` (client credentials, or a client signature), with the
+/// `scope` to ask for (`session:NAME` keeps the token valid across reconnects; every
+/// (re)authentication asks for the same scope). The secret never appears in `Debug` output.
+///
+/// ```
+/// use moorline_client::dialect::{Credentials, Grant};
+///
+/// let c = Credentials::new("id", "secret").signed().scope("session:bot");
+/// assert_eq!((c.grant(), c.requested_scope()), (Grant::ClientSignature, Some("session:bot")));
+/// assert!(!format!("{c:?}").contains("secret\""));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     client_id: String,
     client_secret: String,
+    grant: Grant,
+    scope: Option<String>,
 }
 
 impl Credentials {
-    /// Credentials from a client id and secret.
+    /// Credentials from a client id and secret (grant `client_credentials`, default scope).
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self { client_id: client_id.into(), client_secret: client_secret.into() }
+        Self { client_id: client_id.into(), client_secret: client_secret.into(), grant: Grant::default(), scope: None }
+    }
+
+    /// Authenticate with a client signature (the secret is not sent).
+    pub fn signed(mut self) -> Self {
+        self.grant = Grant::ClientSignature;
+        self
+    }
+
+    /// The scope to ask for on every authentication (`"session:bot"`,
+    /// `"session:bot trade:read_write"`...).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
     }
 
     /// The client id.
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+
+    /// The grant used.
+    pub fn grant(&self) -> Grant {
+        self.grant
+    }
+
+    /// The scope asked for, if any.
+    pub fn requested_scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("client_id", &self.client_id).field("client_secret", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("grant", &self.grant)
+            .field("scope", &self.scope)
+            .finish()
     }
+}
+
+/// Deribit's client signature: `HEX(HMAC-SHA256(secret, timestamp + "\n" + nonce + "\n" + data))`,
+/// lower-case hex (docs.deribit.com, "Authentication").
+///
+/// ```
+/// use moorline_client::dialect::client_signature;
+///
+/// let sig = client_signature("secret", 1_576_074_319_000, "1iqt2wls", "");
+/// assert_eq!(sig.len(), 64);
+/// ```
+pub fn client_signature(client_secret: &str, timestamp_ms: u64, nonce: &str, data: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    use std::fmt::Write;
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(format!("{timestamp_ms}\n{nonce}\n{data}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// What the last successful `public/auth` granted (its tokens stay inside the dialect).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthInfo {
+    /// The granted scope, as Deribit echoes it (`"session:bot mainaccount"`...).
+    pub scope: String,
+    /// The named session's id (`session:NAME` scope only).
+    pub sid: Option<String>,
+    /// The access token's lifetime, in seconds.
+    pub expires_in: u64,
+    /// How many grants so far (first authentications, refreshes, re-authentications).
+    pub grants: u64,
+    /// How many of them were refreshes with the refresh token.
+    pub refreshes: u64,
+}
+
+#[derive(Default)]
+struct AuthState {
+    refresh_token: Option<String>,
+    info: Option<AuthInfo>,
+    /// The last request was a refresh (counted when it is answered).
+    refreshing: bool,
 }
 
 /// The Deribit dialect.
@@ -62,8 +163,11 @@ impl fmt::Debug for Credentials {
 /// - Heartbeat: `public/set_heartbeat {"interval": secs}` on every connect and reconnect
 ///   (the venue forgets it with the connection); its `test_request` heartbeats are answered
 ///   with `public/test`.
-/// - Authentication: `public/auth` with client credentials on every (re)connect, and again
-///   at 80 % of the token's `expires_in`.
+/// - Authentication: `public/auth` with client credentials or a client signature (and the
+///   configured scope) on every (re)connect, before private subscriptions are restored; at
+///   80 % of the token's `expires_in` it is renewed with the `refresh_token` grant (falling
+///   back to the credentials if the refresh is refused), and so is it when the venue answers
+///   a request with 13009/13010/10000 (token expired, revoked, missing).
 /// - Data: `subscription` notifications, with `params.channel`.
 ///
 /// ```
@@ -75,9 +179,17 @@ impl fmt::Debug for Credentials {
 /// let answer = d.answer_heartbeat(Heartbeat::TestRequest, 9).unwrap().unwrap();
 /// assert_eq!(answer.text, r#"{"jsonrpc":"2.0","id":9,"method":"public/test","params":{}}"#);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Deribit {
     credentials: Option<Credentials>,
+    /// Shared by the clones (the client task holds one, a façade another).
+    auth: Arc<Mutex<AuthState>>,
+}
+
+impl fmt::Debug for Deribit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deribit").field("credentials", &self.credentials).finish_non_exhaustive()
+    }
 }
 
 impl Deribit {
@@ -88,8 +200,42 @@ impl Deribit {
 
     /// Authenticated with these credentials.
     pub fn with_credentials(credentials: Credentials) -> Self {
-        Self { credentials: Some(credentials) }
+        Self { credentials: Some(credentials), auth: Arc::default() }
     }
+
+    /// The credentials, if any.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// What the last successful authentication granted (`None` before the first).
+    pub fn auth_info(&self) -> Option<AuthInfo> {
+        self.state().info.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn auth_request(&self, id: u64, params: serde_json::Value) -> Result<OutRequest, DialectError> {
+        let method = "public/auth";
+        Ok(OutRequest { id, method: Cow::Borrowed(method), text: encode_request(id, method, Some(&params))? })
+    }
+}
+
+/// A nonce for the client signature: 16 hex digits, different on every call.
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn method(op: SubOp, private: bool) -> &'static str {
@@ -192,14 +338,67 @@ impl Dialect for Deribit {
 
     fn authenticate(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {
         let c = self.credentials.as_ref()?;
-        let method = "public/auth";
-        let params =
-            json!({"grant_type": "client_credentials", "client_id": c.client_id, "client_secret": c.client_secret});
-        Some(
-            encode_request(id, method, Some(&params))
-                .map(|text| OutRequest { id, method: Cow::Borrowed(method), text })
-                .map_err(Into::into),
-        )
+        let mut params = match c.grant {
+            Grant::ClientCredentials => {
+                json!({"grant_type": "client_credentials", "client_id": c.client_id, "client_secret": c.client_secret})
+            }
+            Grant::ClientSignature => {
+                let (timestamp, nonce) = (unix_ms(), nonce());
+                let signature = client_signature(&c.client_secret, timestamp, &nonce, "");
+                json!({"grant_type": "client_signature", "client_id": c.client_id, "timestamp": timestamp,
+                       "nonce": nonce, "data": "", "signature": signature})
+            }
+        };
+        if let (Some(scope), Some(map)) = (&c.scope, params.as_object_mut()) {
+            map.insert("scope".to_owned(), json!(scope));
+        }
+        self.state().refreshing = false;
+        Some(self.auth_request(id, params))
+    }
+
+    fn renew_authentication(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {
+        self.credentials.as_ref()?;
+        let token = {
+            let mut st = self.state();
+            let token = st.refresh_token.take();
+            st.refreshing = token.is_some();
+            token
+        };
+        match token {
+            // A refresh token is good once: taken now, replaced by the answer's.
+            Some(token) => Some(self.auth_request(id, json!({"grant_type": "refresh_token", "refresh_token": token}))),
+            None => self.authenticate(id),
+        }
+    }
+
+    fn on_authenticated(&self, result: &RawValue) {
+        #[derive(Deserialize)]
+        struct Granted {
+            #[serde(default)]
+            refresh_token: Option<String>,
+            #[serde(default)]
+            scope: String,
+            #[serde(default)]
+            sid: Option<String>,
+            #[serde(default)]
+            expires_in: u64,
+        }
+        let Ok(g) = serde_json::from_str::<Granted>(result.get()) else { return };
+        let mut st = self.state();
+        let refreshed = std::mem::take(&mut st.refreshing);
+        st.refresh_token = g.refresh_token;
+        let (grants, refreshes) = st.info.as_ref().map_or((0, 0), |i| (i.grants, i.refreshes));
+        st.info = Some(AuthInfo {
+            scope: g.scope,
+            sid: g.sid,
+            expires_in: g.expires_in,
+            grants: grants + 1,
+            refreshes: refreshes + u64::from(refreshed),
+        });
+    }
+
+    fn needs_reauthentication(&self, error: &RpcError) -> bool {
+        self.credentials.is_some() && classify(error.code) == ErrorClass::Reauthenticate
     }
 
     fn reauthenticate_after(&self, result: &RawValue) -> Option<Duration> {
@@ -365,6 +564,50 @@ mod tests {
         );
         assert_eq!(d.reauthenticate_after(&result), Some(Duration::from_secs(720)));
         assert_eq!(d.reauthenticate_after(&raw("null")), None);
+
+        // Renewal: with the refresh token of the last grant, once; without one, the credentials.
+        d.on_authenticated(&result);
+        let info = d.auth_info().unwrap();
+        assert_eq!((info.scope.as_str(), info.expires_in, info.grants, info.refreshes), ("session:1", 900, 1, 0));
+        let r = d.renew_authentication(8).unwrap().unwrap();
+        assert_eq!(
+            json(&r.text),
+            json(
+                r#"{"jsonrpc":"2.0","id":8,"method":"public/auth","params":{"grant_type":"refresh_token","refresh_token":"y"}}"#
+            )
+        );
+        let again = d.renew_authentication(9).unwrap().unwrap();
+        assert!(again.text.contains("client_credentials"), "{}", again.text);
+        d.on_authenticated(&raw(r#"{"access_token":"x2","expires_in":900,"refresh_token":"z","scope":"s"}"#));
+        assert_eq!(d.auth_info().unwrap().refreshes, 0, "the last request was not a refresh");
+        let _ = d.renew_authentication(10);
+        d.on_authenticated(&raw(r#"{"access_token":"x3","expires_in":900,"refresh_token":"w","scope":"s"}"#));
+        assert_eq!((d.auth_info().unwrap().grants, d.auth_info().unwrap().refreshes), (3, 1));
+        // Errors that mean "the token is gone".
+        for (code, gone) in [(13009, true), (13010, true), (10000, true), (10028, false), (13004, false)] {
+            let e = RpcError { code, message: String::new(), data: None };
+            assert_eq!(d.needs_reauthentication(&e), gone, "{code}");
+            assert!(!Deribit::new().needs_reauthentication(&e));
+        }
+    }
+
+    #[test]
+    fn client_signature_as_deribit_documents_it_with_the_scope() {
+        // HMAC-SHA256(secret, "1576074319000\n1iqt2wls\n"), as Python's hmac computes it.
+        assert_eq!(
+            client_signature("moorline-test-secret", 1_576_074_319_000, "1iqt2wls", ""),
+            "ae318575d76d5576f49800d53dd0e606c0b7b3a75c6f4139a5b85b53a72c253a"
+        );
+        let d = Deribit::with_credentials(Credentials::new("id-1", "s3cret").signed().scope("session:bot"));
+        let r = d.authenticate(3).unwrap().unwrap();
+        assert!(!r.text.contains("s3cret"), "the secret is never sent: {}", r.text);
+        let v = json(&r.text);
+        let p = &v["params"];
+        assert_eq!((p["grant_type"].as_str(), p["scope"].as_str()), (Some("client_signature"), Some("session:bot")));
+        let (ts, nonce) = (p["timestamp"].as_u64().unwrap(), p["nonce"].as_str().unwrap());
+        assert_eq!(p["signature"].as_str().unwrap(), client_signature("s3cret", ts, nonce, ""));
+        let other = json(&d.authenticate(4).unwrap().unwrap().text);
+        assert_ne!(other["params"]["nonce"], p["nonce"], "a new nonce every time");
     }
 
     #[test]

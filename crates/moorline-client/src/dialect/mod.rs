@@ -35,7 +35,7 @@ mod raw;
 
 pub use self::jsonrpc::{ConfirmBy, JsonRpc};
 pub use binance::Binance;
-pub use deribit::{Credentials, Deribit};
+pub use deribit::{AuthInfo, Credentials, Deribit, Grant, client_signature};
 pub use raw::Raw;
 
 /// One incoming data frame, as the dialect sees it.
@@ -262,6 +262,27 @@ pub trait Dialect: Send + Sync + fmt::Debug + 'static {
     /// the token's lifetime). `None`: never.
     fn reauthenticate_after(&self, _result: &RawValue) -> Option<Duration> {
         None
+    }
+
+    /// The request renewing the authentication on a live session (the timer of
+    /// [`reauthenticate_after`](Self::reauthenticate_after), or
+    /// [`needs_reauthentication`](Self::needs_reauthentication)); Deribit: the
+    /// `refresh_token` grant. If the venue refuses it, the client falls back to
+    /// [`authenticate`](Self::authenticate). Default: `authenticate`.
+    fn renew_authentication(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {
+        self.authenticate(id)
+    }
+
+    /// Called with every successful authentication's result, before
+    /// [`reauthenticate_after`](Self::reauthenticate_after) (Deribit keeps the refresh token
+    /// and the granted scope).
+    fn on_authenticated(&self, _result: &RawValue) {}
+
+    /// Whether a request's error says the authentication is gone (Deribit: 13009 expired,
+    /// 13010 revoked, 10000 missing): the client then renews it at once, so the call can
+    /// be made again.
+    fn needs_reauthentication(&self, _error: &RpcError) -> bool {
+        false
     }
 
     /// The answer to a venue heartbeat (`None`: nothing to send).

@@ -53,8 +53,10 @@ use session::Session;
 pub(crate) enum Job {
     /// A step of the dialect's handshake (Deribit: `public/set_heartbeat`).
     Handshake { method: String },
-    /// Authentication (first, or renewed).
-    Auth,
+    /// Authentication: the session's first (`renew: false`, with the credentials), or a
+    /// renewal on a live session (Deribit: the refresh token; refused, it falls back to the
+    /// credentials).
+    Auth { renew: bool },
     /// One venue request of subscription batch `batch`.
     Batch { batch: u64, op: SubOp, channels: Vec<Channel> },
     /// The answer to a venue heartbeat (its response is a heartbeat round trip).
@@ -99,6 +101,8 @@ pub(crate) struct Task {
     side_bytes: usize,
     ever_connected: bool,
     batches: HashMap<u64, BatchInFlight>,
+    /// `Client::reauthenticate` calls waiting for the next authentication's answer.
+    auth_waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
     rng: u64,
     finished: bool,
 }
@@ -165,6 +169,7 @@ impl Task {
             side_bytes: 0,
             ever_connected: false,
             batches: HashMap::new(),
+            auth_waiters: Vec::new(),
             rng: seed,
             finished: false,
             shared,
@@ -268,6 +273,7 @@ impl Task {
                     self.start_attempt();
                 }
             }
+            Command::Reauthenticate { tx } => self.on_reauthenticate(tx).await,
             Command::Close { tx } => {
                 self.close(None).await;
                 let _ = tx.send(());

@@ -72,17 +72,23 @@ impl Task {
                     self.live.expect_heartbeat(s.attempt, interval, Instant::now().into_std());
                 }
                 s.phase = Phase::Auth;
-                if self.send_auth().await.is_none() {
+                if self.send_auth(false).await.is_none() {
+                    // No credentials: nothing to wait for.
+                    for tx in self.auth_waiters.drain(..) {
+                        let _ = tx.send(Ok(()));
+                    }
                     self.begin_restore().await;
                 }
             }
         }
     }
 
-    /// Sends the authentication request; `None` when the dialect has no credentials.
-    pub(super) async fn send_auth(&mut self) -> Option<()> {
-        let id = self.register(Job::Auth, 512)?;
-        let req = match self.dialect.authenticate(id) {
+    /// Sends the authentication request (`renew`: on a live session, Deribit's refresh
+    /// token); `None` when the dialect has no credentials.
+    pub(super) async fn send_auth(&mut self, renew: bool) -> Option<()> {
+        let id = self.register(Job::Auth { renew }, 512)?;
+        let built = if renew { self.dialect.renew_authentication(id) } else { self.dialect.authenticate(id) };
+        let req = match built {
             None => {
                 self.shared.lock().pending.complete(id);
                 return None;
@@ -96,10 +102,36 @@ impl Task {
                 return Some(());
             }
         };
-        let s = self.session.as_ref()?;
+        let s = self.session.as_mut()?;
+        s.auth_in_flight = true;
         let (conn, stream) = (s.conn.clone(), s.stream);
         self.send_now(&conn, &stream, req.text).await;
         Some(())
+    }
+
+    /// `Client::reauthenticate`: renew now on a live session (or join the authentication
+    /// under way, or the next session's).
+    pub(super) async fn on_reauthenticate(&mut self, tx: oneshot::Sender<Result<(), ClientError>>) {
+        self.auth_waiters.push(tx);
+        let Some(s) = &self.session else { return };
+        if s.auth_in_flight || !matches!(s.phase, Phase::Restoring | Phase::Ready) {
+            return;
+        }
+        if self.send_auth(true).await.is_none() {
+            for tx in self.auth_waiters.drain(..) {
+                let _ = tx.send(Ok(()));
+            }
+        }
+    }
+
+    /// A request failed because the authentication is gone: renew it now (once).
+    pub(super) async fn renew_after_auth_error(&mut self) {
+        let Some(s) = &self.session else { return };
+        if s.auth_in_flight || !matches!(s.phase, Phase::Restoring | Phase::Ready) {
+            return;
+        }
+        tracing::info!("the venue says the authentication is gone: renewing it");
+        self.send_auth(true).await;
     }
 
     /// Authentication done (or none): restore the subscriptions.
@@ -127,17 +159,41 @@ impl Task {
                     self.drop_session(DisconnectReason::RestoreFailed(why), false).await;
                 }
             },
-            Job::Auth => match outcome {
+            Job::Auth { renew } => match outcome {
                 Ok(result) => {
+                    self.dialect.on_authenticated(&result);
                     let Some(s) = &mut self.session else { return };
+                    s.auth_in_flight = false;
                     s.reauth_at = self.dialect.reauthenticate_after(&result).map(|d| now + d);
-                    if s.phase == Phase::Auth {
+                    let first = s.phase == Phase::Auth;
+                    for tx in self.auth_waiters.drain(..) {
+                        let _ = tx.send(Ok(()));
+                    }
+                    if first {
                         self.begin_restore().await;
                     }
                 }
+                Err(e) if renew => {
+                    // The refresh token was refused (revoked, expired): the credentials then.
+                    tracing::info!(error = %e, "renewing the authentication failed; authenticating again");
+                    if let Some(s) = &mut self.session {
+                        s.auth_in_flight = false;
+                    }
+                    if self.send_auth(false).await.is_none() {
+                        for tx in self.auth_waiters.drain(..) {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                }
                 Err(e) => {
+                    if let Some(s) = &mut self.session {
+                        s.auth_in_flight = false;
+                    }
                     let retryable = self.dialect.is_retryable(&e);
                     let error = ClientError::Rpc { error: e, retryable };
+                    for tx in self.auth_waiters.drain(..) {
+                        let _ = tx.send(Err(error.clone()));
+                    }
                     if retryable {
                         self.drop_session(DisconnectReason::RestoreFailed(format!("authentication: {error}")), false)
                             .await;
@@ -226,12 +282,14 @@ impl Task {
                 };
                 let now = Instant::now();
                 let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), &out.method));
-                let at = match acquired {
-                    None | Some(Acquire::Ready) => None,
-                    Some(Acquire::Wait(at)) => Some(Instant::from_std(at)),
-                    Some(Acquire::Refused(r)) => {
-                        Some(r.retry_at().map(Instant::from_std).unwrap_or(now + std::time::Duration::from_secs(1)))
-                    }
+                // `unreserved`: the limiter refused (nothing spent): it is asked again when due.
+                let (at, unreserved) = match acquired {
+                    None | Some(Acquire::Ready) => (None, None),
+                    Some(Acquire::Wait(at)) => (Some(Instant::from_std(at)), None),
+                    Some(Acquire::Refused(r)) => (
+                        Some(r.retry_at().map(Instant::from_std).unwrap_or(now + std::time::Duration::from_secs(1))),
+                        Some(out.method.to_string()),
+                    ),
                 };
                 let Some(s) = &mut self.session else { return };
                 match at {
@@ -241,7 +299,7 @@ impl Task {
                     }
                     at => {
                         let at = at.unwrap_or(now).max(s.paced.back().map_or(now, |p| p.at));
-                        s.paced.push_back(Paced { at, text: out.text });
+                        s.paced.push_back(Paced { at, text: out.text, unreserved });
                     }
                 }
             }

@@ -161,11 +161,15 @@ impl Task {
         };
         match waiter {
             Some(Waiter::User { tx, .. }) => {
+                let reauth = outcome.as_ref().is_err_and(|e| self.dialect.needs_reauthentication(e));
                 let result = outcome.map_err(|error| {
                     let retryable = self.dialect.is_retryable(&error);
                     ClientError::Rpc { error, retryable }
                 });
                 let _ = tx.send(result);
+                if reauth {
+                    self.renew_after_auth_error().await;
+                }
             }
             Some(Waiter::Task { attempt, job, sent }) => {
                 if self.session.as_ref().is_some_and(|s| s.attempt.get() == attempt) {

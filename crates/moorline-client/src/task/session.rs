@@ -12,6 +12,7 @@ use moorline_proto::client::Attempt;
 use moorline_proto::client::backoff::Decision;
 use moorline_proto::client::liveness::{Dead, LivenessAction};
 use moorline_proto::client::pending::RequestOptions;
+use moorline_proto::client::ratelimit::Acquire;
 use tokio::time::Instant;
 
 use super::{Job, Task};
@@ -36,6 +37,10 @@ pub(super) enum Phase {
 pub(super) struct Paced {
     pub at: Instant,
     pub text: String,
+    /// Its method, when the limiter refused it (nothing reserved): the credits are acquired
+    /// when it is due, and it waits again if they are not there (so a burst of refused
+    /// requests never leaves at once, unpaid).
+    pub unreserved: Option<String>,
 }
 
 /// The connection of one attempt.
@@ -60,6 +65,8 @@ pub(super) struct Session {
     /// A WebSocket ping after this much silence.
     pub ping_interval: Option<Duration>,
     pub reauth_at: Option<Instant>,
+    /// An authentication request is in flight (first or renewal).
+    pub auth_in_flight: bool,
     /// Subscription requests waiting for the rate limiter, in order.
     pub paced: VecDeque<Paced>,
 }
@@ -120,6 +127,7 @@ impl Task {
             pings: 0,
             ping_interval: self.shared.config.liveness.ping_interval,
             reauth_at: None,
+            auth_in_flight: false,
             paced: VecDeque::new(),
         });
         self.begin_session().await;
@@ -233,6 +241,10 @@ impl Task {
         }
         self.subs.close();
         self.pump_sub_events().await;
+        let why = error.clone().unwrap_or(ClientError::Closed);
+        for tx in self.auth_waiters.drain(..) {
+            let _ = tx.send(Err(why.clone()));
+        }
         for (_, group) in self.groups.drain() {
             if let Some(tx) = group.tx {
                 let _ = tx.send(group.outcome);
@@ -340,14 +352,33 @@ impl Task {
         let Some(s) = &mut self.session else { return };
         if s.reauth_at.is_some_and(|at| at <= now) {
             s.reauth_at = None;
-            self.send_auth().await;
+            if !s.auth_in_flight {
+                self.send_auth(true).await;
+            }
         }
         loop {
             let Some(s) = &mut self.session else { return };
             if s.paced.front().is_none_or(|p| p.at > now) {
                 break;
             }
-            let Some(p) = s.paced.pop_front() else { break };
+            let Some(mut p) = s.paced.pop_front() else { break };
+            if let Some(method) = p.unreserved.take() {
+                let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), &method));
+                let again = match acquired {
+                    None | Some(Acquire::Ready) => None,
+                    Some(Acquire::Wait(at)) => Some((Instant::from_std(at), None)),
+                    Some(Acquire::Refused(r)) => Some((
+                        r.retry_at().map(Instant::from_std).unwrap_or(now + Duration::from_secs(1)).max(now),
+                        Some(method),
+                    )),
+                };
+                if let Some((at, unreserved)) = again {
+                    let Some(s) = &mut self.session else { return };
+                    s.paced.push_front(Paced { at, text: p.text, unreserved });
+                    continue;
+                }
+            }
+            let Some(s) = &mut self.session else { return };
             let (conn, stream) = (s.conn.clone(), s.stream);
             self.send_now(&conn, &stream, p.text).await;
         }
@@ -417,7 +448,8 @@ impl Task {
 pub(super) fn job_name(job: &Job) -> String {
     match job {
         Job::Handshake { method } => format!("handshake request {method}"),
-        Job::Auth => "authentication".into(),
+        Job::Auth { renew: false } => "authentication".into(),
+        Job::Auth { renew: true } => "authentication renewal".into(),
         Job::Batch { op, .. } => format!("{op:?} request"),
         Job::HeartbeatAnswer => "heartbeat answer".into(),
     }

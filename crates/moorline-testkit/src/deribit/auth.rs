@@ -50,6 +50,15 @@ struct Token {
     extra: Vec<String>,
 }
 
+/// The signed part of a `client_signature` grant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignedRequest<'a> {
+    pub(crate) timestamp: u64,
+    pub(crate) nonce: &'a str,
+    pub(crate) data: &'a str,
+    pub(crate) signature: &'a str,
+}
+
 /// Credentials by account index, and the tokens issued so far.
 #[derive(Debug, Clone)]
 pub(crate) struct Auth {
@@ -162,6 +171,30 @@ impl Auth {
         Ok(self.issue(account, scope.0, scope.1, now, now_ms))
     }
 
+    /// Grant `client_signature`: `signature` must be the lower-case hex HMAC-SHA256, under
+    /// the account's secret, of `timestamp + "\n" + nonce + "\n" + data` (Deribit's
+    /// `StringToSign`); `13004` otherwise (the secret itself is never sent).
+    pub(crate) fn client_signature(
+        &mut self,
+        client_id: &str,
+        signed: &SignedRequest<'_>,
+        scope: (Binding, Vec<String>),
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<Grant, RpcError> {
+        use hmac::{KeyInit, Mac};
+        let account = self.account_of(client_id).ok_or_else(RpcError::invalid_credentials)?;
+        let secret = &self.credentials[account].1;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|_| RpcError::invalid_credentials())?;
+        mac.update(format!("{}\n{}\n{}", signed.timestamp, signed.nonce, signed.data).as_bytes());
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        if !expected.eq_ignore_ascii_case(signed.signature) {
+            return Err(RpcError::invalid_credentials());
+        }
+        Ok(self.issue(account, scope.0, scope.1, now, now_ms))
+    }
+
     /// Grant `refresh_token` on connection `conn`: the old refresh token is used up; `13004`
     /// if it is unknown, used, expired, revoked or bound to another connection. The new
     /// tokens keep the old binding and scope.
@@ -234,7 +267,7 @@ fn usable_on(binding: &Binding, conn: ConnId) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Auth, Binding, TEST_CLIENT_ID, TEST_CLIENT_SECRET, parse_scope};
+    use super::{Auth, Binding, SignedRequest, TEST_CLIENT_ID, TEST_CLIENT_SECRET, parse_scope};
     use crate::deribit::error::{INVALID_CREDENTIALS, INVALID_PARAMS, UNAUTHORIZED};
     use std::time::{Duration, Instant};
 
@@ -302,5 +335,24 @@ mod tests {
         let Ok(c) = auth.refresh(&b.refresh_token, 7, t0, 0) else { panic!("refresh after expiry failed") };
         assert_eq!(auth.revoke(None), 2);
         assert_eq!(code(auth.check(&c.access_token, 7, t0)), Some(UNAUTHORIZED));
+    }
+
+    #[test]
+    fn client_signature_is_checked_against_the_secret() {
+        let t0 = Instant::now();
+        let mut auth = auth();
+        // HMAC-SHA256("s", "1576074319000\nabc\nxyz"), as Python's hmac computes it.
+        let good = "b2703871d78654b9067e0f829826e7cacbfd9a4966b450e8860dd5bf3d0daac7";
+        let signed = SignedRequest { timestamp: 1_576_074_319_000, nonce: "abc", data: "xyz", signature: good };
+        let Ok(grant) = auth.client_signature("b", &signed, conn_scope(1), t0, 0) else { panic!("signature refused") };
+        assert_eq!(auth.check(&grant.access_token, 1, t0), Ok(1));
+        for bad in [
+            SignedRequest { signature: "00", ..signed },
+            SignedRequest { nonce: "abd", ..signed },
+            SignedRequest { timestamp: 1_576_074_319_001, ..signed },
+        ] {
+            assert_eq!(code(auth.client_signature("b", &bad, conn_scope(1), t0, 0)), Some(INVALID_CREDENTIALS));
+        }
+        assert_eq!(code(auth.client_signature("nobody", &signed, conn_scope(1), t0, 0)), Some(INVALID_CREDENTIALS));
     }
 }

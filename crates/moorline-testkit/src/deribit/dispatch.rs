@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::auth::{Binding, Grant, parse_scope};
+use super::auth::{Binding, Grant, SignedRequest, parse_scope};
 use super::error::RpcError;
 use super::instrument::{INSTRUMENTS, index_of};
 use super::payload;
@@ -108,8 +108,27 @@ impl Venue {
                 let scope = parse_scope(p.opt_str("scope")?, conn)?;
                 self.auth.client_credentials(id, secret, scope, now.instant, now.ms())?
             }
+            "client_signature" => {
+                let timestamp = p.f64("timestamp")?;
+                if !(timestamp.is_finite() && timestamp >= 0.0 && timestamp.fract() == 0.0) {
+                    return Err(RpcError::invalid_params("timestamp", "milliseconds since the epoch"));
+                }
+                let signed = SignedRequest {
+                    timestamp: timestamp as u64,
+                    nonce: p.opt_str("nonce")?.unwrap_or(""),
+                    data: p.opt_str("data")?.unwrap_or(""),
+                    signature: p.str("signature")?,
+                };
+                let scope = parse_scope(p.opt_str("scope")?, conn)?;
+                self.auth.client_signature(p.str("client_id")?, &signed, scope, now.instant, now.ms())?
+            }
             "refresh_token" => self.auth.refresh(p.str("refresh_token")?, conn, now.instant, now.ms())?,
-            _ => return Err(RpcError::invalid_params("grant_type", "supported: client_credentials, refresh_token")),
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "grant_type",
+                    "supported: client_credentials, client_signature, refresh_token",
+                ));
+            }
         };
         if let Some(session) = self.sessions.get_mut(&conn) {
             session.auth = Some((grant.account, grant.access_token.clone()));
