@@ -10,12 +10,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::session::{Paced, Phase};
-use super::{BatchInFlight, Group, Job, Task};
-use crate::client::SubscribeOutcome;
+use super::{BatchInFlight, Group, Task};
 use crate::dialect::{SessionContext, SubOp};
 use crate::error::ClientError;
 use crate::event::{Channel, ClientEvent, DisconnectReason, Refused};
 use crate::jsonrpc::{RawValue, RpcError};
+use crate::shared::Job;
+use crate::shared::SubscribeOutcome;
 
 impl Task {
     /// A connection is up: its session sequence starts with the handshake.
@@ -218,7 +219,7 @@ impl Task {
                         // Answer it as the venue would have refused it.
                         let error = RpcError { code: -32602, message: e.to_string(), data: None };
                         let job = self.shared.lock().pending.complete(id);
-                        if let Some(crate::client::Waiter::Task { job, sent, .. }) = job {
+                        if let Some(crate::shared::Waiter::Task { job, sent, .. }) = job {
                             Box::pin(self.on_job_done(job, Err(error), sent)).await;
                         }
                         continue;

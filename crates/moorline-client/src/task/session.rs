@@ -14,10 +14,10 @@ use moorline_proto::client::liveness::{Dead, LivenessAction};
 use moorline_proto::client::pending::RequestOptions;
 use tokio::time::Instant;
 
-use super::{Job, Task};
-use crate::client::{ClientState, Link, Waiter};
+use super::Task;
 use crate::error::ClientError;
 use crate::event::{AttemptId, ClientEvent, DisconnectReason};
+use crate::shared::{ClientState, Job, Link, Waiter};
 
 /// Where the session sequence stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +253,7 @@ impl Task {
         self.set_status(ClientState::Closed);
         self.deliver(ClientEvent::Closed { error });
         self.flush_side(true);
-        if let crate::client::Sink::Queue(q) = &self.sink {
+        if let crate::shared::Sink::Queue(q) = &self.sink {
             // What still does not fit is lost with the client: counted.
             if !self.side.is_empty() {
                 let n = self.side.iter().filter(|e| e.is_message()).count() as u64;
