@@ -188,7 +188,7 @@ fn stream_at_full_rate(server: Arc<MockServer>, client: Client, stop: Arc<Atomic
                 continue;
             }
             for _ in 0..100 {
-                server.inject(notification(if n % 2 == 0 { "a" } else { "b" }, json!(n)));
+                server.inject(notification(if n.is_multiple_of(2) { "a" } else { "b" }, json!(n)));
                 n += 1;
             }
             tokio::task::yield_now().await;
@@ -211,7 +211,7 @@ fn check_messages(ctx: &str, seen: &[ClientEvent], last: &mut Option<u64>, marke
         }
         let n = v["params"]["data"].as_u64().unwrap();
         assert!(matches!(channel, "a" | "b"), "{ctx}: {channel}");
-        assert_eq!(channel, if n % 2 == 0 { "a" } else { "b" }, "{ctx}: message {n} on the wrong channel");
+        assert_eq!(channel, if n.is_multiple_of(2) { "a" } else { "b" }, "{ctx}: message {n} on the wrong channel");
         assert!(last.is_none_or(|l| n > l), "{ctx}: message {n} after {last:?}: out of order or doubled");
         *last = Some(n);
     }
