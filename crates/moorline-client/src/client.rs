@@ -89,6 +89,9 @@ pub struct Stats {
     pub drops: u64,
     /// Requests waiting for their answer now.
     pub pending: usize,
+    /// Sends and requests waiting in the queue of sends made while disconnected
+    /// ([`OfflineSends::Queue`]) now.
+    pub offline_waiting: usize,
     /// Rate limiter pressure (granted, waits, refusals), when a rate limit is configured.
     pub rate_limit: Option<RateStats>,
 }
@@ -186,26 +189,37 @@ impl Client {
             bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),
             drops: s.drops,
             pending: s.pending.len(),
+            offline_waiting: s.offline_waiting,
             rate_limit: s.limiter.as_ref().map(|l| *l.rl.stats()),
         }
     }
 
     /// The connection to send on, waiting for it per [`OfflineSends`] when there is none.
-    async fn link(&self, bytes: usize) -> Result<Arc<Link>, ClientError> {
-        {
+    ///
+    /// With `OfflineSends::Queue`, a send made while disconnected takes a [`Turn`] in a FIFO
+    /// queue (tokio's fair mutex): the one at the head waits for the session, sends, and only
+    /// then lets the next one go, so queued messages reach the wire in the order they were
+    /// sent. A send made while the session is up but sends are still queued joins the queue
+    /// too (it must not overtake them).
+    async fn link(&self, bytes: usize) -> Result<(Arc<Link>, Option<Turn<'_>>), ClientError> {
+        let OfflineSends::Queue { deadline, max_bytes } = self.shared.config.offline_sends else {
             let s = self.shared.lock();
+            return match (&s.closed, &s.link) {
+                (Some(_), _) => Err(ClientError::Closed),
+                (None, Some(link)) => Ok((link.clone(), None)),
+                (None, None) => Err(ClientError::Disconnected { sent: false }),
+            };
+        };
+        let mut turn = {
+            let mut s = self.shared.lock();
             if s.closed.is_some() {
                 return Err(ClientError::Closed);
             }
-            if let Some(link) = &s.link {
-                return Ok(link.clone());
+            if let Some(link) = &s.link
+                && s.offline_waiting == 0
+            {
+                return Ok((link.clone(), None));
             }
-        }
-        let OfflineSends::Queue { deadline, max_bytes } = self.shared.config.offline_sends else {
-            return Err(ClientError::Disconnected { sent: false });
-        };
-        {
-            let mut s = self.shared.lock();
             if s.offline_bytes.saturating_add(bytes) > max_bytes {
                 return Err(ClientError::QueueFull {
                     what: "the queue of sends made while disconnected",
@@ -214,21 +228,33 @@ impl Client {
                 });
             }
             s.offline_bytes += bytes;
-        }
-        let mut status = self.shared.status.subscribe();
-        let waited = tokio::time::timeout(
-            deadline,
-            status.wait_for(|s| matches!(s, ClientState::Connected | ClientState::Closed)),
-        )
-        .await;
-        let mut s = self.shared.lock();
-        s.offline_bytes = s.offline_bytes.saturating_sub(bytes);
-        match (waited, &s.link) {
-            (_, Some(link)) => Ok(link.clone()),
-            (Err(_), None) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
-            (Ok(_), None) => {
-                Err(if s.closed.is_some() { ClientError::Closed } else { ClientError::Disconnected { sent: false } })
+            s.offline_waiting += 1;
+            Turn { shared: &self.shared, bytes, gate: None }
+        };
+        let waited = tokio::time::timeout(deadline, async {
+            turn.gate = Some(self.shared.offline_gate.lock().await);
+            // Subscribed before looking, so a session published after the look wakes us.
+            let mut status = self.shared.status.subscribe();
+            loop {
+                {
+                    let s = self.shared.lock();
+                    if s.closed.is_some() {
+                        return Err(ClientError::Closed);
+                    }
+                    if let Some(link) = &s.link {
+                        return Ok(link.clone());
+                    }
+                }
+                if status.changed().await.is_err() {
+                    return Err(ClientError::Closed);
+                }
             }
+        })
+        .await;
+        match waited {
+            Ok(Ok(link)) => Ok((link, Some(turn))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
         }
     }
 
@@ -238,8 +264,9 @@ impl Client {
             Message::Binary(b) => b.len(),
             _ => 0,
         };
-        let link = self.link(bytes).await?;
+        let (link, turn) = self.link(bytes).await?;
         link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
+        drop(turn);
         self.shared.count_out(bytes);
         Ok(())
     }
@@ -309,7 +336,8 @@ impl Client {
         let started = Instant::now();
         let deadline = started + timeout;
         let estimate = method.len() + params.map_or(0, |p| p.get().len()) + 64;
-        let link = tokio::time::timeout_at(deadline, self.link(estimate))
+        // A queued request keeps its turn until it is written (see `link`).
+        let (link, turn) = tokio::time::timeout_at(deadline, self.link(estimate))
             .await
             .map_err(|_| ClientError::Timeout { what: format!("request {method}"), after: timeout })??;
         // The rate limiter: spend now, or wait for the reserved credits.
@@ -376,6 +404,7 @@ impl Client {
             drop(guard);
             return Err(send_error(e));
         }
+        drop(turn);
         self.shared.count_out(len);
         let answer = tokio::time::timeout_at(deadline, rx).await;
         match answer {
@@ -443,6 +472,27 @@ impl Client {
         }
         let _ = rx.await;
         Ok(())
+    }
+}
+
+/// A send's place in the queue of sends made while disconnected (`OfflineSends::Queue`):
+/// counted (and its bytes reserved) from the moment it queues, at the head once it holds
+/// `gate`, and held until its message is written; leaving (sent, failed or given up) frees
+/// its place and its bytes.
+struct Turn<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+    gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.offline_bytes = s.offline_bytes.saturating_sub(self.bytes);
+        s.offline_waiting = s.offline_waiting.saturating_sub(1);
+        drop(s);
+        // Released after the counts: the next one in the queue sees them up to date.
+        self.gate.take();
     }
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct State {
     pub drops: u64,
     /// Bytes of sends waiting for the connection (`OfflineSends::Queue`).
     pub offline_bytes: usize,
+    /// Sends in that queue (a send while connected joins it rather than overtake them).
+    pub offline_waiting: usize,
     /// Set once the client is closed: why (`None`: by the user).
     pub closed: Option<Option<ClientError>>,
 }
@@ -102,6 +104,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The client's state, watched by sends waiting for the connection.
     pub status: watch::Sender<ClientState>,
+    /// The head of the queue of sends made while disconnected (a fair, FIFO mutex).
+    pub offline_gate: tokio::sync::Mutex<()>,
     pub messages_in: AtomicU64,
     pub bytes_in: AtomicU64,
     pub messages_out: AtomicU64,
@@ -123,11 +127,13 @@ impl Shared {
             reconnects: 0,
             drops: 0,
             offline_bytes: 0,
+            offline_waiting: 0,
             closed: None,
         };
         Self {
             state: Mutex::new(state),
             status: watch::channel(ClientState::Connecting).0,
+            offline_gate: tokio::sync::Mutex::new(()),
             messages_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),

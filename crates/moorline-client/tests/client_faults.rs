@@ -681,6 +681,69 @@ async fn offline_sends_queue_until_restored() {
     .await;
 }
 
+/// `OfflineSends::Queue` is strictly FIFO between concurrent senders: 40 tasks on two worker
+/// threads queue one message each (every fifth a request) while the venue refuses upgrades,
+/// each in the queue before the next starts; then one more once they are through. The venue receives them in that order, every request is answered, and the queue is
+/// empty afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_is_fifo_between_concurrent_senders() {
+    use moorline_client::config::OfflineSends;
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let config = config()
+            .offline_sends(OfflineSends::Queue { deadline: Duration::from_secs(30), max_bytes: 64 << 10 })
+            .build()
+            .unwrap();
+        let (client, _rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+        const N: usize = 40;
+        let mut tasks = Vec::new();
+        for i in 0..N {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                if i % 5 == 4 {
+                    let answer = c.request("echo", json!({"n": i})).await?;
+                    assert_eq!(answer.get(), format!(r#"{{"n":{i}}}"#));
+                    Ok(())
+                } else {
+                    c.send_text(format!("q{i}")).await
+                }
+            }));
+            tokio::time::timeout(WAIT, async {
+                while client.stats().offline_waiting != i + 1 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("send {i} never queued: {:?}", client.stats()));
+        }
+        assert_eq!(client.state(), ClientState::Connecting);
+        server.clear_faults();
+        for t in tasks {
+            tokio::time::timeout(WAIT, t).await.expect("a queued send hangs").unwrap().unwrap();
+        }
+        client.send_text(format!("q{N}")).await.unwrap();
+        let last = format!("q{N}");
+        server.expect_received(Matcher::predicate(move |f| f.as_text() == Some(&last)), WAIT).await.unwrap();
+        let order: Vec<usize> = server
+            .received()
+            .iter()
+            .filter_map(|r| {
+                let text = r.frame.as_text()?;
+                match text.strip_prefix('q') {
+                    Some(n) => n.parse().ok(),
+                    None => serde_json::from_str::<Value>(text).ok()?["params"]["n"].as_u64().map(|n| n as usize),
+                }
+            })
+            .collect();
+        assert_eq!(order, (0..=N).collect::<Vec<_>>(), "the order the sends were made in");
+        let stats = client.stats();
+        assert_eq!((stats.offline_waiting, stats.pending), (0, 0));
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
 /// A quiet but live venue: pinged after `ping_interval` of silence, it answers, and stays
 /// connected well past `dead_after`; the ping round trips are measured.
 #[tokio::test]
