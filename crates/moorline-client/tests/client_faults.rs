@@ -681,6 +681,50 @@ async fn offline_sends_queue_until_restored() {
     .await;
 }
 
+/// Mode `Refuse` and the restore: subscription requests the limiter has no room for wait
+/// for it, in order, and spend their credits when they go: every subscribe request the venue
+/// received was granted by the limiter (none went out unpaid), on the first subscribe and on
+/// the restore after a reconnect, and every channel is confirmed.
+#[tokio::test]
+async fn refused_restore_requests_spend_their_credits_when_sent() {
+    use moorline_client::config::{LimitMode, RateLimit};
+    bounded(async {
+        let server = venue().await;
+        // 2 requests at once, then one every 50 ms.
+        let config = config().rate_limit(Some(RateLimit::per_second(20, 2, LimitMode::Refuse))).build().unwrap();
+        let dialect = JsonRpc::new().max_request_bytes(120);
+        let (client, mut rx) = Client::connect(&server.url(), config, dialect).unwrap();
+        until(&mut rx, restored).await;
+        let names: Vec<String> = (0..16).map(|i| format!("chan.{i:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let out = client.subscribe(&names).await.unwrap();
+        assert_eq!(out.confirmed.len(), 16, "{out:?}");
+        let subscribes = |server: &MockServer| {
+            server
+                .received()
+                .iter()
+                .filter(|r| r.frame.as_text().is_some_and(|t| t.contains(r#""method":"subscribe""#)))
+                .count() as u64
+        };
+        let first = subscribes(&server);
+        assert!(first >= 4, "split into several requests: {first}");
+        let stats = client.stats().rate_limit.unwrap();
+        assert_eq!(stats.granted, first, "every request sent was paid for: {stats:?}");
+        assert!(stats.refusals >= 1, "{stats:?}");
+
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        let ClientEvent::Restored { confirmed, refused } = ev else { unreachable!() };
+        assert_eq!((confirmed.len(), refused.len()), (16, 0));
+        let total = subscribes(&server);
+        assert_eq!(total, 2 * first, "the same requests again");
+        let stats = client.stats().rate_limit.unwrap();
+        assert_eq!(stats.granted, total, "the restore's requests paid for too: {stats:?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
 /// `OfflineSends::Queue` is strictly FIFO between concurrent senders: 40 tasks on two worker
 /// threads queue one message each (every fifth a request) while the venue refuses upgrades,
 /// each in the queue before the next starts; then one more once they are through. The venue receives them in that order, every request is answered, and the queue is

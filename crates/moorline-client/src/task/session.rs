@@ -12,6 +12,7 @@ use moorline_proto::client::Attempt;
 use moorline_proto::client::backoff::Decision;
 use moorline_proto::client::liveness::{Dead, LivenessAction};
 use moorline_proto::client::pending::RequestOptions;
+use moorline_proto::client::ratelimit::Acquire;
 use tokio::time::Instant;
 
 use super::Task;
@@ -34,7 +35,14 @@ pub(super) enum Phase {
 
 /// A request waiting for the rate limiter before it is sent.
 pub(super) struct Paced {
+    /// When it may go.
     pub at: Instant,
+    /// Its pending id.
+    pub id: u64,
+    /// `Some(method)`: its credits are not spent yet (refused when it was made, or queued
+    /// behind another): they are, by the method's cost, when it goes; `None`: paid (or
+    /// reserved for `at`).
+    pub method: Option<std::borrow::Cow<'static, str>>,
     pub text: String,
 }
 
@@ -347,7 +355,33 @@ impl Task {
             if s.paced.front().is_none_or(|p| p.at > now) {
                 break;
             }
-            let Some(p) = s.paced.pop_front() else { break };
+            let Some(mut p) = s.paced.pop_front() else { break };
+            if let Some(method) = &p.method {
+                // Its credits are spent now, as it leaves (or it waits again).
+                let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), method));
+                let again = match acquired {
+                    None | Some(Acquire::Ready) => None,
+                    Some(Acquire::Wait(at)) => {
+                        p.method = None;
+                        Some(Instant::from_std(at))
+                    }
+                    Some(Acquire::Refused(r)) => match r.retry_at() {
+                        Some(at) => Some(Instant::from_std(at).max(now + Duration::from_millis(1))),
+                        None => {
+                            self.fail_part(p.id, super::restore::rate_limit_refusal(&r)).await;
+                            continue;
+                        }
+                    },
+                };
+                if let Some(at) = again {
+                    p.at = at;
+                    if let Some(s) = &mut self.session {
+                        s.paced.push_front(p);
+                    }
+                    break;
+                }
+            }
+            let Some(s) = &self.session else { return };
             let (conn, stream) = (s.conn.clone(), s.stream);
             self.send_now(&conn, &stream, p.text).await;
         }
