@@ -681,6 +681,71 @@ async fn offline_sends_queue_until_restored() {
     .await;
 }
 
+/// The venue refusing one restored subscription (confirmed before the drop, left out of the
+/// confirmation after it): `Restored` reports it refused with the reason and the other
+/// confirmed, data on the confirmed one is still routed, and the refused one is not asked
+/// for again on the next reconnect.
+#[tokio::test]
+async fn venue_refusing_one_restored_subscription() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    bounded(async {
+        let refuse_b = Arc::new(AtomicBool::new(false));
+        let flag = refuse_b.clone();
+        let server = MockServer::builder()
+            .on(
+                Matcher::any(),
+                Reply::with(move |frame| {
+                    let v: Value = serde_json::from_str(frame.as_text()?).ok()?;
+                    let id = v.get("id")?.clone();
+                    let result = match v["method"].as_str()? {
+                        "subscribe" => Value::Array(
+                            v["params"]["channels"]
+                                .as_array()?
+                                .iter()
+                                .filter(|c| !(flag.load(Ordering::SeqCst) && *c == "b"))
+                                .cloned()
+                                .collect(),
+                        ),
+                        _ => return None,
+                    };
+                    Some(Frame::text(json!({"jsonrpc":"2.0","id":id,"result":result}).to_string()))
+                }),
+            )
+            .start()
+            .await
+            .unwrap();
+        let (client, mut rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        until(&mut rx, restored).await;
+        let out = client.subscribe(&["a", "b"]).await.unwrap();
+        assert_eq!(out.confirmed.len(), 2);
+
+        refuse_b.store(true, Ordering::SeqCst);
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        let ClientEvent::Restored { confirmed, refused } = ev else { unreachable!() };
+        assert_eq!(confirmed.iter().map(|c| &**c).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(&*refused[0].channel, "b");
+        assert!(refused[0].reason.contains("confirmation"), "{:?}", refused[0].reason);
+        assert!(server.wait_for_open_connections(1, WAIT).await);
+        server.inject(notification("a", 7));
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Message { .. })).await;
+        assert!(matches!(ev, ClientEvent::Message { channel: Some(ref c), .. } if &**c == "a"), "{ev:?}");
+
+        server.clear_received();
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        assert!(
+            matches!(ev, ClientEvent::Restored { ref confirmed, ref refused } if confirmed.len() == 1 && refused.is_empty()),
+            "{ev:?}"
+        );
+        assert_eq!(subscribe_requests(&server, "b"), 0, "a refused channel is not asked for again");
+        assert_eq!(subscribe_requests(&server, "a"), 1);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
 /// Mode `Refuse` and the restore: subscription requests the limiter has no room for wait
 /// for it, in order, and spend their credits when they go: every subscribe request the venue
 /// received was granted by the limiter (none went out unpaid), on the first subscribe and on
