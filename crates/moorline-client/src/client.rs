@@ -22,48 +22,28 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use moorline::ws::{Message, Utf8Bytes};
-use moorline::{Connection, StreamRef};
-use moorline_proto::client::pending::{Pending, PendingLimits, RequestOptions};
-use moorline_proto::client::ratelimit::{Acquire, Mode, PoolId, RateLimiter, RateStats, Refusal};
+use moorline_proto::client::pending::RequestOptions;
+use moorline_proto::client::ratelimit::{Acquire, RateStats};
 use moorline_proto::client::stats::Histogram;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::config::{ClientConfig, CostFn, LimitMode, OfflineSends};
+use crate::config::{ClientConfig, OfflineSends};
 use crate::dialect::Dialect;
 use crate::error::ClientError;
-use crate::event::{Channel, ClientEvent, Refused};
+use crate::event::{Channel, ClientEvent};
 use crate::jsonrpc::RawValue;
+use crate::limiter::rate_limited;
 use crate::queue::{self, EventStream};
-
-/// Where the client stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientState {
-    /// The first connection (and its session) is being set up.
-    Connecting,
-    /// Connected and the session restored: sends go out.
-    Connected,
-    /// The connection was lost: waiting to reconnect, reconnecting or restoring.
-    Reconnecting,
-    /// Closed (by [`Client::close`], or after a fatal error or retries running out).
-    Closed,
-}
-
-/// What the venue confirmed of a [`Client::subscribe`] or [`Client::unsubscribe`] call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubscribeOutcome {
-    /// Channels the venue confirmed (subscribed, or taken off for an unsubscribe).
-    pub confirmed: Vec<Channel>,
-    /// Channels it refused, with the reason (or that failed: the client closed...).
-    pub refused: Vec<Refused>,
-}
+pub use crate::shared::{ClientState, SubscribeOutcome};
+use crate::shared::{Command, Link, RUNNING_TASKS, Shared, Sink, Waiter};
 
 /// Round-trip statistics of one kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,6 +89,9 @@ pub struct Stats {
     pub drops: u64,
     /// Requests waiting for their answer now.
     pub pending: usize,
+    /// Sends and requests waiting in the queue of sends made while disconnected
+    /// ([`OfflineSends::Queue`]) now.
+    pub offline_waiting: usize,
     /// Rate limiter pressure (granted, waits, refusals), when a rate limit is configured.
     pub rate_limit: Option<RateStats>,
 }
@@ -117,137 +100,6 @@ pub struct Stats {
 /// for leak checks.
 pub fn running_tasks() -> usize {
     RUNNING_TASKS.load(Ordering::SeqCst)
-}
-
-pub(crate) static RUNNING_TASKS: AtomicUsize = AtomicUsize::new(0);
-
-/// The connection the handles send on: set once the session is restored, cleared when it is
-/// lost (so a send never goes out before the venue knows who we are and what we want).
-#[derive(Debug)]
-pub(crate) struct Link {
-    pub conn: Connection,
-    pub stream: StreamRef,
-}
-
-/// Who waits for a response.
-#[derive(Debug)]
-pub(crate) enum Waiter {
-    /// A user's `request()`.
-    User {
-        tx: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
-        sent: Instant,
-        /// For a request to send again after a reconnect: its method and params.
-        resend: Option<(String, Option<Box<RawValue>>)>,
-    },
-    /// The client task's own request (handshake, authentication, subscriptions, heartbeat
-    /// answer), on attempt `attempt`.
-    Task { attempt: u64, job: crate::task::Job, sent: Instant },
-}
-
-/// The rate limiter with its pools and cost model.
-pub(crate) struct Limiter {
-    pub rl: RateLimiter,
-    pub pools: Vec<(PoolId, &'static str)>,
-    pub cost: CostFn,
-}
-
-impl Limiter {
-    fn new(limit: &crate::config::RateLimit) -> Self {
-        let mode = match limit.mode {
-            LimitMode::Refuse => Mode::Refuse,
-            LimitMode::Wait { max_wait } => Mode::Wait { max_wait },
-        };
-        let mut rl = RateLimiter::new(mode);
-        let pools = limit
-            .pools
-            .iter()
-            .map(|p| {
-                let pool = moorline_proto::client::ratelimit::Pool {
-                    name: p.name,
-                    capacity: p.capacity,
-                    refill_per_second: p.refill_per_sec,
-                };
-                (rl.add_pool(pool), p.name)
-            })
-            .collect();
-        Self { rl, pools, cost: limit.cost.clone() }
-    }
-
-    /// Spends the method's cost now (see [`Acquire`]); a free method is `Ready`.
-    pub fn acquire(&mut self, now: std::time::Instant, method: &str) -> Acquire {
-        let Some(cost) = (self.cost)(method) else { return Acquire::Ready };
-        let Some((pool, _)) = self.pools.get(cost.pool) else { return Acquire::Refused(Refusal::UnknownPool) };
-        self.rl.acquire(now, *pool, cost.credits)
-    }
-}
-
-/// A refusal as the user's error.
-pub(crate) fn rate_limited(refusal: &Refusal, now: std::time::Instant) -> ClientError {
-    let pool = match refusal {
-        Refusal::Empty { pool, .. } | Refusal::WaitTooLong { pool, .. } | Refusal::TooCostly { pool, .. } => pool,
-        _ => &"unknown",
-    };
-    let retry_after = refusal.retry_at().map(|at| at.saturating_duration_since(now)).unwrap_or(Duration::MAX);
-    ClientError::RateLimited { pool, retry_after }
-}
-
-/// What the handles and the task share, under one short lock.
-pub(crate) struct State {
-    pub link: Option<Arc<Link>>,
-    pub pending: Pending<Waiter>,
-    pub limiter: Option<Limiter>,
-    pub request_rtt: Histogram,
-    pub heartbeat_rtt: Histogram,
-    pub reconnects: u64,
-    pub drops: u64,
-    /// Bytes of sends waiting for the connection (`OfflineSends::Queue`).
-    pub offline_bytes: usize,
-    /// Set once the client is closed: why (`None`: by the user).
-    pub closed: Option<Option<ClientError>>,
-}
-
-/// State shared by the handles and the task.
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    /// The client's state, watched by sends waiting for the connection.
-    pub status: watch::Sender<ClientState>,
-    pub messages_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub dialect: Arc<dyn Dialect>,
-    pub config: ClientConfig,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        // Plain data behind the lock: a panic elsewhere leaves it usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn set_status(&self, s: ClientState) {
-        self.status.send_replace(s);
-    }
-
-    pub fn count_out(&self, bytes: usize) {
-        self.messages_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-}
-
-/// A user command for the task (the control path; data never goes this way).
-#[derive(Debug)]
-pub(crate) enum Command {
-    Subscribe { channels: Vec<Channel>, unsubscribe: bool, tx: oneshot::Sender<SubscribeOutcome> },
-    Reconnect,
-    Reauthenticate { tx: oneshot::Sender<Result<(), ClientError>> },
-    Close { tx: oneshot::Sender<()> },
-}
-
-/// What the user's events go to: the queue, or a callback.
-pub(crate) enum Sink {
-    Queue(queue::EventSender),
-    Handler(Box<dyn FnMut(ClientEvent) + Send>),
 }
 
 /// The trading client. Cheap to clone (every clone is the same client); the client closes
@@ -311,28 +163,7 @@ impl Client {
         crate::connect::check_url(url)?;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| ClientError::Send(moorline::Error::NoRuntime))?;
-        let limits = PendingLimits { max_requests: 65_536, max_bytes: 64 << 20 };
-        let state = State {
-            link: None,
-            pending: Pending::new(limits),
-            limiter: config.rate_limit.as_ref().map(Limiter::new),
-            request_rtt: Histogram::new(),
-            heartbeat_rtt: Histogram::new(),
-            reconnects: 0,
-            drops: 0,
-            offline_bytes: 0,
-            closed: None,
-        };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            status: watch::channel(ClientState::Connecting).0,
-            messages_in: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            messages_out: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            dialect,
-            config,
-        });
+        let shared = Arc::new(Shared::new(dialect, config));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let task = crate::task::Task::new(url.to_owned(), shared.clone(), cmd_rx, sink);
         RUNNING_TASKS.fetch_add(1, Ordering::SeqCst);
@@ -358,26 +189,37 @@ impl Client {
             bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),
             drops: s.drops,
             pending: s.pending.len(),
+            offline_waiting: s.offline_waiting,
             rate_limit: s.limiter.as_ref().map(|l| *l.rl.stats()),
         }
     }
 
     /// The connection to send on, waiting for it per [`OfflineSends`] when there is none.
-    async fn link(&self, bytes: usize) -> Result<Arc<Link>, ClientError> {
-        {
+    ///
+    /// With `OfflineSends::Queue`, a send made while disconnected takes a [`Turn`] in a FIFO
+    /// queue (tokio's fair mutex): the one at the head waits for the session, sends, and only
+    /// then lets the next one go, so queued messages reach the wire in the order they were
+    /// sent. A send made while the session is up but sends are still queued joins the queue
+    /// too (it must not overtake them).
+    async fn link(&self, bytes: usize) -> Result<(Arc<Link>, Option<Turn<'_>>), ClientError> {
+        let OfflineSends::Queue { deadline, max_bytes } = self.shared.config.offline_sends else {
             let s = self.shared.lock();
+            return match (&s.closed, &s.link) {
+                (Some(_), _) => Err(ClientError::Closed),
+                (None, Some(link)) => Ok((link.clone(), None)),
+                (None, None) => Err(ClientError::Disconnected { sent: false }),
+            };
+        };
+        let mut turn = {
+            let mut s = self.shared.lock();
             if s.closed.is_some() {
                 return Err(ClientError::Closed);
             }
-            if let Some(link) = &s.link {
-                return Ok(link.clone());
+            if let Some(link) = &s.link
+                && s.offline_waiting == 0
+            {
+                return Ok((link.clone(), None));
             }
-        }
-        let OfflineSends::Queue { deadline, max_bytes } = self.shared.config.offline_sends else {
-            return Err(ClientError::Disconnected { sent: false });
-        };
-        {
-            let mut s = self.shared.lock();
             if s.offline_bytes.saturating_add(bytes) > max_bytes {
                 return Err(ClientError::QueueFull {
                     what: "the queue of sends made while disconnected",
@@ -386,21 +228,33 @@ impl Client {
                 });
             }
             s.offline_bytes += bytes;
-        }
-        let mut status = self.shared.status.subscribe();
-        let waited = tokio::time::timeout(
-            deadline,
-            status.wait_for(|s| matches!(s, ClientState::Connected | ClientState::Closed)),
-        )
-        .await;
-        let mut s = self.shared.lock();
-        s.offline_bytes = s.offline_bytes.saturating_sub(bytes);
-        match (waited, &s.link) {
-            (_, Some(link)) => Ok(link.clone()),
-            (Err(_), None) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
-            (Ok(_), None) => {
-                Err(if s.closed.is_some() { ClientError::Closed } else { ClientError::Disconnected { sent: false } })
+            s.offline_waiting += 1;
+            Turn { shared: &self.shared, bytes, gate: None }
+        };
+        let waited = tokio::time::timeout(deadline, async {
+            turn.gate = Some(self.shared.offline_gate.lock().await);
+            // Subscribed before looking, so a session published after the look wakes us.
+            let mut status = self.shared.status.subscribe();
+            loop {
+                {
+                    let s = self.shared.lock();
+                    if s.closed.is_some() {
+                        return Err(ClientError::Closed);
+                    }
+                    if let Some(link) = &s.link {
+                        return Ok(link.clone());
+                    }
+                }
+                if status.changed().await.is_err() {
+                    return Err(ClientError::Closed);
+                }
             }
+        })
+        .await;
+        match waited {
+            Ok(Ok(link)) => Ok((link, Some(turn))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout { what: "queued send".into(), after: deadline }),
         }
     }
 
@@ -410,8 +264,9 @@ impl Client {
             Message::Binary(b) => b.len(),
             _ => 0,
         };
-        let link = self.link(bytes).await?;
+        let (link, turn) = self.link(bytes).await?;
         link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
+        drop(turn);
         self.shared.count_out(bytes);
         Ok(())
     }
@@ -481,7 +336,8 @@ impl Client {
         let started = Instant::now();
         let deadline = started + timeout;
         let estimate = method.len() + params.map_or(0, |p| p.get().len()) + 64;
-        let link = tokio::time::timeout_at(deadline, self.link(estimate))
+        // A queued request keeps its turn until it is written (see `link`).
+        let (link, turn) = tokio::time::timeout_at(deadline, self.link(estimate))
             .await
             .map_err(|_| ClientError::Timeout { what: format!("request {method}"), after: timeout })??;
         // The rate limiter: spend now, or wait for the reserved credits.
@@ -548,6 +404,7 @@ impl Client {
             drop(guard);
             return Err(send_error(e));
         }
+        drop(turn);
         self.shared.count_out(len);
         let answer = tokio::time::timeout_at(deadline, rx).await;
         match answer {
@@ -633,6 +490,27 @@ impl Client {
         }
         let _ = rx.await;
         Ok(())
+    }
+}
+
+/// A send's place in the queue of sends made while disconnected (`OfflineSends::Queue`):
+/// counted (and its bytes reserved) from the moment it queues, at the head once it holds
+/// `gate`, and held until its message is written; leaving (sent, failed or given up) frees
+/// its place and its bytes.
+struct Turn<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+    gate: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.offline_bytes = s.offline_bytes.saturating_sub(self.bytes);
+        s.offline_waiting = s.offline_waiting.saturating_sub(1);
+        drop(s);
+        // Released after the counts: the next one in the queue sees them up to date.
+        self.gate.take();
     }
 }
 

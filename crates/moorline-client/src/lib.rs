@@ -89,8 +89,10 @@ pub mod dialect;
 pub mod error;
 pub mod event;
 pub mod jsonrpc;
+mod limiter;
 pub mod queue;
 pub mod record;
+mod shared;
 mod task;
 
 pub use client::{Client, ClientState, RoundTrips, Stats, SubscribeOutcome, running_tasks};

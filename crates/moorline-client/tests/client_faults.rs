@@ -681,6 +681,178 @@ async fn offline_sends_queue_until_restored() {
     .await;
 }
 
+/// The venue refusing one restored subscription (confirmed before the drop, left out of the
+/// confirmation after it): `Restored` reports it refused with the reason and the other
+/// confirmed, data on the confirmed one is still routed, and the refused one is not asked
+/// for again on the next reconnect.
+#[tokio::test]
+async fn venue_refusing_one_restored_subscription() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    bounded(async {
+        let refuse_b = Arc::new(AtomicBool::new(false));
+        let flag = refuse_b.clone();
+        let server = MockServer::builder()
+            .on(
+                Matcher::any(),
+                Reply::with(move |frame| {
+                    let v: Value = serde_json::from_str(frame.as_text()?).ok()?;
+                    let id = v.get("id")?.clone();
+                    let result = match v["method"].as_str()? {
+                        "subscribe" => Value::Array(
+                            v["params"]["channels"]
+                                .as_array()?
+                                .iter()
+                                .filter(|c| !(flag.load(Ordering::SeqCst) && *c == "b"))
+                                .cloned()
+                                .collect(),
+                        ),
+                        _ => return None,
+                    };
+                    Some(Frame::text(json!({"jsonrpc":"2.0","id":id,"result":result}).to_string()))
+                }),
+            )
+            .start()
+            .await
+            .unwrap();
+        let (client, mut rx) = Client::connect(&server.url(), config().build().unwrap(), JsonRpc::new()).unwrap();
+        until(&mut rx, restored).await;
+        let out = client.subscribe(&["a", "b"]).await.unwrap();
+        assert_eq!(out.confirmed.len(), 2);
+
+        refuse_b.store(true, Ordering::SeqCst);
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        let ClientEvent::Restored { confirmed, refused } = ev else { unreachable!() };
+        assert_eq!(confirmed.iter().map(|c| &**c).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(&*refused[0].channel, "b");
+        assert!(refused[0].reason.contains("confirmation"), "{:?}", refused[0].reason);
+        assert!(server.wait_for_open_connections(1, WAIT).await);
+        server.inject(notification("a", 7));
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Message { .. })).await;
+        assert!(matches!(ev, ClientEvent::Message { channel: Some(ref c), .. } if &**c == "a"), "{ev:?}");
+
+        server.clear_received();
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        assert!(
+            matches!(ev, ClientEvent::Restored { ref confirmed, ref refused } if confirmed.len() == 1 && refused.is_empty()),
+            "{ev:?}"
+        );
+        assert_eq!(subscribe_requests(&server, "b"), 0, "a refused channel is not asked for again");
+        assert_eq!(subscribe_requests(&server, "a"), 1);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Mode `Refuse` and the restore: subscription requests the limiter has no room for wait
+/// for it, in order, and spend their credits when they go: every subscribe request the venue
+/// received was granted by the limiter (none went out unpaid), on the first subscribe and on
+/// the restore after a reconnect, and every channel is confirmed.
+#[tokio::test]
+async fn refused_restore_requests_spend_their_credits_when_sent() {
+    use moorline_client::config::{LimitMode, RateLimit};
+    bounded(async {
+        let server = venue().await;
+        // 2 requests at once, then one every 50 ms.
+        let config = config().rate_limit(Some(RateLimit::per_second(20, 2, LimitMode::Refuse))).build().unwrap();
+        let dialect = JsonRpc::new().max_request_bytes(120);
+        let (client, mut rx) = Client::connect(&server.url(), config, dialect).unwrap();
+        until(&mut rx, restored).await;
+        let names: Vec<String> = (0..16).map(|i| format!("chan.{i:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let out = client.subscribe(&names).await.unwrap();
+        assert_eq!(out.confirmed.len(), 16, "{out:?}");
+        let subscribes = |server: &MockServer| {
+            server
+                .received()
+                .iter()
+                .filter(|r| r.frame.as_text().is_some_and(|t| t.contains(r#""method":"subscribe""#)))
+                .count() as u64
+        };
+        let first = subscribes(&server);
+        assert!(first >= 4, "split into several requests: {first}");
+        let stats = client.stats().rate_limit.unwrap();
+        assert_eq!(stats.granted, first, "every request sent was paid for: {stats:?}");
+        assert!(stats.refusals >= 1, "{stats:?}");
+
+        server.fault(Fault::Fin);
+        let (ev, _) = until(&mut rx, restored).await;
+        let ClientEvent::Restored { confirmed, refused } = ev else { unreachable!() };
+        assert_eq!((confirmed.len(), refused.len()), (16, 0));
+        let total = subscribes(&server);
+        assert_eq!(total, 2 * first, "the same requests again");
+        let stats = client.stats().rate_limit.unwrap();
+        assert_eq!(stats.granted, total, "the restore's requests paid for too: {stats:?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// `OfflineSends::Queue` is strictly FIFO between concurrent senders: 40 tasks on two worker
+/// threads queue one message each (every fifth a request) while the venue refuses upgrades,
+/// each in the queue before the next starts; then one more once they are through. The venue receives them in that order, every request is answered, and the queue is
+/// empty afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_is_fifo_between_concurrent_senders() {
+    use moorline_client::config::OfflineSends;
+    bounded(async {
+        let server = venue().await;
+        server.fault(Fault::RejectUpgrade(503));
+        let config = config()
+            .offline_sends(OfflineSends::Queue { deadline: Duration::from_secs(30), max_bytes: 64 << 10 })
+            .build()
+            .unwrap();
+        let (client, _rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
+        const N: usize = 40;
+        let mut tasks = Vec::new();
+        for i in 0..N {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                if i % 5 == 4 {
+                    let answer = c.request("echo", json!({"n": i})).await?;
+                    assert_eq!(answer.get(), format!(r#"{{"n":{i}}}"#));
+                    Ok(())
+                } else {
+                    c.send_text(format!("q{i}")).await
+                }
+            }));
+            tokio::time::timeout(WAIT, async {
+                while client.stats().offline_waiting != i + 1 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("send {i} never queued: {:?}", client.stats()));
+        }
+        assert_eq!(client.state(), ClientState::Connecting);
+        server.clear_faults();
+        for t in tasks {
+            tokio::time::timeout(WAIT, t).await.expect("a queued send hangs").unwrap().unwrap();
+        }
+        client.send_text(format!("q{N}")).await.unwrap();
+        let last = format!("q{N}");
+        server.expect_received(Matcher::predicate(move |f| f.as_text() == Some(&last)), WAIT).await.unwrap();
+        let order: Vec<usize> = server
+            .received()
+            .iter()
+            .filter_map(|r| {
+                let text = r.frame.as_text()?;
+                match text.strip_prefix('q') {
+                    Some(n) => n.parse().ok(),
+                    None => serde_json::from_str::<Value>(text).ok()?["params"]["n"].as_u64().map(|n| n as usize),
+                }
+            })
+            .collect();
+        assert_eq!(order, (0..=N).collect::<Vec<_>>(), "the order the sends were made in");
+        let stats = client.stats();
+        assert_eq!((stats.offline_waiting, stats.pending), (0, 0));
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
 /// A quiet but live venue: pinged after `ping_interval` of silence, it answers, and stays
 /// connected well past `dead_after`; the ping round trips are measured.
 #[tokio::test]

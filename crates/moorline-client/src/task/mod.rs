@@ -35,33 +35,18 @@ use moorline_proto::retry::{RetryPolicy, UNLIMITED};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::client::{ClientState, Command, RUNNING_TASKS, Shared, Sink, SubscribeOutcome, Waiter};
 use crate::config::{Attempts, Jitter};
-use crate::dialect::{Dialect, SubOp};
+use crate::dialect::Dialect;
 use crate::error::{ClientError, ErrorKind, classify_connect_error};
 use crate::event::{Channel, ClientEvent};
 use crate::queue::TrySendError;
+use crate::shared::{ClientState, Command, RUNNING_TASKS, Shared, Sink, SubscribeOutcome, Waiter};
 
 mod restore;
 mod route;
 mod session;
 
 use session::Session;
-
-/// What a request of the task's own is for.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// A step of the dialect's handshake (Deribit: `public/set_heartbeat`).
-    Handshake { method: String },
-    /// Authentication: the session's first (`renew: false`, with the credentials), or a
-    /// renewal on a live session (Deribit: the refresh token; refused, it falls back to the
-    /// credentials).
-    Auth { renew: bool },
-    /// One venue request of subscription batch `batch`.
-    Batch { batch: u64, op: SubOp, channels: Vec<Channel> },
-    /// The answer to a venue heartbeat (its response is a heartbeat round trip).
-    HeartbeatAnswer,
-}
 
 type Connecting = Pin<Box<dyn Future<Output = Result<WsSession, moorline::Error>> + Send>>;
 

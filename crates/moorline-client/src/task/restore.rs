@@ -10,12 +10,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::session::{Paced, Phase};
-use super::{BatchInFlight, Group, Job, Task};
-use crate::client::SubscribeOutcome;
+use super::{BatchInFlight, Group, Task};
 use crate::dialect::{SessionContext, SubOp};
 use crate::error::ClientError;
 use crate::event::{Channel, ClientEvent, DisconnectReason, Refused};
 use crate::jsonrpc::{RawValue, RpcError};
+use crate::shared::Job;
+use crate::shared::SubscribeOutcome;
 
 impl Task {
     /// A connection is up: its session sequence starts with the handshake.
@@ -271,38 +272,53 @@ impl Task {
                 let out = match self.dialect.subscription_request(op, id, &names) {
                     Ok(out) => out,
                     Err(e) => {
-                        // Answer it as the venue would have refused it.
-                        let error = RpcError { code: -32602, message: e.to_string(), data: None };
-                        let job = self.shared.lock().pending.complete(id);
-                        if let Some(crate::client::Waiter::Task { job, sent, .. }) = job {
-                            Box::pin(self.on_job_done(job, Err(error), sent)).await;
-                        }
+                        self.fail_part(id, RpcError { code: -32602, message: e.to_string(), data: None }).await;
                         continue;
                     }
                 };
+                // Behind requests already paced: queued unpaid, in order (credits are spent
+                // when it leaves). Otherwise spent now, or reserved for later (`Wait`).
                 let now = Instant::now();
-                let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), &out.method));
-                // `unreserved`: the limiter refused (nothing spent): it is asked again when due.
-                let (at, unreserved) = match acquired {
-                    None | Some(Acquire::Ready) => (None, None),
-                    Some(Acquire::Wait(at)) => (Some(Instant::from_std(at)), None),
-                    Some(Acquire::Refused(r)) => (
-                        Some(r.retry_at().map(Instant::from_std).unwrap_or(now + std::time::Duration::from_secs(1))),
-                        Some(out.method.to_string()),
-                    ),
+                let queued = self.session.as_ref().is_some_and(|s| !s.paced.is_empty());
+                let acquired = match queued {
+                    true => None,
+                    false => self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), &out.method)),
+                };
+                let (at, unpaid) = match acquired {
+                    None if queued => (None, true),
+                    None | Some(Acquire::Ready) => (None, false),
+                    Some(Acquire::Wait(at)) => (Some(Instant::from_std(at)), false),
+                    Some(Acquire::Refused(r)) => match r.retry_at() {
+                        Some(at) => (Some(Instant::from_std(at)), true),
+                        None => {
+                            self.fail_part(id, rate_limit_refusal(&r)).await;
+                            continue;
+                        }
+                    },
                 };
                 let Some(s) = &mut self.session else { return };
-                match at {
-                    None if s.paced.is_empty() => {
+                match (at, unpaid) {
+                    (None, false) => {
                         let (conn, stream) = (s.conn.clone(), s.stream);
                         self.send_now(&conn, &stream, out.text).await;
                     }
-                    at => {
+                    (at, unpaid) => {
                         let at = at.unwrap_or(now).max(s.paced.back().map_or(now, |p| p.at));
-                        s.paced.push_back(Paced { at, text: out.text, unreserved });
+                        let method = unpaid.then_some(out.method);
+                        s.paced.push_back(Paced { at, id, method, text: out.text });
                     }
                 }
             }
+        }
+    }
+
+    /// A venue request of a subscription batch that will not be sent (it could not be built,
+    /// or the rate limiter can never let it through): answered as a venue refusal, so its
+    /// channels are reported refused with the reason.
+    pub(super) async fn fail_part(&mut self, id: u64, error: RpcError) {
+        let job = self.shared.lock().pending.complete(id);
+        if let Some(crate::shared::Waiter::Task { job, sent, .. }) = job {
+            Box::pin(self.on_job_done(job, Err(error), sent)).await;
         }
     }
 
@@ -382,6 +398,11 @@ impl Task {
         self.pump_sub_events().await;
         self.pump_requests().await;
     }
+}
+
+/// A rate limiter refusal that no wait can cure, as the refusal of a request.
+pub(super) fn rate_limit_refusal(r: &moorline_proto::client::ratelimit::Refusal) -> RpcError {
+    RpcError { code: -32000, message: r.to_string(), data: None }
 }
 
 fn refusal(r: &Refusal) -> String {

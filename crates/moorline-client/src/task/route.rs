@@ -7,12 +7,12 @@ use moorline::Event;
 use moorline::ws::Message;
 use tokio::time::Instant;
 
-use super::{Job, Task};
-use crate::client::Waiter;
+use super::Task;
 use crate::dialect::{Frame, Heartbeat, Inbound};
 use crate::error::ClientError;
 use crate::event::{ClientEvent, DisconnectReason, Payload};
 use crate::jsonrpc::{RawValue, RpcError};
+use crate::shared::{Job, Waiter};
 
 impl Task {
     pub(super) async fn on_event(&mut self, ev: Option<Event>) {

@@ -15,10 +15,10 @@ use moorline_proto::client::pending::RequestOptions;
 use moorline_proto::client::ratelimit::Acquire;
 use tokio::time::Instant;
 
-use super::{Job, Task};
-use crate::client::{ClientState, Link, Waiter};
+use super::Task;
 use crate::error::ClientError;
 use crate::event::{AttemptId, ClientEvent, DisconnectReason};
+use crate::shared::{ClientState, Job, Link, Waiter};
 
 /// Where the session sequence stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +35,15 @@ pub(super) enum Phase {
 
 /// A request waiting for the rate limiter before it is sent.
 pub(super) struct Paced {
+    /// When it may go.
     pub at: Instant,
+    /// Its pending id.
+    pub id: u64,
+    /// `Some(method)`: its credits are not spent yet (refused when it was made, or queued
+    /// behind another): they are, by the method's cost, when it goes; `None`: paid (or
+    /// reserved for `at`).
+    pub method: Option<std::borrow::Cow<'static, str>>,
     pub text: String,
-    /// Its method, when the limiter refused it (nothing reserved): the credits are acquired
-    /// when it is due, and it waits again if they are not there (so a burst of refused
-    /// requests never leaves at once, unpaid).
-    pub unreserved: Option<String>,
 }
 
 /// The connection of one attempt.
@@ -265,7 +268,7 @@ impl Task {
         self.set_status(ClientState::Closed);
         self.deliver(ClientEvent::Closed { error });
         self.flush_side(true);
-        if let crate::client::Sink::Queue(q) = &self.sink {
+        if let crate::shared::Sink::Queue(q) = &self.sink {
             // What still does not fit is lost with the client: counted.
             if !self.side.is_empty() {
                 let n = self.side.iter().filter(|e| e.is_message()).count() as u64;
@@ -362,23 +365,32 @@ impl Task {
                 break;
             }
             let Some(mut p) = s.paced.pop_front() else { break };
-            if let Some(method) = p.unreserved.take() {
-                let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), &method));
+            if let Some(method) = &p.method {
+                // Its credits are spent now, as it leaves (or it waits again).
+                let acquired = self.shared.lock().limiter.as_mut().map(|l| l.acquire(now.into_std(), method));
                 let again = match acquired {
                     None | Some(Acquire::Ready) => None,
-                    Some(Acquire::Wait(at)) => Some((Instant::from_std(at), None)),
-                    Some(Acquire::Refused(r)) => Some((
-                        r.retry_at().map(Instant::from_std).unwrap_or(now + Duration::from_secs(1)).max(now),
-                        Some(method),
-                    )),
+                    Some(Acquire::Wait(at)) => {
+                        p.method = None;
+                        Some(Instant::from_std(at))
+                    }
+                    Some(Acquire::Refused(r)) => match r.retry_at() {
+                        Some(at) => Some(Instant::from_std(at).max(now + Duration::from_millis(1))),
+                        None => {
+                            self.fail_part(p.id, super::restore::rate_limit_refusal(&r)).await;
+                            continue;
+                        }
+                    },
                 };
-                if let Some((at, unreserved)) = again {
-                    let Some(s) = &mut self.session else { return };
-                    s.paced.push_front(Paced { at, text: p.text, unreserved });
-                    continue;
+                if let Some(at) = again {
+                    p.at = at;
+                    if let Some(s) = &mut self.session {
+                        s.paced.push_front(p);
+                    }
+                    break;
                 }
             }
-            let Some(s) = &mut self.session else { return };
+            let Some(s) = &self.session else { return };
             let (conn, stream) = (s.conn.clone(), s.stream);
             self.send_now(&conn, &stream, p.text).await;
         }
