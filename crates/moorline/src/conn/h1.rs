@@ -120,7 +120,9 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
         pipeline,
         ws_requests: HashMap::new(),
     };
-    let stop = match s.serve(early).await {
+    // Boxed (as is the WebSocket driver below): what serving HTTP needs is freed once the
+    // connection became a WebSocket, which then holds only its own driver's state.
+    let stop = match Box::pin(s.serve(early)).await {
         Ok(never) => match never {},
         Err(stop) => stop,
     };
@@ -152,7 +154,7 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
                     return SessionEnd::Exit(reason);
                 }
             }
-            super::ws_h1::run(ctx, rd, stream, (ws, out), options.close_timeout, registration).await
+            Box::pin(super::ws_h1::run(ctx, rd, stream, (ws, out), options.close_timeout, registration)).await
         }
     }
 }
