@@ -47,7 +47,9 @@ pub(crate) enum Command {
     /// path) should not copy the room a request takes.
     Request(Box<Request>),
     WsUpgrade(Box<WsUpgrade>),
-    WsSend(StreamRef, Message, InChannel),
+    /// The message boxed too: this is the fallback path (sends are written by the caller
+    /// when they can), and the channel allocates 32 slots per connection up front.
+    WsSend(StreamRef, Box<Message>, InChannel),
     Cancel(StreamRef),
     StreamInfo(StreamRef, oneshot::Sender<Option<StreamInfo>>),
     Shutdown,

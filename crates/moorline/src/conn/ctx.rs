@@ -139,7 +139,7 @@ impl Ctx {
     pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
         self.flush_events().await?;
         let n = event_bytes(&ev);
-        self.deliver(Delivery::One(ev), n, false).await
+        self.deliver(Delivery::event(ev), n, false).await
     }
 
     /// Like [`Ctx::emit`], for an event whose bytes an HTTP/2 stream task already took from
@@ -148,7 +148,7 @@ impl Ctx {
         self.flush_events().await?;
         let n = charge.bytes();
         let charged = charge.settle(&self.budget);
-        self.deliver(Delivery::One(ev), n, charged).await
+        self.deliver(Delivery::event(ev), n, charged).await
     }
 
     /// Like [`Ctx::emit`] of an [`Event::Ws`], but the message may wait (at most
@@ -179,7 +179,7 @@ impl Ctx {
         let n = std::mem::take(&mut self.batch_bytes);
         let delivery = if self.batch.len() == 1 {
             match self.batch.pop() {
-                Some(message) => Delivery::One(Event::Ws { stream, message }),
+                Some(message) => Delivery::WsOne(stream, message),
                 None => return Ok(()),
             }
         } else {
@@ -416,7 +416,7 @@ impl Ctx {
         *lock(&self.shared.owner) = Some(tx);
         // The old owner gets the notice after what was already queued for it, then its end.
         tokio::spawn(async move {
-            let _ = old.send(Delivery::One(Event::OwnerChanged)).await;
+            let _ = old.send(Delivery::event(Event::OwnerChanged)).await;
         });
         let _ = reply.send(Events::new(self.shared.clone(), rx, budget));
     }

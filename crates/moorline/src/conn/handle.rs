@@ -273,7 +273,7 @@ impl Connection {
             return Err(error);
         }
         let in_channel = InChannel::new(&self.shared.ws_in_channel);
-        self.send(Command::WsSend(*stream, message, in_channel)).await
+        self.send(Command::WsSend(*stream, Box::new(message), in_channel)).await
     }
 
     /// Start the closing handshake of a WebSocket with `code` and `reason` (at most 123

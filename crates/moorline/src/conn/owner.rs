@@ -192,7 +192,8 @@ impl Events {
                 return Some(ev);
             }
             match self.rx.recv().await? {
-                Delivery::One(ev) => return Some(ev),
+                Delivery::One(ev) => return Some(*ev),
+                Delivery::WsOne(stream, message) => return Some(Event::Ws { stream, message }),
                 Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
             }
         }
@@ -204,7 +205,8 @@ impl Events {
                 return Ok(ev);
             }
             match self.rx.try_recv()? {
-                Delivery::One(ev) => return Ok(ev),
+                Delivery::One(ev) => return Ok(*ev),
+                Delivery::WsOne(stream, message) => return Ok(Event::Ws { stream, message }),
                 Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
             }
         }
@@ -235,12 +237,16 @@ impl Events {
             self.shared.ws_write_fed(&stream);
             match self.rx.try_recv().ok()? {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
-                Delivery::One(Event::Ws { stream: s, message }) if s == stream && is_data(&message) => {
+                Delivery::WsOne(s, message) if s == stream && is_data(&message) => {
                     self.budget.give_back(message.len());
                     return Some(message);
                 }
+                Delivery::WsOne(s, message) => {
+                    self.inbox.push_back(Event::Ws { stream: s, message });
+                    return None;
+                }
                 Delivery::One(ev) => {
-                    self.inbox.push_back(ev);
+                    self.inbox.push_back(*ev);
                     return None;
                 }
             }
@@ -621,12 +627,13 @@ mod tests {
         }
 
         async fn send(&self, ev: Event) {
-            self.deliver(Delivery::One(ev)).await;
+            self.deliver(Delivery::event(ev)).await;
         }
 
         async fn deliver(&self, d: Delivery) {
             let bytes = match &d {
                 Delivery::One(ev) => crate::conn::delivery::event_bytes(ev),
+                Delivery::WsOne(_, message) => message.len(),
                 Delivery::Ws(_, messages) => messages.iter().map(Message::len).sum(),
             };
             assert!(self.budget.try_take(bytes));

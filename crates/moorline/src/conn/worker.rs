@@ -69,7 +69,7 @@ async fn supervise(worker: JoinHandle<ExitReason>, shared: Arc<Shared>, em: Emit
     let owner = lock(&shared.owner).take();
     let text = reason.to_string();
     if let Some(owner) = owner {
-        let _ = owner.send(Delivery::One(Event::Exit { reason })).await;
+        let _ = owner.send(Delivery::event(Event::Exit { reason })).await;
     }
     // Last, as a panicking hook must not keep the owner from hearing of the exit.
     em.emit(Step::Exit { reason: text });

@@ -259,7 +259,7 @@ impl Session<'_> {
             Command::WsSend(stream, message, in_channel) => {
                 match self.streams.get(&stream).and_then(|e| e.ws_tx.clone()) {
                     Some(tx) => {
-                        if tx.send((message, Some(in_channel))).await.is_err() {
+                        if tx.send((*message, Some(in_channel))).await.is_err() {
                             tracing::debug!(?stream, "WebSocket stream task gone; message dropped with the stream");
                         }
                     }
