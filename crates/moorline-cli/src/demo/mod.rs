@@ -49,6 +49,8 @@ const INSTRUMENTS: [&str; 2] = ["BTC-PERPETUAL", "ETH-PERPETUAL"];
 const MARKET_STEP_MS: u64 = 5;
 /// How long one phase (a fault and its recovery) may take before it counts as failed.
 const PHASE: Duration = Duration::from_secs(15);
+/// How long market data flows between two faults.
+const SETTLE: Duration = Duration::from_millis(300);
 /// The client's request deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request not answered (nor failed) this long after it was made is hung.
@@ -349,6 +351,20 @@ impl Demo {
                 None
             }
         }
+    }
+
+    /// Lets market data flow for a moment (the status line shows it), watching for the
+    /// unexpected.
+    async fn settle(&mut self) {
+        let until = Instant::now() + SETTLE;
+        let mut seen = Seen::default();
+        while let Ok(Some((at, note))) = tokio::time::timeout_at(until, self.notes.recv()).await {
+            seen.take(at, note);
+        }
+        if let Some((_, reason)) = seen.disconnected {
+            self.problems.push(format!("disconnected when no fault was injected ({reason})"));
+        }
+        self.problems.extend(seen.problems);
     }
 
     /// Reads notes into `seen` until `done` says so or [`PHASE`] after `t0` passes.
@@ -872,14 +888,17 @@ pub(crate) async fn run(args: DemoArgs, tty: bool, colour: bool) -> Result<(), D
         screen.step("books", "snapshots of both books; changes follow by prev_change_id")?;
     }
 
+    demo.settle().await;
     demo.connection_fault("clean close", "the venue closes the connection cleanly (close frame 1000)", |sim| {
         sim.fault_all(Fault::Close { code: 1000, reason: "demo: clean close".into() });
     })
     .await?;
+    demo.settle().await;
     demo.connection_fault("tcp reset", "the venue resets the TCP connection (RST)", |sim| {
         sim.fault_all(Fault::Reset);
     })
     .await?;
+    demo.settle().await;
     demo.connection_fault(
         "half-open",
         "the connection goes silently half-open (no FIN, no RST, nothing more arrives)",
@@ -888,9 +907,13 @@ pub(crate) async fn run(args: DemoArgs, tty: bool, colour: bool) -> Result<(), D
         },
     )
     .await?;
+    demo.settle().await;
     demo.book_gap(INSTRUMENTS[0], BookFault::Withhold).await?;
+    demo.settle().await;
     demo.token_expiry().await?;
+    demo.settle().await;
     demo.lost_order_response().await?;
+    demo.settle().await;
     demo.place_and_cancel().await?;
 
     if let Some(total) = args.duration {
