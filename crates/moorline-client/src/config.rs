@@ -316,7 +316,7 @@ pub struct ClientConfig {
     /// What sends while disconnected do.
     pub offline_sends: OfflineSends,
     /// Where every frame in and out is recorded (`None`: nowhere). The recorder's writer
-    /// thread does the IO; the client only queues (see [`Recorder`](crate::record::Recorder)).
+    /// thread does the IO; the client only queues (see [`Recorder`]).
     pub record: Option<Arc<Recorder>>,
 }
 
