@@ -59,6 +59,9 @@ pub(crate) struct ConnectArgs {
     /// One JSON object per line on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Record every frame in and out to this JSONL file (secrets redacted; `moorline replay`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<std::path::PathBuf>,
 }
 
 /// Why `moorline connect` failed.
@@ -87,6 +90,9 @@ pub(crate) enum ConnectError {
     /// Writing to stdout failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The recording file could not be opened.
+    #[error("--record: {0}")]
+    Record(#[from] moorline_client::record::RecordError),
 }
 
 fn ts_ms() -> u64 {
@@ -131,6 +137,10 @@ fn config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
     }
     if let Some(interval) = args.heartbeat {
         builder = builder.venue_heartbeat(Some(interval), moorline_client::config::DEFAULT_HEARTBEAT_GRACE);
+    }
+    if let Some(path) = &args.record {
+        let recorder = moorline_client::record::Recorder::open(path, Default::default())?;
+        builder = builder.record(Arc::new(recorder));
     }
     Ok(builder.build()?)
 }

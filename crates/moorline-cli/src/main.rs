@@ -5,6 +5,7 @@ mod args;
 mod connect;
 mod demo;
 mod out;
+mod replay;
 mod serve;
 
 use std::ffi::OsString;
@@ -12,7 +13,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// moorline keeps connections to trading venues alive and correct.
 #[derive(Debug, Parser)]
@@ -29,10 +30,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show the connection layer at work against a built-in TLS test server on 127.0.0.1:
-    /// connect, stream, survive a connection reset (Down with its stream lists), reconnect,
-    /// shut down gracefully.
-    Demo(DemoArgs),
+    /// Show the trading client surviving real faults, on the built-in Deribit simulator (TLS,
+    /// 127.0.0.1, no network): a clean close, a TCP reset, a silent half-open, a book gap,
+    /// token expiry and a lost order response, each detected and recovered; an order placed
+    /// and cancelled; a summary of the promises kept. Exit 0 only if every one held.
+    /// `moorline demo http`: the connection layer's demo.
+    Demo(demo::DemoArgs),
+    /// Print a recording (JSONL, from `--record`) with its metadata: counts in and out,
+    /// duration, gaps between frames.
+    Replay(replay::ReplayArgs),
     /// Run one of the test kit's servers on 127.0.0.1 until Ctrl-C, to try clients against it.
     #[command(subcommand)]
     Serve(ServeCommand),
@@ -125,32 +131,18 @@ pub(crate) struct ServeMockArgs {
     pub(crate) json: bool,
 }
 
-/// Options of `moorline demo`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct DemoArgs {
-    /// Protocol to offer by ALPN.
-    #[arg(long, value_enum, default_value_t = ProtocolArg::Http2)]
-    pub(crate) protocol: ProtocolArg,
-    /// Print one JSON object per line instead of text.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-/// A protocol choice on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum ProtocolArg {
-    /// HTTP/1.1.
-    Http1,
-    /// HTTP/2.
-    Http2,
-}
-
 /// Everything that ends a command with an error.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     /// `moorline demo` failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
+    /// `moorline demo http` failed.
+    #[error(transparent)]
+    DemoHttp(#[from] demo::http::DemoError),
+    /// `moorline replay` failed.
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
     /// `moorline serve` failed.
     #[error(transparent)]
     Serve(#[from] serve::ServeError),
@@ -166,6 +158,8 @@ impl CliError {
         matches!(
             self,
             CliError::Demo(demo::DemoError::Output(out::OutputError::Closed))
+                | CliError::DemoHttp(demo::http::DemoError::Output(out::OutputError::Closed))
+                | CliError::Replay(replay::ReplayError::Output(out::OutputError::Closed))
                 | CliError::Serve(serve::ServeError::Output(out::OutputError::Closed))
                 | CliError::Connect(connect::ConnectError::Output(out::OutputError::Closed))
         )
@@ -187,7 +181,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) | Command::Connect(_) => "warn",
+        Command::Demo(_) | Command::Connect(_) | Command::Replay(_) => "warn",
     };
     let filter = cli.log.as_deref().unwrap_or(default_log);
     // Validated by `args::log_filter`; fall back to the default rather than fail twice.
@@ -207,7 +201,13 @@ fn main() -> ExitCode {
     };
     let stdout_colour = colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR"));
     let result: Result<(), CliError> = match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args, stdout_colour)).map_err(Into::into),
+        Command::Demo(demo::DemoArgs { command: Some(demo::DemoCommand::Http(args)), .. }) => {
+            runtime.block_on(demo::http::run(args, stdout_colour)).map_err(Into::into)
+        }
+        Command::Demo(args) => {
+            runtime.block_on(demo::run(args, std::io::stdout().is_terminal(), stdout_colour)).map_err(Into::into)
+        }
+        Command::Replay(args) => replay::run(&args).map_err(Into::into),
         Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
         Command::Serve(ServeCommand::Deribit(args)) => runtime.block_on(serve::deribit(args)).map_err(Into::into),
         Command::Connect(args) => runtime.block_on(connect::run(args)).map_err(Into::into),

@@ -33,7 +33,7 @@ fn steps(out: &Output) -> Vec<serde_json::Value> {
 #[test]
 fn demo_json_reports_down_lists_and_reconnects() {
     for protocol in ["http1", "http2"] {
-        let out = run(&["demo", "--json", "--protocol", protocol]);
+        let out = run(&["demo", "http", "--json", "--protocol", protocol]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let steps = steps(&out);
         let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
@@ -53,7 +53,7 @@ fn help_and_bad_arguments() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo"));
-    let out = run(&["demo", "--protocol", "gopher"]);
+    let out = run(&["demo", "http", "--protocol", "gopher"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("gopher"));
     let out = run(&["no-such-command"]);
@@ -66,7 +66,11 @@ fn text_output_has_no_colour_when_not_a_terminal() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains('\x1b'), "escape codes in piped output");
-    assert!(text.contains("reconnected"));
+    assert!(text.contains("session up again"), "{text}");
+    assert!(text.contains("every promise held"), "{text}");
+    // Not a terminal: a plain status line per second, not one redrawn in place.
+    assert!(text.lines().any(|l| l.trim_start().starts_with("status ")), "{text}");
+    assert!(!text.contains('\r'), "{text}");
 }
 
 /// A running `moorline serve ...`, killed when dropped.
@@ -296,18 +300,16 @@ fn wait_bounded(child: &mut std::process::Child, what: &str) -> std::process::Ex
 fn demo_exits_quietly_when_its_reader_goes_away() {
     use std::io::BufRead;
     // `moorline demo | head -1`: the reader takes one line and closes the pipe.
-    for json in [false, true] {
+    for (args, first_line) in [(&["demo"][..], "simulator"), (&["demo", "http", "--json"], "server")] {
+        let json = args.len() > 1;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moorline"));
-        cmd.arg("demo").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        if json {
-            cmd.arg("--json");
-        }
+        cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = drain(child.stderr.take().unwrap());
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         stdout.read_line(&mut first).unwrap();
-        assert!(first.contains("server"), "{first:?}");
+        assert!(first.contains(first_line), "{first:?}");
         drop(stdout);
         let status = wait_bounded(&mut child, "moorline demo | head -1");
         let stderr = stderr.join().unwrap();
@@ -336,7 +338,7 @@ fn demo_to_a_full_device_fails_with_a_message() {
 
 #[test]
 fn logs_have_no_colour_when_stderr_is_not_a_terminal() {
-    let out = run(&["--log", "debug", "demo", "--protocol", "http1"]);
+    let out = run(&["--log", "debug", "demo", "http", "--protocol", "http1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let logs = String::from_utf8(out.stderr).unwrap();
     assert!(logs.contains("DEBUG"), "debug logs expected: {logs}");
@@ -357,7 +359,7 @@ fn a_bad_log_filter_is_rejected() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     // Levels and directives are accepted (the run then fails on its own bad argument).
     for filter in ["info", "WARN", "moorline=debug,warn", "off"] {
-        let out = run(&["--log", filter, "demo", "--protocol", "gopher"]);
+        let out = run(&["--log", filter, "demo", "http", "--protocol", "gopher"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("gopher") && !stderr.contains("--log"), "{filter}: {stderr}");
     }

@@ -42,6 +42,7 @@ use crate::event::{Channel, ClientEvent};
 use crate::jsonrpc::RawValue;
 use crate::limiter::rate_limited;
 use crate::queue::{self, EventStream};
+use crate::record::Direction;
 pub use crate::shared::{ClientState, SubscribeOutcome};
 use crate::shared::{Command, Link, RUNNING_TASKS, Shared, Sink, Waiter};
 
@@ -265,6 +266,7 @@ impl Client {
             _ => 0,
         };
         let (link, turn) = self.link(bytes).await?;
+        self.shared.record(Direction::Out, &message);
         link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
         drop(turn);
         self.shared.count_out(bytes);
@@ -400,7 +402,9 @@ impl Client {
         // If this future is dropped from here on, the entry goes with it.
         let guard = PendingGuard { shared: &self.shared, id };
         let len = text.len();
-        if let Err(e) = link.conn.ws_send(&link.stream, Message::text(text)).await {
+        let message = Message::text(text);
+        self.shared.record(Direction::Out, &message);
+        if let Err(e) = link.conn.ws_send(&link.stream, message).await {
             drop(guard);
             return Err(send_error(e));
         }

@@ -26,6 +26,8 @@ use std::time::Duration;
 use moorline::TlsOptions;
 use moorline::http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::record::Recorder;
+
 /// Default TCP connect timeout, per address.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default TLS handshake timeout.
@@ -313,6 +315,9 @@ pub struct ClientConfig {
     pub overflow: Overflow,
     /// What sends while disconnected do.
     pub offline_sends: OfflineSends,
+    /// Where every frame in and out is recorded (`None`: nowhere). The recorder's writer
+    /// thread does the IO; the client only queues (see [`Recorder`]).
+    pub record: Option<Arc<Recorder>>,
 }
 
 impl Default for ClientConfig {
@@ -333,6 +338,7 @@ impl Default for ClientConfig {
             incoming_buffer_bytes: DEFAULT_INCOMING_BUFFER_BYTES,
             overflow: DEFAULT_OVERFLOW,
             offline_sends: OfflineSends::Fail,
+            record: None,
         }
     }
 }
@@ -749,6 +755,15 @@ impl ClientConfigBuilder {
     /// What sends while disconnected do (default [`OfflineSends::Fail`]).
     pub fn offline_sends(mut self, policy: OfflineSends) -> Self {
         self.config.offline_sends = policy;
+        self
+    }
+
+    /// Records every frame in and out (text, binary, pings, pongs, closes; across
+    /// reconnects) to `recorder`, off the hot path: a frame is queued for its writer thread,
+    /// or dropped and counted when the writer is behind. Secrets are redacted per the
+    /// recorder's [`RecordOptions`](crate::record::RecordOptions).
+    pub fn record(mut self, recorder: Arc<Recorder>) -> Self {
+        self.config.record = Some(recorder);
         self
     }
 

@@ -14,6 +14,10 @@
 //! (sent); `type` is `text`, `binary`, `ping`, `pong` or `close`; `data` is the text, standard
 //! base64 of the payload for binary and control frames, or `"<code> <reason>"` for a close.
 //!
+//! A client records through [`ClientConfigBuilder::record`](crate::ClientConfigBuilder::record):
+//! every frame in and out, across reconnects (`moorline connect --record FILE`,
+//! `moorline demo --record FILE`; `moorline replay FILE` prints one).
+//!
 //! **Off the hot path.** [`Recorder::record`] takes the time, keeps the payload (a reference
 //! count, no copy) and hands it to a writer thread through a queue bounded in bytes (payload
 //! queued or in the writer's hands: at most `queue_bytes`, or one frame when it is larger); the

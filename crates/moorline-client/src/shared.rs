@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use moorline::ws::Message;
 use moorline::{Connection, StreamRef};
 use moorline_proto::client::pending::{Pending, PendingLimits};
 use moorline_proto::client::stats::Histogram;
@@ -20,6 +21,7 @@ use crate::event::{Channel, ClientEvent, Refused};
 use crate::jsonrpc::RawValue;
 use crate::limiter::Limiter;
 use crate::queue;
+use crate::record::{Direction, FrameKind};
 
 /// Where the client stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +159,20 @@ impl Shared {
     pub fn count_out(&self, bytes: usize) {
         self.messages_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Hands `message` to the recorder, if the configuration has one (a queue push: the
+    /// recorder's thread formats and writes).
+    pub fn record(&self, dir: Direction, message: &Message) {
+        let Some(recorder) = &self.config.record else { return };
+        let (kind, payload) = match message {
+            Message::Text(t) => (FrameKind::Text, t.clone().into_bytes()),
+            Message::Binary(b) => (FrameKind::Binary, b.clone()),
+            Message::Ping(b) => (FrameKind::Ping, b.clone()),
+            Message::Pong(b) => (FrameKind::Pong, b.clone()),
+            Message::Close(c) => (FrameKind::Close, c.as_ref().map(|c| c.payload()).unwrap_or_default()),
+        };
+        recorder.record(dir, kind, payload);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::dialect::{Frame, Heartbeat, Inbound};
 use crate::error::ClientError;
 use crate::event::{ClientEvent, DisconnectReason, Payload};
 use crate::jsonrpc::{RawValue, RpcError};
+use crate::record::Direction;
 use crate::shared::{Job, Waiter};
 
 impl Task {
@@ -30,6 +31,7 @@ impl Task {
         match ev {
             Event::Ws { stream, message } if stream == s.stream => {
                 s.last_frame = now;
+                self.shared.record(Direction::In, &message);
                 match message {
                     Message::Text(text) => {
                         self.shared.messages_in.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use moorline::ws::{CloseCode, Message, WsSession};
+use moorline::ws::{CloseCode, CloseFrame, Message, WsSession};
 use moorline::{Connection, DownReason, Events, Protocol, StreamRef};
 use moorline_proto::client::Attempt;
 use moorline_proto::client::backoff::Decision;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::Task;
 use crate::error::ClientError;
 use crate::event::{AttemptId, ClientEvent, DisconnectReason};
+use crate::record::Direction;
 use crate::shared::{ClientState, Job, Link, Waiter};
 
 /// Where the session sequence stands.
@@ -213,6 +214,7 @@ impl Task {
                 let mut st = self.shared.lock();
                 st.link = None;
             }
+            self.shared.record(Direction::Out, &Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))));
             if s.conn.ws_close(&s.stream, CloseCode::NORMAL, "").await.is_ok() {
                 // Wait for the end of the closing handshake (moorline bounds it by its
                 // close timeout; this bound is a second guard).
@@ -348,7 +350,9 @@ impl Task {
             let n = s.pings;
             s.ping = Some((now, n));
             let (conn, stream) = (s.conn.clone(), s.stream);
-            if conn.ws_send(&stream, Message::Ping(Bytes::copy_from_slice(&n.to_be_bytes()))).await.is_ok() {
+            let ping = Message::Ping(Bytes::copy_from_slice(&n.to_be_bytes()));
+            self.shared.record(Direction::Out, &ping);
+            if conn.ws_send(&stream, ping).await.is_ok() {
                 self.shared.count_out(8);
             }
         }
@@ -400,7 +404,9 @@ impl Task {
     /// connection's end, which the loop reads next).
     pub(super) async fn send_now(&mut self, conn: &Connection, stream: &StreamRef, text: String) {
         let len = text.len();
-        match conn.ws_send(stream, Message::text(text)).await {
+        let message = Message::text(text);
+        self.shared.record(Direction::Out, &message);
+        match conn.ws_send(stream, message).await {
             Ok(()) => self.shared.count_out(len),
             Err(e) => tracing::debug!(error = %e, "send on a closing connection"),
         }

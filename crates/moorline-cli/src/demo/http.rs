@@ -1,4 +1,4 @@
-//! `moorline demo`: the connection layer against a built-in test server.
+//! `moorline demo http`: the connection layer against a built-in test server.
 
 use std::time::Duration;
 
@@ -8,7 +8,6 @@ use moorline_testkit::http::TestServer;
 use serde_json::json;
 
 use crate::out::{self, OutputError};
-use crate::{DemoArgs, ProtocolArg};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -29,6 +28,26 @@ pub(crate) enum DemoError {
     Output(#[from] OutputError),
 }
 
+/// Options of `moorline demo http`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HttpDemoArgs {
+    /// Protocol to offer by ALPN.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Http2)]
+    pub(crate) protocol: ProtocolArg,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A protocol choice on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ProtocolArg {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2.
+    Http2,
+}
+
 struct Out {
     json: bool,
     colour: bool,
@@ -47,7 +66,7 @@ impl Out {
 }
 
 /// Runs the demo; `colour` says whether stdout takes colour escapes.
-pub(crate) async fn run(args: DemoArgs, colour: bool) -> Result<(), DemoError> {
+pub(crate) async fn run(args: HttpDemoArgs, colour: bool) -> Result<(), DemoError> {
     let out = Out { json: args.json, colour: colour && !args.json };
     let h2 = matches!(args.protocol, ProtocolArg::Http2);
     let server = TestServer::builder().tls(true).h2(h2).start().await?;
