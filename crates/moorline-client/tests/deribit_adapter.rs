@@ -13,7 +13,7 @@ use std::time::Duration;
 use moorline_client::config::{Attempts, Jitter, RetryConfig};
 use moorline_client::deribit::book::Kind;
 use moorline_client::deribit::errors::ErrorClass;
-use moorline_client::deribit::types::{OrderRequest, OrderState, currency_of};
+use moorline_client::deribit::types::{EditRequest, OrderRequest, OrderState, currency_of};
 use moorline_client::deribit::{DeribitClient, DeribitError, DeribitEvent, DeribitEvents, OrderSource};
 use moorline_client::dialect::Credentials;
 use moorline_client::{ClientConfig, ClientError, ClientEvent};
@@ -538,6 +538,166 @@ async fn maintenance_pauses_and_resumes_trading() {
         let err = DeribitError::from(raw);
         assert_eq!((err.code(), err.class()), (Some(11051), ErrorClass::Retryable));
         sim.set_platform_locked(false);
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Cancel-on-disconnect is asked for again by the session sequence itself (after the
+/// authentication, before the restore): when `Reconnected` arrives the venue already covers
+/// the new connection, so an order placed at once is cancelled when that one drops too.
+#[tokio::test]
+async fn cancel_on_disconnect_is_on_before_reconnected() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        assert!(!sim.connections_info()[0].cancel_on_disconnect);
+        d.enable_cancel_on_disconnect().await.unwrap();
+        assert!(sim.connections_info()[0].cancel_on_disconnect);
+        let price = resting_bid(&d).await;
+        let old = sim.connections_info()[0].id;
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        // Nothing else read yet, no call of ours made: the new connection is covered already.
+        let conns = sim.connections_info();
+        assert_eq!(conns.len(), 1);
+        assert_ne!(conns[0].id, old);
+        assert!(conns[0].cancel_on_disconnect, "asked for before Reconnected: {conns:?}");
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await.unwrap();
+        until(&mut rx, is_reconciled).await;
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        let (_, seen) = until(&mut rx, is_reconciled).await;
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == placed.order.order_id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{seen:#?}");
+        assert_eq!(mine[0].order_state, OrderState::Cancelled);
+        assert_eq!(mine[0].cancel_reason.as_deref(), Some("cancel_on_disconnect"));
+
+        // Disabled: not asked for any more.
+        d.disable_cancel_on_disconnect().await.unwrap();
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        assert!(!sim.connections_info()[0].cancel_on_disconnect);
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A client that reconnects slowly (so it is away a while).
+fn slow_config() -> ClientConfig {
+    ClientConfig::builder()
+        .retry(RetryConfig {
+            attempts: Attempts::Unlimited,
+            base: Duration::from_millis(400),
+            cap: Duration::from_millis(400),
+            jitter: Jitter::None,
+            healthy_after: Duration::from_secs(5),
+        })
+        .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// The venue fills a resting order while its client is away: the reconciliation after the
+/// reconnect reports it filled, once, and never again.
+#[tokio::test]
+async fn an_order_filled_while_away_is_reported_once() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), slow_config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        d.subscribe(&["user.orders.BTC-PERPETUAL.raw"]).await.unwrap();
+        let price = resting_bid(&d).await;
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await.unwrap();
+        assert_eq!(placed.order.order_state, OrderState::Open);
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, |e| matches!(e, DeribitEvent::Client(ClientEvent::Disconnected { .. }))).await;
+        assert_eq!(sim.connections(), 0, "away");
+        assert!(sim.fill_order(&placed.order.order_id));
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 0, .. }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == placed.order.order_id => Some(o.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{seen:#?}");
+        assert_eq!((mine[0].source, mine[0].order.order_state), (OrderSource::Reconciled, OrderState::Filled));
+        assert_eq!(mine[0].order.filled_amount, 10.0);
+
+        // Nothing more about it: not from the stream, not after another reconnect.
+        let later = drain_for(&mut rx, Duration::from_millis(300)).await;
+        assert!(!later.iter().any(|e| matches!(e, DeribitEvent::Order(_))), "{later:#?}");
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        let (_, seen) = until(&mut rx, is_reconciled).await;
+        assert!(!seen.iter().any(|e| matches!(e, DeribitEvent::Order(_))), "reported once: {seen:#?}");
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// The venue processes an edit, then a cancel, and the connection is cut before each
+/// answer: each caller hears the outcome is unknown (with the order's label); after each
+/// reconnect the reconciliation reports the order's new state once.
+#[tokio::test]
+async fn lost_edit_and_cancel_answers_are_reconciled_by_label() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        let price = resting_bid(&d).await;
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price).label("amend-me")).await.unwrap();
+        let id = placed.order.order_id.clone();
+        let lower = price - 50.0;
+
+        sim.cut_before_response(RequestMatch::method("private/edit"), Fault::Reset);
+        let edit = EditRequest { order_id: id.clone(), amount: 20.0, price: Some(lower) };
+        let e = d.edit(edit).await.unwrap_err();
+        assert!(matches!(&e, DeribitError::OutcomeUnknown { label, .. } if label == "amend-me"), "{e:?}");
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 1, resolved: 1 }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "the edit, once: {seen:#?}");
+        assert_eq!((mine[0].price, mine[0].amount, mine[0].order_state), (Some(lower), 20.0, OrderState::Open));
+        assert!(!seen.iter().any(|e| matches!(e, DeribitEvent::OrderNotPlaced { .. })), "{seen:#?}");
+
+        sim.cut_before_response(RequestMatch::method("private/cancel"), Fault::Reset);
+        let e = d.cancel(&id).await.unwrap_err();
+        assert!(matches!(&e, DeribitError::OutcomeUnknown { label, .. } if label == "amend-me"), "{e:?}");
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 0, resolved: 1 }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "the cancel, once: {seen:#?}");
+        assert_eq!(mine[0].order_state, OrderState::Cancelled);
+        assert!(d.get_open_orders().await.unwrap().is_empty());
         d.close().await.unwrap();
     })
     .await;

@@ -245,6 +245,16 @@ pub trait Dialect: Send + Sync + fmt::Debug + 'static {
         Ok(Vec::new())
     }
 
+    /// The requests to send, in order, on every connect and reconnect once the session's
+    /// authentication succeeded (or right after the handshake without credentials), before
+    /// any subscription is restored and before `Connected`/`Reconnected` (Deribit:
+    /// `private/enable_cancel_on_disconnect` once it was asked for, so no order placed on
+    /// the new connection is uncovered). Each is awaited before the next; an error answer
+    /// ends the attempt. Default: none.
+    fn after_authentication(&self, _next_id: &mut dyn FnMut() -> u64) -> Result<Vec<OutRequest>, DialectError> {
+        Ok(Vec::new())
+    }
+
     /// Whether the venue sends heartbeats of its own once the handshake asked for them
     /// (Deribit: yes). Only then does the liveness check expect one every
     /// `venue_heartbeat` (+ grace); for other dialects that option is ignored.

@@ -88,6 +88,8 @@ pub struct ConnectionInfo {
     pub session: Option<String>,
     /// Subscribed channels.
     pub channels: Vec<String>,
+    /// `private/enable_cancel_on_disconnect` with the connection scope is on.
+    pub cancel_on_disconnect: bool,
 }
 
 impl Venue {
@@ -187,6 +189,7 @@ impl Venue {
             client_id: account.and_then(|a| self.auth.client_id(a)).map(str::to_owned),
             session: self.session_name(conn),
             channels: session.map(|s| s.subs.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            cancel_on_disconnect: session.is_some_and(|s| s.cancel_on_disconnect),
         }
     }
 }
