@@ -3,7 +3,8 @@
 //! or revoked mid-session, a `session:NAME` scope kept across reconnects), book integrity
 //! (a gap per kind detected, resynced, nothing delivered from a broken book, the book equal
 //! to the venue's after), reconciliation (a lost order answer reconciled to exactly one
-//! order; cancel-on-disconnect seen after the reconnect), a restore of every channel paced
+//! order, a lost edit or cancel by label, a fill while away once; cancel-on-disconnect asked
+//! for before `Reconnected` and seen after the reconnect), a restore of 200 channels paced
 //! by the subscribe pool (never 10028), maintenance pausing and resuming trading.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -437,18 +438,19 @@ async fn cancel_on_disconnect_is_seen_after_the_reconnect() {
     .await;
 }
 
-/// Every channel the simulator serves (181, among 200 asked for) subscribed with 20 requests
-/// that drain the account's subscribe pool (the simulator's real credit pools, 10028 ending
-/// the session), then the connection drops at once: the restore waits for credits, and
+/// 200 distinct channels (199 and `platform_state`, among the simulator's 271, over its
+/// three instruments) subscribed with 20 requests that drain the account's subscribe pool
+/// (the simulator's real credit pools, 10028 ending the session), then the connection drops
+/// at once: the restore of all 200 waits for credits, every one is confirmed again, and
 /// 10028 never happens.
 #[tokio::test]
-async fn restoring_every_channel_never_trips_10028() {
+async fn restoring_200_channels_never_trips_10028() {
     bounded(async {
         let sim = DeribitSim::builder().manual_market().start().await.unwrap();
         let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
         until(&mut rx, is_reconciled).await;
         let mut names: Vec<String> = Vec::new();
-        for i in ["BTC-PERPETUAL", "ETH-PERPETUAL"] {
+        for i in ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-25DEC26"] {
             for n in ["raw", "100ms", "agg2"] {
                 for k in ["ticker", "book", "trades", "user.orders", "user.trades", "user.changes"] {
                     names.push(format!("{k}.{i}.{n}"));
@@ -460,11 +462,11 @@ async fn restoring_every_channel_never_trips_10028() {
                 }
             }
         }
-        let served = names.len() + 1; // and platform_state, subscribed at connect
-        assert_eq!(served, 181);
-        for i in 0..(200 - served) {
-            names.push(format!("ticker.NOPE-{i}.100ms"));
-        }
+        assert_eq!(names.len() + 1, 271, "every channel the simulator serves, and platform_state");
+        // Spread over the instruments and kinds, 199 of them.
+        let step = names.len() as f64 / 199.0;
+        let names: Vec<String> = (0..199).map(|k| names[(k as f64 * step) as usize].clone()).collect();
+        let served = 200;
         let mut calls = tokio::task::JoinSet::new();
         for chunk in names.chunks(10) {
             let d = d.clone();
@@ -480,7 +482,7 @@ async fn restoring_every_channel_never_trips_10028() {
             confirmed += out.confirmed.len();
             refused += out.refused.len();
         }
-        assert_eq!((confirmed, refused), (180, 19));
+        assert_eq!((confirmed, refused), (199, 0));
         // The pool is about empty now; the restore needs two more requests.
         let waits_before = d.client().stats().rate_limit.unwrap().waits;
         sim.fault_all(Fault::Reset);

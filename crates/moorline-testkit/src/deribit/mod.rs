@@ -4,7 +4,8 @@
 //! [`DeribitSim`] speaks JSON-RPC 2.0 over WebSocket on `/ws/api/v2` (other
 //! paths get `404`), following Deribit's public API v2 for the subset trading
 //! clients use, with the instruments `BTC-PERPETUAL` (tick 0.5, contract 10
-//! USD) and `ETH-PERPETUAL` (tick 0.05, contract 1 USD). Responses carry
+//! USD), `ETH-PERPETUAL` (tick 0.05, contract 1 USD) and the dated future
+//! `BTC-25DEC26` (tick 0.5, contract 10 USD; 271 distinct channels in all). Responses carry
 //! `usIn`, `usOut`, `usDiff` and `testnet: true`; errors are Deribit error
 //! objects (codes in [`codes`]).
 //!
