@@ -704,3 +704,61 @@ async fn lost_edit_and_cancel_answers_are_reconciled_by_label() {
     })
     .await;
 }
+
+/// The façade's rate-limit preset prices requests as the simulator (and Deribit) does:
+/// orders and cancels from the matching-engine pool (bursts of 20, 5 a second), every other
+/// call from the non-matching credits (bursts of 100, 20 a second). 25 buys, 25 cancels and
+/// 160 ordinary calls, all at once, at full rate under the simulator's real pools (10028
+/// ending the session): every one succeeds, the client waited its turn, the session never
+/// dropped.
+#[tokio::test]
+async fn orders_and_calls_at_full_rate_never_trip_10028() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let config = ClientConfig::builder()
+            .request_timeout(Duration::from_secs(30))
+            .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config, Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        let price = resting_bid(&d).await;
+        let conn = sim.connections_info()[0].id;
+
+        let mut orders = tokio::task::JoinSet::new();
+        for _ in 0..25 {
+            let d = d.clone();
+            orders.spawn(async move {
+                let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await?;
+                d.cancel(&placed.order.order_id).await
+            });
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for k in 0..160 {
+            let d = d.clone();
+            calls.spawn(async move {
+                if k % 2 == 0 { d.get_time().await.map(|_| ()) } else { d.ticker("ETH-PERPETUAL").await.map(|_| ()) }
+            });
+        }
+        while let Some(r) = orders.join_next().await {
+            let cancelled = r.unwrap().unwrap();
+            assert_eq!(cancelled.order_state, OrderState::Cancelled);
+        }
+        while let Some(r) = calls.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let events = drain_for(&mut rx, Duration::from_millis(200)).await;
+        assert!(
+            !events.iter().any(|e| matches!(e, DeribitEvent::Client(ClientEvent::Disconnected { .. }))),
+            "{events:#?}"
+        );
+        let conns = sim.connections_info();
+        assert_eq!((conns.len(), conns[0].id), (1, conn), "the same session all along");
+        let stats = d.client().stats().rate_limit.unwrap();
+        assert!(stats.waits >= 40, "the orders and calls past the bursts waited: {stats:?}");
+        assert_eq!(stats.refusals, 0, "{stats:?}");
+        assert!(d.get_open_orders().await.unwrap().is_empty());
+        d.close().await.unwrap();
+    })
+    .await;
+}

@@ -89,6 +89,7 @@ impl Task {
         let Some(req) = s.handshake.pop_front() else { return false };
         s.step = req.method.to_string();
         let (conn, stream) = (s.conn.clone(), s.stream);
+        self.charge(&req.method);
         self.send_now(&conn, &stream, req.text).await;
         true
     }
@@ -142,6 +143,7 @@ impl Task {
                 return Some(());
             }
         };
+        self.charge(&req.method);
         let s = self.session.as_mut()?;
         s.auth_in_flight = true;
         let (conn, stream) = (s.conn.clone(), s.stream);
@@ -172,6 +174,14 @@ impl Task {
         }
         tracing::info!("the venue says the authentication is gone: renewing it");
         self.send_auth(true).await;
+    }
+
+    /// Spends the credits of a request sent at once, not paced (a session step, an
+    /// authentication, a heartbeat answer): the venue charges it all the same.
+    pub(super) fn charge(&self, method: &str) {
+        if let Some(l) = self.shared.lock().limiter.as_mut() {
+            l.charge(Instant::now().into_std(), method);
+        }
     }
 
     /// Authentication done (or none): restore the subscriptions.

@@ -59,7 +59,9 @@
 //!   the account's open orders are cancelled (`cancel_reason: cancel_on_disconnect`) when the
 //!   connection ends by close, RST, half-open, a failed heartbeat or `10028`, not by `private/logout`.
 //!
-//! Every request spends rate-limit credits ([`RateLimit`]); without enough, the answer is
+//! Every request spends rate-limit credits ([`RateLimit`]: the non-matching pool, the
+//! matching-engine pool for [`MATCHING_ENGINE`] methods, the subscribe pool for
+//! subscribe/unsubscribe, as Deribit documents it); without enough, the answer is
 //! `10028 too_many_requests` and the session ends (close 1008), unless
 //! [`DeribitSimBuilder::end_session_on_rate_limit`] says otherwise. Requests over 32 KiB get
 //! `-32600 request entity too large`. Text that is not JSON gets `-32700` (id `null`), JSON
@@ -152,7 +154,7 @@ pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 pub use conn::WS_PATH;
 pub use control::{Fault, Hook, HookError, RequestMatch};
 pub use hooks::{BookFault, ConnectionInfo};
-pub use ratelimit::RateLimit;
+pub use ratelimit::{MATCHING_ENGINE, RateLimit};
 pub use server::{DeribitSim, DeribitSimBuilder};
 pub use snapshot::{BookLevel, BookSnapshot};
 pub use venue::API_VERSION;
