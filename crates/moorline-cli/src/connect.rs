@@ -256,7 +256,9 @@ fn render_deribit(event: &DeribitEvent, as_json: bool) -> Option<String> {
         DeribitEvent::BookGap { channel, instrument, expected, got, change_id } => (
             json!({"event": "book_gap", "ts_ms": ts, "channel": channel.to_string(), "instrument": instrument,
                    "expected": expected, "got": got, "change_id": change_id}),
-            format!("book gap on {channel}: expected prev_change_id {expected:?}, got {got:?} (change {change_id}); resyncing"),
+            format!(
+                "book gap on {channel}: expected prev_change_id {expected:?}, got {got:?} (change {change_id}); resyncing"
+            ),
         ),
         DeribitEvent::BookResyncFailed { channel, reason } => (
             json!({"event": "book_resync_failed", "ts_ms": ts, "channel": channel.to_string(), "reason": reason}),
