@@ -19,9 +19,13 @@ pub struct Served {
     pub child: Child,
     /// `ws://127.0.0.1:PORT/ws/api/v2`.
     pub url: String,
-    /// `127.0.0.1:PORT` of the control endpoint.
-    pub control: String,
+    /// Its control endpoint.
+    pub control: Control,
 }
+
+/// The control endpoint (`127.0.0.1:PORT`); blocking sockets.
+#[derive(Debug, Clone)]
+pub struct Control(pub String);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -43,12 +47,29 @@ pub fn serve_deribit(extra: &[&str]) -> Served {
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     let control = v["control_url"].as_str().unwrap().trim_start_matches("http://").trim_end_matches('/').to_owned();
-    Served { child, url: v["url"].as_str().unwrap().to_owned(), control }
+    Served { child, url: v["url"].as_str().unwrap().to_owned(), control: Control(control) }
 }
 
 impl Served {
+    /// See [`Control::hook`].
+    pub fn hook(&self, hook: serde_json::Value) -> (u16, serde_json::Value) {
+        self.control.hook(hook)
+    }
+
+    /// See [`Control::hook_ok`].
+    pub fn hook_ok(&self, hook: serde_json::Value) -> serde_json::Value {
+        self.control.hook_ok(hook)
+    }
+
+    /// See [`Control::connections`].
+    pub fn connections(&self) -> serde_json::Value {
+        self.control.connections()
+    }
+}
+
+impl Control {
     fn http(&self, request: String) -> (u16, serde_json::Value) {
-        let mut tcp = std::net::TcpStream::connect(&self.control).unwrap();
+        let mut tcp = std::net::TcpStream::connect(&self.0).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         tcp.write_all(request.as_bytes()).unwrap();
         let mut text = String::new();
