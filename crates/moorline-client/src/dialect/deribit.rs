@@ -168,6 +168,9 @@ struct AuthState {
 ///   80 % of the token's `expires_in` it is renewed with the `refresh_token` grant (falling
 ///   back to the credentials if the refresh is refused), and so is it when the venue answers
 ///   a request with 13009/13010/10000 (token expired, revoked, missing).
+/// - Cancel-on-disconnect ([`set_cancel_on_disconnect`](Self::set_cancel_on_disconnect)):
+///   `private/enable_cancel_on_disconnect` on every (re)connect right after the
+///   authentication, before the restore and before `Connected`/`Reconnected`.
 /// - Data: `subscription` notifications, with `params.channel`.
 ///
 /// ```

@@ -5,7 +5,8 @@
 //! restores (the same requests, on every reconnect), correlates (the id of a response), beats
 //! its heart (the requests of the handshake on every (re)connect, and the answer to the
 //! venue's heartbeat), authenticates (a request built from credentials, re-sent on every
-//! reconnect before private subscriptions), and which channel a data message belongs to.
+//! reconnect before private subscriptions, then any requests that must follow it, such as
+//! Deribit's cancel-on-disconnect), and which channel a data message belongs to.
 //! Every method is pure: text in, text or a verdict out. The client task calls them; it
 //! owns the ids, timers, bookkeeping and the socket.
 //!
