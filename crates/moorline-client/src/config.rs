@@ -262,7 +262,7 @@ impl RateLimit {
     /// (heartbeat answers, the session's handshake and authentication) are not held back but
     /// their credits are spent all the same, so what follows them waits its turn.
     ///
-    /// Each pool keeps a little headroom below the venue's (150 ms of refill for the
+    /// Each pool keeps a little headroom below the venue's (250 ms of refill for the
     /// non-matching credits, one request for the other two): the venue sees each request a
     /// network latency later, and a latency that varies (a burst queued behind itself, then
     /// one request alone) would otherwise let a paced request reach the venue's bucket a
@@ -270,7 +270,7 @@ impl RateLimit {
     pub fn deribit(mode: LimitMode) -> Self {
         use moorline_proto::client::ratelimit::{DERIBIT_MATCHING_ENGINE, DERIBIT_SUBSCRIBE};
         let pools = vec![
-            Pool { name: "non_matching", capacity: 50_000 - 1_500, refill_per_sec: 10_000 },
+            Pool { name: "non_matching", capacity: 50_000 - 2_500, refill_per_sec: 10_000 },
             Pool { name: "subscribe", capacity: 30_000 - 3_000, refill_per_sec: 10_000 },
             Pool { name: "matching", capacity: 20 - 1, refill_per_sec: 5 },
         ];
