@@ -2,12 +2,21 @@
 //! text messages, events printed (one JSON object per line with `--json`). Credentials of
 //! authenticated dialects come from the environment (`MOORLINE_CLIENT_ID`,
 //! `MOORLINE_CLIENT_SECRET`), never from arguments.
+//!
+//! `--dialect deribit` runs the Deribit façade ([`DeribitClient`]): its authentication
+//! (client credentials, or `--signature` for a client signature), book integrity (gaps
+//! reported as `book_gap`, resynced, nothing printed from a broken book), order events and
+//! reconciliation after every reconnect (`order`, `order_not_placed`, `reconciled`), the
+//! platform's maintenance state (`platform_state`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moorline_client::config::Attempts;
-use moorline_client::dialect::{Binance, Credentials, Deribit, Dialect, JsonRpc, Raw};
+use moorline_client::deribit::book::{Action, BookUpdate, Kind, Level};
+use moorline_client::deribit::{DeribitClient, DeribitEvent, DeribitEvents, OrderSource};
+use moorline_client::dialect::{Binance, Credentials, Dialect, JsonRpc, Raw};
+use moorline_client::queue::EventStream;
 use moorline_client::{Client, ClientConfig, ClientError, ClientEvent, ConfigError};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -35,6 +44,10 @@ pub(crate) struct ConnectArgs {
     /// How the venue speaks.
     #[arg(long, value_enum, default_value_t = DialectArg::Raw)]
     pub(crate) dialect: DialectArg,
+    /// Deribit: authenticate with a client signature (HMAC-SHA256; the secret never leaves
+    /// this process) rather than sending the client secret.
+    #[arg(long)]
+    pub(crate) signature: bool,
     /// Subscribe to this channel (repeatable); restored after every reconnect.
     #[arg(long = "subscribe", value_name = "CHANNEL")]
     pub(crate) subscribe: Vec<String>,
@@ -99,25 +112,32 @@ fn ts_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn dialect(arg: DialectArg) -> Result<Arc<dyn Dialect>, ConnectError> {
-    Ok(match arg {
-        DialectArg::Deribit => {
-            let id = std::env::var("MOORLINE_CLIENT_ID").ok().filter(|s| !s.is_empty());
-            let secret = std::env::var("MOORLINE_CLIENT_SECRET").ok().filter(|s| !s.is_empty());
-            match (id, secret) {
-                (Some(id), Some(secret)) => Arc::new(Deribit::with_credentials(Credentials::new(id, secret))),
-                (None, None) => Arc::new(Deribit::new()),
-                _ => {
-                    return Err(ConnectError::Credentials(
-                        "set both MOORLINE_CLIENT_ID and MOORLINE_CLIENT_SECRET, or neither (public access)".into(),
-                    ));
-                }
-            }
+/// Deribit credentials from the environment (`None`: public access).
+fn deribit_credentials(signature: bool) -> Result<Option<Credentials>, ConnectError> {
+    let id = std::env::var("MOORLINE_CLIENT_ID").ok().filter(|s| !s.is_empty());
+    let secret = std::env::var("MOORLINE_CLIENT_SECRET").ok().filter(|s| !s.is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => {
+            let credentials = Credentials::new(id, secret);
+            Ok(Some(if signature { credentials.signed() } else { credentials }))
         }
+        (None, None) if signature => {
+            Err(ConnectError::Credentials("--signature needs MOORLINE_CLIENT_ID and MOORLINE_CLIENT_SECRET".into()))
+        }
+        (None, None) => Ok(None),
+        _ => Err(ConnectError::Credentials(
+            "set both MOORLINE_CLIENT_ID and MOORLINE_CLIENT_SECRET, or neither (public access)".into(),
+        )),
+    }
+}
+
+/// The dialect of a plain client (Deribit runs the façade instead).
+fn dialect(arg: DialectArg) -> Arc<dyn Dialect> {
+    match arg {
         DialectArg::Jsonrpc => Arc::new(JsonRpc::new()),
         DialectArg::Binance => Arc::new(Binance::new()),
-        DialectArg::Raw => Arc::new(Raw),
-    })
+        DialectArg::Deribit | DialectArg::Raw => Arc::new(Raw),
+    }
 }
 
 fn config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
@@ -207,10 +227,140 @@ fn render(event: &ClientEvent, as_json: bool) -> Option<String> {
     Some(if as_json { value.to_string() } else { text })
 }
 
+fn level_json(level: &Level) -> Value {
+    let action = match level.action {
+        Action::New => "new",
+        Action::Change => "change",
+        Action::Delete => "delete",
+    };
+    json!([action, level.price, level.amount])
+}
+
+/// A book update as Deribit's `data` (re-encoded: only updates that follow their book are
+/// printed).
+fn book_data(update: &BookUpdate) -> Value {
+    json!({
+        "type": if update.kind == Kind::Snapshot { "snapshot" } else { "change" },
+        "timestamp": update.timestamp,
+        "instrument_name": update.instrument_name,
+        "change_id": update.change_id,
+        "prev_change_id": update.prev_change_id,
+        "bids": update.bids.iter().map(level_json).collect::<Vec<_>>(),
+        "asks": update.asks.iter().map(level_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One façade event as a line (the client's own events as [`render`] prints them).
+fn render_deribit(event: &DeribitEvent, as_json: bool) -> Option<String> {
+    let ts = ts_ms();
+    let (value, text) = match event {
+        DeribitEvent::Client(ev) => return render(ev, as_json),
+        DeribitEvent::Notification { data, channel } => {
+            return render(&ClientEvent::Message { data: data.clone(), channel: channel.clone() }, as_json);
+        }
+        DeribitEvent::Book { channel, update } => {
+            let data = book_data(update).to_string();
+            let line = format!("[{channel}] {data}");
+            (json!({"event": "message", "ts_ms": ts, "channel": channel.to_string(), "data": data}), line)
+        }
+        DeribitEvent::BookGap { channel, instrument, expected, got, change_id } => (
+            json!({"event": "book_gap", "ts_ms": ts, "channel": channel.to_string(), "instrument": instrument,
+                   "expected": expected, "got": got, "change_id": change_id}),
+            format!(
+                "book gap on {channel}: expected prev_change_id {expected:?}, got {got:?} (change {change_id}); resyncing"
+            ),
+        ),
+        DeribitEvent::BookResyncFailed { channel, reason } => (
+            json!({"event": "book_resync_failed", "ts_ms": ts, "channel": channel.to_string(), "reason": reason}),
+            format!("resync of {channel} failed: {reason}"),
+        ),
+        DeribitEvent::Order(o) => {
+            let source = match o.source {
+                OrderSource::Notification => "notification",
+                OrderSource::Reconciled => "reconciled",
+            };
+            let order = serde_json::to_value(&o.order).unwrap_or(Value::Null);
+            let line = format!(
+                "order {} {:?} {} {}/{} ({source})",
+                o.order.order_id, o.order.order_state, o.order.instrument_name, o.order.filled_amount, o.order.amount
+            );
+            (json!({"event": "order", "ts_ms": ts, "source": source, "order": order}), line)
+        }
+        DeribitEvent::OrderNotPlaced { label } => (
+            json!({"event": "order_not_placed", "ts_ms": ts, "label": label}),
+            format!("order {label:?} was not placed"),
+        ),
+        DeribitEvent::Reconciled { open, resolved } => (
+            json!({"event": "reconciled", "ts_ms": ts, "open": open, "resolved": resolved}),
+            format!("reconciled: {open} open orders, {resolved} unknown outcomes resolved"),
+        ),
+        DeribitEvent::ReconciliationFailed(e) => (
+            json!({"event": "reconciliation_failed", "ts_ms": ts, "error": e.to_string()}),
+            format!("reconciliation failed: {e}"),
+        ),
+        DeribitEvent::PlatformState { locked } => (
+            json!({"event": "platform_state", "ts_ms": ts, "locked": locked}),
+            format!("platform {}", if *locked { "locked (maintenance)" } else { "unlocked" }),
+        ),
+        _ => return None,
+    };
+    Some(if as_json { value.to_string() } else { text })
+}
+
+/// The event stream of either kind of client.
+enum Events {
+    Plain(EventStream),
+    Deribit(Box<DeribitEvents>),
+}
+
+/// What one event means for the loop.
+struct Seen {
+    line: Option<String>,
+    /// A data message (counted by `--count`).
+    message: bool,
+    /// The client closed (with its error, if any).
+    closed: Option<Option<ClientError>>,
+}
+
+impl Events {
+    async fn next(&mut self, as_json: bool) -> Option<Seen> {
+        let closed = |ev: &ClientEvent| match ev {
+            ClientEvent::Closed { error } => Some(error.clone()),
+            _ => None,
+        };
+        match self {
+            Events::Plain(events) => {
+                let ev = events.recv().await?;
+                let message = matches!(ev, ClientEvent::Message { .. });
+                Some(Seen { line: render(&ev, as_json), message, closed: closed(&ev) })
+            }
+            Events::Deribit(events) => {
+                let ev = events.recv().await?;
+                let message = matches!(ev, DeribitEvent::Book { .. } | DeribitEvent::Notification { .. });
+                let closed = match &ev {
+                    DeribitEvent::Client(c) => closed(c),
+                    _ => None,
+                };
+                Some(Seen { line: render_deribit(&ev, as_json), message, closed })
+            }
+        }
+    }
+}
+
 /// Runs `moorline connect`.
 pub(crate) async fn run(args: ConnectArgs) -> Result<(), ConnectError> {
     let config = config(&args)?;
-    let (client, mut events) = Client::connect_dyn(&args.url, config, dialect(args.dialect)?)?;
+    let (client, mut events) = match args.dialect {
+        DialectArg::Deribit => {
+            let credentials = deribit_credentials(args.signature)?;
+            let (deribit, events) = DeribitClient::connect(&args.url, config, credentials)?;
+            (deribit.client().clone(), Events::Deribit(Box::new(events)))
+        }
+        other => {
+            let (client, events) = Client::connect_dyn(&args.url, config, dialect(other))?;
+            (client, Events::Plain(events))
+        }
+    };
     if !args.subscribe.is_empty() {
         let c = client.clone();
         let channels = args.subscribe.clone();
@@ -240,27 +390,27 @@ pub(crate) async fn run(args: ConnectArgs) -> Result<(), ConnectError> {
                 None => std::future::pending().await,
             }
         };
-        let event = tokio::select! {
-            ev = events.recv() => ev,
+        let seen = tokio::select! {
+            seen = events.next(args.json) => seen,
             () = timer => break Ok(()),
             _ = tokio::signal::ctrl_c() => break Ok(()),
         };
-        let Some(event) = event else { break Ok(()) };
-        if let Some(line) = render(&event, args.json)
+        let Some(seen) = seen else { break Ok(()) };
+        if let Some(line) = seen.line
             && let Err(e) = out::line(line)
         {
             break Err(e.into());
         }
-        match event {
-            ClientEvent::Message { .. } => {
-                messages += 1;
-                if args.count.is_some_and(|n| messages >= n) {
-                    break Ok(());
-                }
+        if seen.message {
+            messages += 1;
+            if args.count.is_some_and(|n| messages >= n) {
+                break Ok(());
             }
-            ClientEvent::Closed { error: Some(e) } => break Err(e.into()),
-            ClientEvent::Closed { error: None } => break Ok(()),
-            _ => {}
+        }
+        match seen.closed {
+            Some(Some(e)) => break Err(e.into()),
+            Some(None) => break Ok(()),
+            None => {}
         }
     };
     stdin.abort();

@@ -1,7 +1,9 @@
 //! `moorline connect` as a user runs it, against `moorline serve deribit` over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::BufRead;
+mod common;
+
+use std::io::{BufRead, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,4 +132,142 @@ fn connect_refuses_half_credentials_and_bad_headers() {
     let out = moorline().args(["connect", "http://x/"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://x/"));
+}
+
+/// A running child's stdout, one JSON object per line, read as it comes.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Self {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { rx, seen: Vec::new() }
+    }
+
+    /// The next line that matches, within 20 s.
+    fn until(&mut self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.rx.recv_timeout(left).unwrap_or_else(|e| {
+                let tail: Vec<_> = self.seen.iter().rev().take(10).collect();
+                panic!("no {what} within 20 s ({e}); last lines: {tail:#?}")
+            });
+            self.seen.push(v.clone());
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+fn is_book(l: &serde_json::Value) -> bool {
+    l["event"] == "message" && l["channel"] == "book.BTC-PERPETUAL.100ms"
+}
+
+/// `moorline connect --dialect deribit --signature --json` against `moorline serve
+/// deribit`: authenticated by client signature, a book change withheld through the control
+/// endpoint shows as `book_gap` and the next book line is the resync's snapshot; an order
+/// placed from stdin and cancelled by the venue shows as `order` events; after a reset the
+/// reconciliation reports.
+#[test]
+fn connect_deribit_signature_book_gaps_and_order_events() {
+    let sim = common::serve_deribit(&["--market-interval-ms", "20"]);
+    let mut child = moorline()
+        .args(["connect", &sim.url, "--dialect", "deribit", "--signature", "--json", "--duration", "60"])
+        .args(["--subscribe", "book.BTC-PERPETUAL.100ms", "--subscribe", "user.orders.BTC-PERPETUAL.raw"])
+        .env("MOORLINE_CLIENT_ID", common::CLIENT_ID)
+        .env("MOORLINE_CLIENT_SECRET", common::CLIENT_SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = Lines::of(&mut child);
+    out.until("connected", |l| l["event"] == "connected");
+    let reconciled = out.until("reconciled", |l| l["event"] == "reconciled");
+    assert_eq!(reconciled["open"], 0);
+    let conns = sim.connections();
+    assert_eq!(conns[0]["client_id"], common::CLIENT_ID, "authenticated: {conns}");
+
+    // Book integrity: a withheld change is a gap; nothing until the resync's snapshot.
+    let first = out.until("a book line", is_book);
+    let data: serde_json::Value = serde_json::from_str(first["data"].as_str().unwrap()).unwrap();
+    assert!(data["change_id"].is_u64(), "{data}");
+    sim.hook_ok(serde_json::json!({"hook": "book_fault", "instrument_name": "BTC-PERPETUAL", "fault": "withhold"}));
+    let gap = out.until("book_gap", |l| l["event"] == "book_gap");
+    assert_eq!(
+        (gap["channel"].as_str(), gap["instrument"].as_str()),
+        (Some("book.BTC-PERPETUAL.100ms"), Some("BTC-PERPETUAL"))
+    );
+    assert!(gap["expected"].is_u64() && gap["got"].is_u64() && gap["expected"] != gap["got"], "{gap}");
+    let next = out.until("a book line after the gap", is_book);
+    let data: serde_json::Value = serde_json::from_str(next["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["type"], "snapshot", "the first line after a gap is the resync's snapshot: {data}");
+
+    // An order from stdin (a raw JSON-RPC request), then cancelled by the venue.
+    let buy = serde_json::json!({"jsonrpc": "2.0", "id": 900_001, "method": "private/buy", "params":
+        {"instrument_name": "BTC-PERPETUAL", "amount": 10, "type": "limit", "price": 55_000, "label": "cli-1"}});
+    writeln!(stdin, "{buy}").unwrap();
+    stdin.flush().unwrap();
+    let open = out.until("the order, open", |l| l["event"] == "order" && l["order"]["label"] == "cli-1");
+    assert_eq!((open["source"].as_str(), open["order"]["order_state"].as_str()), (Some("notification"), Some("open")));
+    let id = open["order"]["order_id"].as_str().unwrap().to_owned();
+    sim.hook_ok(serde_json::json!({"hook": "cancel_order", "order_id": id}));
+    let cancelled =
+        out.until("the order, cancelled", |l| l["event"] == "order" && l["order"]["order_id"] == id.as_str());
+    assert_eq!(cancelled["order"]["order_state"], "cancelled");
+
+    // A reset: reconnected, reconciled again (the cancelled order not reported again).
+    sim.hook_ok(serde_json::json!({"hook": "fault", "fault": {"kind": "reset"}}));
+    out.until("reconnected", |l| l["event"] == "reconnected");
+    let again = out.until("reconciled", |l| l["event"] == "reconciled");
+    assert_eq!(again["open"], 0);
+    let orders = out.seen.iter().filter(|l| l["event"] == "order").count();
+    assert_eq!(orders, 2, "each order state once");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `--signature` with a wrong secret: the venue refuses the signature (13004), the command
+/// exits 1 without ever being connected.
+#[test]
+fn connect_deribit_signature_with_a_wrong_secret_fails() {
+    let sim = common::serve_deribit(&["--market-interval-ms", "0"]);
+    let child = moorline()
+        .args(["connect", &sim.url, "--dialect", "deribit", "--signature", "--json"])
+        .env("MOORLINE_CLIENT_ID", common::CLIENT_ID)
+        .env("MOORLINE_CLIENT_SECRET", "not-the-secret")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child, "moorline connect");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("13004"), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("\"connected\""), "{stdout}");
+    let out = moorline()
+        .args(["connect", &sim.url, "--dialect", "deribit", "--signature"])
+        .env_remove("MOORLINE_CLIENT_ID")
+        .env_remove("MOORLINE_CLIENT_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--signature needs"));
 }

@@ -251,29 +251,40 @@ impl RateLimit {
         }
     }
 
-    /// Deribit's default credit model (docs.deribit.com, "Rate Limits"; tiers raise it):
-    /// non-matching-engine requests cost 500 credits from a pool of 50 000 refilled at 10 000
-    /// a second (20 a second, bursts of 100); `public/subscribe` and `private/subscribe` (and
-    /// their unsubscribes, which the simulator charges there too) cost 3 000 from a pool of 30 000 refilled at 10 000 a second (about 3.3 a second, bursts of
-    /// 10); matching-engine requests (`private/buy`, `sell`, `edit`, `cancel*`, `close_position`)
-    /// 1 from a pool of 20 refilled at 5 a second. `public/test`, the heartbeat answer, is free
-    /// here so the heartbeat never waits behind a burst.
+    /// Deribit's default credit model (docs.deribit.com, "Rate Limits"; tiers raise it), as
+    /// the test kit's simulator charges it: non-matching-engine requests cost 500 credits
+    /// from a pool of 50 000 refilled at 10 000 a second (20 a second, bursts of 100), the
+    /// heartbeat answer `public/test` and the session's own requests (`public/auth`,
+    /// `public/set_heartbeat`) included; matching-engine requests
+    /// ([`DERIBIT_MATCHING_ENGINE`](moorline_proto::client::ratelimit::DERIBIT_MATCHING_ENGINE):
+    /// `private/buy`, `sell`, `edit`, `cancel*`, `close_position`...) spend a pool of their own,
+    /// 1 from 20 refilled at 5 a second (the lowest volume tier); `public/subscribe`,
+    /// `private/subscribe` and their unsubscribes cost 3 000 from a pool of 30 000 refilled at
+    /// 10 000 a second (about 3.3 a second, bursts of 10). Requests that must go at once
+    /// (heartbeat answers, the session's handshake and authentication) are not held back but
+    /// their credits are spent all the same, so what follows them waits its turn.
+    ///
+    /// Each pool keeps a little headroom below the venue's (250 ms of refill for the
+    /// non-matching credits, one request for the other two): the venue sees each request a
+    /// network latency later, and a latency that varies (a burst queued behind itself, then
+    /// one request alone) would otherwise let a paced request reach the venue's bucket a
+    /// moment before its credit did: 10028, and the session ends.
     pub fn deribit(mode: LimitMode) -> Self {
+        use moorline_proto::client::ratelimit::{DERIBIT_MATCHING_ENGINE, DERIBIT_SUBSCRIBE};
         let pools = vec![
-            Pool { name: "non_matching", capacity: 50_000, refill_per_sec: 10_000 },
-            Pool { name: "subscribe", capacity: 30_000, refill_per_sec: 10_000 },
-            Pool { name: "matching", capacity: 20, refill_per_sec: 5 },
+            Pool { name: "non_matching", capacity: 50_000 - 2_500, refill_per_sec: 10_000 },
+            Pool { name: "subscribe", capacity: 30_000 - 3_000, refill_per_sec: 10_000 },
+            Pool { name: "matching", capacity: 20 - 1, refill_per_sec: 5 },
         ];
-        let cost = Arc::new(|method: &str| match method {
-            "public/test" => None,
-            "public/subscribe" | "private/subscribe" | "public/unsubscribe" | "private/unsubscribe" => {
-                Some(Cost { pool: 1, credits: 3_000 })
-            }
-            "private/buy" | "private/sell" | "private/edit" | "private/close_position" => {
-                Some(Cost { pool: 2, credits: 1 })
-            }
-            m if m.starts_with("private/cancel") => Some(Cost { pool: 2, credits: 1 }),
-            _ => Some(Cost { pool: 0, credits: 500 }),
+        let cost = Arc::new(|method: &str| {
+            let m = method.strip_prefix('/').unwrap_or(method);
+            Some(if DERIBIT_SUBSCRIBE.contains(&m) {
+                Cost { pool: 1, credits: 3_000 }
+            } else if DERIBIT_MATCHING_ENGINE.contains(&m) || m.starts_with("private/cancel") {
+                Cost { pool: 2, credits: 1 }
+            } else {
+                Cost { pool: 0, credits: 500 }
+            })
         });
         Self { pools, cost, mode }
     }
@@ -927,7 +938,9 @@ mod tests {
         assert_eq!(check_cost(&deribit, "public/subscribe").unwrap(), Some(Cost { pool: 1, credits: 3_000 }));
         assert_eq!(check_cost(&deribit, "private/cancel_all").unwrap(), Some(Cost { pool: 2, credits: 1 }));
         assert_eq!(check_cost(&deribit, "public/get_instruments").unwrap(), Some(Cost { pool: 0, credits: 500 }));
-        assert_eq!(check_cost(&deribit, "public/test").unwrap(), None);
+        assert_eq!(check_cost(&deribit, "public/test").unwrap(), Some(Cost { pool: 0, credits: 500 }));
+        assert_eq!(check_cost(&deribit, "private/edit").unwrap(), Some(Cost { pool: 2, credits: 1 }));
+        assert_eq!(check_cost(&deribit, "private/unsubscribe").unwrap(), Some(Cost { pool: 1, credits: 3_000 }));
         let mut broken = RateLimit::per_second(1, 1, LimitMode::Refuse);
         broken.cost = Arc::new(|m| Some(Cost { pool: usize::from(m == "x"), credits: 2 }));
         let e = check_cost(&broken, "x").unwrap_err();

@@ -45,6 +45,18 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Spends the method's cost now whatever the pool holds (into debt if need be): for a
+    /// request that goes at once (a heartbeat answer, a session step) but that the venue
+    /// charges all the same.
+    pub fn charge(&mut self, now: std::time::Instant, method: &str) {
+        let Some(cost) = (self.cost)(method) else { return };
+        if let Some((pool, _)) = self.pools.get(cost.pool) {
+            self.rl.charge(now, *pool, cost.credits);
+        }
+    }
+}
+
 /// A refusal as the user's error.
 pub(crate) fn rate_limited(refusal: &Refusal, now: std::time::Instant) -> ClientError {
     let pool = match refusal {

@@ -3,7 +3,8 @@
 //! or revoked mid-session, a `session:NAME` scope kept across reconnects), book integrity
 //! (a gap per kind detected, resynced, nothing delivered from a broken book, the book equal
 //! to the venue's after), reconciliation (a lost order answer reconciled to exactly one
-//! order; cancel-on-disconnect seen after the reconnect), a restore of every channel paced
+//! order, a lost edit or cancel by label, a fill while away once; cancel-on-disconnect asked
+//! for before `Reconnected` and seen after the reconnect), a restore of 200 channels paced
 //! by the subscribe pool (never 10028), maintenance pausing and resuming trading.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use moorline_client::config::{Attempts, Jitter, RetryConfig};
 use moorline_client::deribit::book::Kind;
 use moorline_client::deribit::errors::ErrorClass;
-use moorline_client::deribit::types::{OrderRequest, OrderState, currency_of};
+use moorline_client::deribit::types::{EditRequest, OrderRequest, OrderState, currency_of};
 use moorline_client::deribit::{DeribitClient, DeribitError, DeribitEvent, DeribitEvents, OrderSource};
 use moorline_client::dialect::Credentials;
 use moorline_client::{ClientConfig, ClientError, ClientEvent};
@@ -437,18 +438,19 @@ async fn cancel_on_disconnect_is_seen_after_the_reconnect() {
     .await;
 }
 
-/// Every channel the simulator serves (181, among 200 asked for) subscribed with 20 requests
-/// that drain the account's subscribe pool (the simulator's real credit pools, 10028 ending
-/// the session), then the connection drops at once: the restore waits for credits, and
+/// 200 distinct channels (199 and `platform_state`, among the simulator's 271, over its
+/// three instruments) subscribed with 20 requests that drain the account's subscribe pool
+/// (the simulator's real credit pools, 10028 ending the session), then the connection drops
+/// at once: the restore of all 200 waits for credits, every one is confirmed again, and
 /// 10028 never happens.
 #[tokio::test]
-async fn restoring_every_channel_never_trips_10028() {
+async fn restoring_200_channels_never_trips_10028() {
     bounded(async {
         let sim = DeribitSim::builder().manual_market().start().await.unwrap();
         let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
         until(&mut rx, is_reconciled).await;
         let mut names: Vec<String> = Vec::new();
-        for i in ["BTC-PERPETUAL", "ETH-PERPETUAL"] {
+        for i in ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC-25DEC26"] {
             for n in ["raw", "100ms", "agg2"] {
                 for k in ["ticker", "book", "trades", "user.orders", "user.trades", "user.changes"] {
                     names.push(format!("{k}.{i}.{n}"));
@@ -460,11 +462,11 @@ async fn restoring_every_channel_never_trips_10028() {
                 }
             }
         }
-        let served = names.len() + 1; // and platform_state, subscribed at connect
-        assert_eq!(served, 181);
-        for i in 0..(200 - served) {
-            names.push(format!("ticker.NOPE-{i}.100ms"));
-        }
+        assert_eq!(names.len() + 1, 271, "every channel the simulator serves, and platform_state");
+        // Spread over the instruments and kinds, 199 of them.
+        let step = names.len() as f64 / 199.0;
+        let names: Vec<String> = (0..199).map(|k| names[(k as f64 * step) as usize].clone()).collect();
+        let served = 200;
         let mut calls = tokio::task::JoinSet::new();
         for chunk in names.chunks(10) {
             let d = d.clone();
@@ -480,7 +482,7 @@ async fn restoring_every_channel_never_trips_10028() {
             confirmed += out.confirmed.len();
             refused += out.refused.len();
         }
-        assert_eq!((confirmed, refused), (180, 19));
+        assert_eq!((confirmed, refused), (199, 0));
         // The pool is about empty now; the restore needs two more requests.
         let waits_before = d.client().stats().rate_limit.unwrap().waits;
         sim.fault_all(Fault::Reset);
@@ -538,6 +540,224 @@ async fn maintenance_pauses_and_resumes_trading() {
         let err = DeribitError::from(raw);
         assert_eq!((err.code(), err.class()), (Some(11051), ErrorClass::Retryable));
         sim.set_platform_locked(false);
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// Cancel-on-disconnect is asked for again by the session sequence itself (after the
+/// authentication, before the restore): when `Reconnected` arrives the venue already covers
+/// the new connection, so an order placed at once is cancelled when that one drops too.
+#[tokio::test]
+async fn cancel_on_disconnect_is_on_before_reconnected() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        assert!(!sim.connections_info()[0].cancel_on_disconnect);
+        d.enable_cancel_on_disconnect().await.unwrap();
+        assert!(sim.connections_info()[0].cancel_on_disconnect);
+        let price = resting_bid(&d).await;
+        let old = sim.connections_info()[0].id;
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        // Nothing else read yet, no call of ours made: the new connection is covered already.
+        let conns = sim.connections_info();
+        assert_eq!(conns.len(), 1);
+        assert_ne!(conns[0].id, old);
+        assert!(conns[0].cancel_on_disconnect, "asked for before Reconnected: {conns:?}");
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await.unwrap();
+        until(&mut rx, is_reconciled).await;
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        let (_, seen) = until(&mut rx, is_reconciled).await;
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == placed.order.order_id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{seen:#?}");
+        assert_eq!(mine[0].order_state, OrderState::Cancelled);
+        assert_eq!(mine[0].cancel_reason.as_deref(), Some("cancel_on_disconnect"));
+
+        // Disabled: not asked for any more.
+        d.disable_cancel_on_disconnect().await.unwrap();
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        assert!(!sim.connections_info()[0].cancel_on_disconnect);
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A client that reconnects slowly (so it is away a while).
+fn slow_config() -> ClientConfig {
+    ClientConfig::builder()
+        .retry(RetryConfig {
+            attempts: Attempts::Unlimited,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(1),
+            jitter: Jitter::None,
+            healthy_after: Duration::from_secs(5),
+        })
+        .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// The venue fills a resting order while its client is away: the reconciliation after the
+/// reconnect reports it filled, once, and never again.
+#[tokio::test]
+async fn an_order_filled_while_away_is_reported_once() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), slow_config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        d.subscribe(&["user.orders.BTC-PERPETUAL.raw"]).await.unwrap();
+        let price = resting_bid(&d).await;
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await.unwrap();
+        assert_eq!(placed.order.order_state, OrderState::Open);
+
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, |e| matches!(e, DeribitEvent::Client(ClientEvent::Disconnected { .. }))).await;
+        assert!(sim.wait_for_connections(0, Duration::from_millis(900)).await, "away");
+        assert!(sim.fill_order(&placed.order.order_id));
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 0, .. }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == placed.order.order_id => Some(o.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{seen:#?}");
+        assert_eq!((mine[0].source, mine[0].order.order_state), (OrderSource::Reconciled, OrderState::Filled));
+        assert_eq!(mine[0].order.filled_amount, 10.0);
+
+        // Nothing more about it: not from the stream, not after another reconnect.
+        let later = drain_for(&mut rx, Duration::from_millis(300)).await;
+        assert!(!later.iter().any(|e| matches!(e, DeribitEvent::Order(_))), "{later:#?}");
+        sim.fault_all(Fault::Reset);
+        until(&mut rx, is_reconnected).await;
+        let (_, seen) = until(&mut rx, is_reconciled).await;
+        assert!(!seen.iter().any(|e| matches!(e, DeribitEvent::Order(_))), "reported once: {seen:#?}");
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// The venue processes an edit, then a cancel, and the connection is cut before each
+/// answer: each caller hears the outcome is unknown (with the order's label); after each
+/// reconnect the reconciliation reports the order's new state once.
+#[tokio::test]
+async fn lost_edit_and_cancel_answers_are_reconciled_by_label() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        let price = resting_bid(&d).await;
+        let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price).label("amend-me")).await.unwrap();
+        let id = placed.order.order_id.clone();
+        let lower = price - 50.0;
+
+        sim.cut_before_response(RequestMatch::method("private/edit"), Fault::Reset);
+        let edit = EditRequest { order_id: id.clone(), amount: 20.0, price: Some(lower) };
+        let e = d.edit(edit).await.unwrap_err();
+        assert!(matches!(&e, DeribitError::OutcomeUnknown { label, .. } if label == "amend-me"), "{e:?}");
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 1, resolved: 1 }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "the edit, once: {seen:#?}");
+        assert_eq!((mine[0].price, mine[0].amount, mine[0].order_state), (Some(lower), 20.0, OrderState::Open));
+        assert!(!seen.iter().any(|e| matches!(e, DeribitEvent::OrderNotPlaced { .. })), "{seen:#?}");
+
+        sim.cut_before_response(RequestMatch::method("private/cancel"), Fault::Reset);
+        let e = d.cancel(&id).await.unwrap_err();
+        assert!(matches!(&e, DeribitError::OutcomeUnknown { label, .. } if label == "amend-me"), "{e:?}");
+        until(&mut rx, is_reconnected).await;
+        let (ev, seen) = until(&mut rx, is_reconciled).await;
+        assert!(matches!(ev, DeribitEvent::Reconciled { open: 0, resolved: 1 }), "{ev:?}");
+        let mine: Vec<_> = seen
+            .iter()
+            .filter_map(|e| match e {
+                DeribitEvent::Order(o) if o.order.order_id == id => Some(o.order.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "the cancel, once: {seen:#?}");
+        assert_eq!(mine[0].order_state, OrderState::Cancelled);
+        assert!(d.get_open_orders().await.unwrap().is_empty());
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// The façade's rate-limit preset prices requests as the simulator (and Deribit) does:
+/// orders and cancels from the matching-engine pool (bursts of 20, 5 a second), every other
+/// call from the non-matching credits (bursts of 100, 20 a second). 25 buys, 25 cancels and
+/// 160 ordinary calls, all at once, at full rate under the simulator's real pools (10028
+/// ending the session): every one succeeds, the client waited its turn, the session never
+/// dropped.
+#[tokio::test]
+async fn orders_and_calls_at_full_rate_never_trip_10028() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        let config = ClientConfig::builder()
+            .request_timeout(Duration::from_secs(30))
+            .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config, Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+        let price = resting_bid(&d).await;
+        let conn = sim.connections_info()[0].id;
+
+        let mut orders = tokio::task::JoinSet::new();
+        for _ in 0..25 {
+            let d = d.clone();
+            orders.spawn(async move {
+                let placed = d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, price)).await?;
+                d.cancel(&placed.order.order_id).await
+            });
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for k in 0..160 {
+            let d = d.clone();
+            calls.spawn(async move {
+                if k % 2 == 0 { d.get_time().await.map(|_| ()) } else { d.ticker("ETH-PERPETUAL").await.map(|_| ()) }
+            });
+        }
+        while let Some(r) = orders.join_next().await {
+            let cancelled = r.unwrap().unwrap();
+            assert_eq!(cancelled.order_state, OrderState::Cancelled);
+        }
+        while let Some(r) = calls.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let events = drain_for(&mut rx, Duration::from_millis(200)).await;
+        assert!(
+            !events.iter().any(|e| matches!(e, DeribitEvent::Client(ClientEvent::Disconnected { .. }))),
+            "{events:#?}"
+        );
+        let conns = sim.connections_info();
+        assert_eq!((conns.len(), conns[0].id), (1, conn), "the same session all along");
+        let stats = d.client().stats().rate_limit.unwrap();
+        assert!(stats.waits >= 40, "the orders and calls past the bursts waited: {stats:?}");
+        assert_eq!(stats.refusals, 0, "{stats:?}");
+        assert!(d.get_open_orders().await.unwrap().is_empty());
         d.close().await.unwrap();
     })
     .await;

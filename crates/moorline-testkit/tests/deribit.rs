@@ -144,14 +144,16 @@ async fn public_methods_answer_as_documented() {
         );
 
         let btc = c.result("public/get_instruments", json!({"currency": "BTC", "kind": "future"})).await;
-        assert_eq!(btc.as_array().unwrap().len(), 1);
+        assert_eq!(btc.as_array().unwrap().len(), 2);
+        assert_eq!(btc[1]["instrument_name"], "BTC-25DEC26");
+        assert_eq!(btc[1]["settlement_period"], "month");
         assert_eq!(
             (btc[0]["instrument_name"].as_str(), btc[0]["tick_size"].as_f64()),
             (Some("BTC-PERPETUAL"), Some(0.5))
         );
         assert_eq!(btc[0]["contract_size"], json!(10.0));
         let all = c.result("public/get_instruments", json!({"currency": "any"})).await;
-        assert_eq!(all.as_array().unwrap().len(), 2);
+        assert_eq!(all.as_array().unwrap().len(), 3);
         assert_eq!(all[1]["tick_size"], json!(0.05));
         assert_eq!(c.error_code("public/get_instruments", json!({"currency": "XYZ"})).await, codes::INVALID_PARAMS);
 

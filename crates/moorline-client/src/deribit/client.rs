@@ -3,7 +3,7 @@
 //! ([`DeribitEvents`](super::DeribitEvents)) with book integrity, order events and
 //! reconciliation.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -37,9 +37,6 @@ pub(crate) struct Facade {
     pub registry: Mutex<Registry>,
     /// Trading is locked (maintenance), as last learned.
     pub locked: watch::Sender<bool>,
-    /// `enable_cancel_on_disconnect` was asked for (connection scope): asked again after
-    /// every reconnect.
-    pub cancel_on_disconnect: AtomicBool,
     pub internal: mpsc::Sender<Internal>,
     pub maintenance_wait: Duration,
     label_prefix: String,
@@ -103,29 +100,34 @@ impl Facade {
         Ok(())
     }
 
-    /// `private/buy`, `sell` or `edit`: waits out maintenance, keeps the order's label to
-    /// find it again if the answer is lost, records the answer.
-    async fn trade(
+    /// `private/buy`, `sell`, `edit` or `cancel`: waits out maintenance (not for a
+    /// cancel), keeps the order's label to find it again if the answer is lost (`placement`:
+    /// a buy or sell), records the answer.
+    async fn trade<T: DeserializeOwned>(
         &self,
         method: &str,
         params: Value,
         label: Option<(&str, &str)>,
-    ) -> Result<OrderResult, DeribitError> {
-        self.await_unlocked().await?;
+        placement: bool,
+        order_of: impl Fn(&T) -> &Order,
+    ) -> Result<T, DeribitError> {
+        if method != "private/cancel" {
+            self.await_unlocked().await?;
+        }
         let mut again = true;
         loop {
             let error = match self.client.request(method, &params).await {
                 Ok(raw) => {
-                    let result: OrderResult = serde_json::from_str(raw.get())
+                    let result: T = serde_json::from_str(raw.get())
                         .map_err(|e| DeribitError::Decode { method: method.to_owned(), reason: e.to_string() })?;
-                    self.registry().observe(&result.order);
+                    self.registry().observe(order_of(&result));
                     return Ok(result);
                 }
                 Err(e) => e,
             };
             let unknown = matches!(error, ClientError::Disconnected { sent: true } | ClientError::Timeout { .. });
             if let (true, Some((label, instrument))) = (unknown, label) {
-                self.registry().outcome_unknown(label, instrument);
+                self.registry().outcome_unknown(label, instrument, placement);
                 if matches!(error, ClientError::Timeout { .. }) {
                     // Still connected: look it up now rather than at the next reconnect.
                     if let Some(me) = self.me.upgrade() {
@@ -152,7 +154,7 @@ impl Facade {
 /// What a reconciliation looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reconcile {
-    /// After a (re)connect: cancel-on-disconnect again, platform state, open orders, orders
+    /// After a (re)connect: platform state, open orders, orders
     /// last seen open, unknown outcomes.
     Full {
         /// The first connection (subscribe to `platform_state`).
@@ -181,9 +183,6 @@ async fn emit(facade: &Facade, event: DeribitEvent) -> Result<(), DeribitError> 
 async fn reconcile(facade: &Facade, what: Reconcile) -> Result<(usize, usize), DeribitError> {
     let mut open_count = 0;
     if let Reconcile::Full { first } = what {
-        if facade.cancel_on_disconnect.load(Ordering::SeqCst) {
-            facade.call_raw("private/enable_cancel_on_disconnect", &json!({"scope": "connection"})).await?;
-        }
         if first {
             let out = facade.client.subscribe(&["platform_state"]).await?;
             if !out.refused.is_empty() {
@@ -228,7 +227,7 @@ async fn reconcile(facade: &Facade, what: Reconcile) -> Result<(usize, usize), D
             continue; // another reconciliation reported it
         }
         resolved += 1;
-        if orders.is_empty() {
+        if orders.is_empty() && unknown.placement {
             emit(facade, DeribitEvent::OrderNotPlaced { label }).await?;
         }
         for order in orders {
@@ -326,7 +325,6 @@ impl DeribitClient {
             dialect,
             registry: Mutex::new(Registry::default()),
             locked: watch::channel(false).0,
-            cancel_on_disconnect: AtomicBool::new(false),
             internal: tx,
             maintenance_wait,
             label_prefix,
@@ -427,21 +425,27 @@ impl DeribitClient {
         order.label = Some(label.clone());
         let params = serde_json::to_value(&order)
             .map_err(|e| DeribitError::Decode { method: method.to_owned(), reason: e.to_string() })?;
-        self.facade.trade(method, params, Some((&label, &order.instrument_name))).await
+        let target = Some((label.as_str(), order.instrument_name.as_str()));
+        self.facade.trade(method, params, target, true, |r: &OrderResult| &r.order).await
     }
 
-    /// `private/edit`.
+    /// `private/edit`. If its answer is lost, an order this façade has seen is looked up by
+    /// its label ([`DeribitError::OutcomeUnknown`], then order events), as for a buy.
     pub async fn edit(&self, edit: EditRequest) -> Result<OrderResult, DeribitError> {
         let params = serde_json::to_value(&edit)
             .map_err(|e| DeribitError::Decode { method: "private/edit".into(), reason: e.to_string() })?;
-        self.facade.trade("private/edit", params, None).await
+        let known = self.facade.registry().label_of(&edit.order_id);
+        let target = known.as_ref().map(|(l, i)| (l.as_str(), i.as_str()));
+        self.facade.trade("private/edit", params, target, false, |r: &OrderResult| &r.order).await
     }
 
-    /// `private/cancel`: the order as cancelled.
+    /// `private/cancel`: the order as cancelled. If its answer is lost, an order this
+    /// façade has seen is looked up by its label, as for an edit.
     pub async fn cancel(&self, order_id: &str) -> Result<Order, DeribitError> {
-        let order: Order = self.call("private/cancel", json!({ "order_id": order_id })).await?;
-        self.facade.registry().observe(&order);
-        Ok(order)
+        let known = self.facade.registry().label_of(order_id);
+        let target = known.as_ref().map(|(l, i)| (l.as_str(), i.as_str()));
+        let params = json!({ "order_id": order_id });
+        self.facade.trade("private/cancel", params, target, false, |o: &Order| o).await
     }
 
     /// `private/cancel_all`: how many orders were cancelled.
@@ -470,17 +474,19 @@ impl DeribitClient {
     }
 
     /// `private/enable_cancel_on_disconnect` (connection scope): Deribit cancels the
-    /// account's orders when this connection ends (not on logout). Asked again after every
-    /// reconnect, by the reconciliation, before it reads the open orders.
+    /// account's orders when this connection ends (not on logout). Asked again on every
+    /// reconnect by the client itself, right after the authentication, before the
+    /// subscriptions are restored and before `Reconnected` (so an order placed as soon as
+    /// the session is back is covered); a refusal then ends that attempt.
     pub async fn enable_cancel_on_disconnect(&self) -> Result<(), DeribitError> {
-        self.facade.cancel_on_disconnect.store(true, Ordering::SeqCst);
+        self.facade.dialect.set_cancel_on_disconnect(true);
         self.facade.call_raw("private/enable_cancel_on_disconnect", &json!({"scope": "connection"})).await?;
         Ok(())
     }
 
     /// `private/disable_cancel_on_disconnect` (connection scope).
     pub async fn disable_cancel_on_disconnect(&self) -> Result<(), DeribitError> {
-        self.facade.cancel_on_disconnect.store(false, Ordering::SeqCst);
+        self.facade.dialect.set_cancel_on_disconnect(false);
         self.facade.call_raw("private/disable_cancel_on_disconnect", &json!({"scope": "connection"})).await?;
         Ok(())
     }

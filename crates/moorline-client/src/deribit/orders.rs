@@ -33,12 +33,26 @@ impl Version {
 pub(crate) struct Unknown {
     /// The order's instrument (its currency is what Deribit queries labels by).
     pub instrument_name: String,
+    /// A `buy`/`sell` (no order with the label means it was not placed), not an `edit` or
+    /// `cancel` of an order already known.
+    pub placement: bool,
+}
+
+/// What is kept of an order seen.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    version: Version,
+    state: OrderState,
+    /// Price and amount (an edit changes them, maybe within the same millisecond).
+    terms: (Option<f64>, f64),
+    instrument_name: String,
+    label: String,
 }
 
 /// The orders seen so far and the requests whose outcome is unknown.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    orders: HashMap<String, (Version, OrderState, String)>,
+    orders: HashMap<String, Seen>,
     unknown: HashMap<String, Unknown>,
 }
 
@@ -46,15 +60,27 @@ impl Registry {
     /// Records `order`; `true` if it says something not known yet (a new order, or a later
     /// state of a known one), `false` for a repeat or an older state.
     pub fn observe(&mut self, order: &Order) -> bool {
-        let version = Version::of(order);
+        let seen = Seen {
+            version: Version::of(order),
+            state: order.order_state,
+            terms: (order.price, order.amount),
+            instrument_name: order.instrument_name.clone(),
+            label: order.label.clone(),
+        };
         match self.orders.get_mut(&order.order_id) {
-            Some((known, state, _)) if *known > version || (*known == version && *state == order.order_state) => false,
-            Some(entry) => {
-                *entry = (version.max(entry.0), order.order_state, order.instrument_name.clone());
+            Some(known)
+                if known.version > seen.version
+                    || (known.version == seen.version && known.state == seen.state && known.terms == seen.terms) =>
+            {
+                false
+            }
+            Some(known) => {
+                let version = known.version.max(seen.version);
+                *known = Seen { version, ..seen };
                 true
             }
             None => {
-                self.orders.insert(order.order_id.clone(), (version, order.order_state, order.instrument_name.clone()));
+                self.orders.insert(order.order_id.clone(), seen);
                 true
             }
         }
@@ -65,14 +91,22 @@ impl Registry {
     pub fn live(&self) -> Vec<(String, String)> {
         self.orders
             .iter()
-            .filter(|(_, (_, state, _))| state.is_live())
-            .map(|(id, (_, _, instrument))| (id.clone(), instrument.clone()))
+            .filter(|(_, seen)| seen.state.is_live())
+            .map(|(id, seen)| (id.clone(), seen.instrument_name.clone()))
             .collect()
     }
 
-    /// An order request with `label` was sent and its answer lost.
-    pub fn outcome_unknown(&mut self, label: &str, instrument_name: &str) {
-        self.unknown.insert(label.to_owned(), Unknown { instrument_name: instrument_name.to_owned() });
+    /// The label and instrument of a known order (to find it again by label when the
+    /// answer to its `edit` or `cancel` is lost); `None` if unknown or unlabelled.
+    pub fn label_of(&self, order_id: &str) -> Option<(String, String)> {
+        let seen = self.orders.get(order_id)?;
+        (!seen.label.is_empty()).then(|| (seen.label.clone(), seen.instrument_name.clone()))
+    }
+
+    /// An order request with `label` was sent and its answer lost (`placement`: a buy or
+    /// sell, not an edit or cancel).
+    pub fn outcome_unknown(&mut self, label: &str, instrument_name: &str, placement: bool) {
+        self.unknown.insert(label.to_owned(), Unknown { instrument_name: instrument_name.to_owned(), placement });
     }
 
     /// The labels to look up.
@@ -129,12 +163,20 @@ mod tests {
         assert!(r.observe(&order("2", OrderState::Open, 0.0, 20)));
         assert!(r.observe(&order("2", OrderState::Cancelled, 0.0, 20)));
         assert!(!r.observe(&order("2", OrderState::Cancelled, 0.0, 20)));
+        // Edited within the same millisecond: new terms are news.
+        assert!(r.observe(&order("3", OrderState::Open, 0.0, 30)));
+        let mut edited = order("3", OrderState::Open, 0.0, 30);
+        edited.price = Some(99.0);
+        assert!(r.observe(&edited));
+        assert!(!r.observe(&edited));
+        assert_eq!(r.label_of("3"), Some(("l".to_owned(), "BTC-PERPETUAL".to_owned())));
+        assert_eq!(r.label_of("nope"), None);
     }
 
     #[test]
     fn an_unknown_outcome_is_resolved_once() {
         let mut r = Registry::default();
-        r.outcome_unknown("lbl", "ETH-PERPETUAL");
+        r.outcome_unknown("lbl", "ETH-PERPETUAL", true);
         assert_eq!(r.unknown().len(), 1);
         assert!(r.resolve("lbl"));
         assert!(!r.resolve("lbl"));

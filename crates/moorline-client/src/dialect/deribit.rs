@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -168,6 +168,9 @@ struct AuthState {
 ///   80 % of the token's `expires_in` it is renewed with the `refresh_token` grant (falling
 ///   back to the credentials if the refresh is refused), and so is it when the venue answers
 ///   a request with 13009/13010/10000 (token expired, revoked, missing).
+/// - Cancel-on-disconnect ([`set_cancel_on_disconnect`](Self::set_cancel_on_disconnect)):
+///   `private/enable_cancel_on_disconnect` on every (re)connect right after the
+///   authentication, before the restore and before `Connected`/`Reconnected`.
 /// - Data: `subscription` notifications, with `params.channel`.
 ///
 /// ```
@@ -184,6 +187,9 @@ pub struct Deribit {
     credentials: Option<Credentials>,
     /// Shared by the clones (the client task holds one, a façade another).
     auth: Arc<Mutex<AuthState>>,
+    /// Cancel-on-disconnect was asked for: asked again on every (re)connect, after the
+    /// authentication and before the restore. Shared by the clones.
+    cancel_on_disconnect: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Deribit {
@@ -200,7 +206,20 @@ impl Deribit {
 
     /// Authenticated with these credentials.
     pub fn with_credentials(credentials: Credentials) -> Self {
-        Self { credentials: Some(credentials), auth: Arc::default() }
+        Self { credentials: Some(credentials), ..Self::default() }
+    }
+
+    /// Whether every (re)connect asks for `private/enable_cancel_on_disconnect` (connection
+    /// scope) after the authentication, before the subscriptions are restored and before
+    /// `Connected`/`Reconnected` (only with credentials). The façade's
+    /// `enable_cancel_on_disconnect` sets it.
+    pub fn set_cancel_on_disconnect(&self, enabled: bool) {
+        self.cancel_on_disconnect.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Whether cancel-on-disconnect is asked for on every (re)connect.
+    pub fn cancel_on_disconnect(&self) -> bool {
+        self.cancel_on_disconnect.load(Ordering::SeqCst)
     }
 
     /// The credentials, if any.
@@ -334,6 +353,16 @@ impl Dialect for Deribit {
 
     fn venue_heartbeat(&self) -> bool {
         true
+    }
+
+    fn after_authentication(&self, next_id: &mut dyn FnMut() -> u64) -> Result<Vec<OutRequest>, DialectError> {
+        if self.credentials.is_none() || !self.cancel_on_disconnect() {
+            return Ok(Vec::new());
+        }
+        let id = next_id();
+        let method = "private/enable_cancel_on_disconnect";
+        let text = encode_request(id, method, Some(&json!({ "scope": "connection" })))?;
+        Ok(vec![OutRequest { id, method: Cow::Borrowed(method), text }])
     }
 
     fn authenticate(&self, id: u64) -> Option<Result<OutRequest, DialectError>> {

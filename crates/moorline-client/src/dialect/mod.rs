@@ -5,7 +5,8 @@
 //! restores (the same requests, on every reconnect), correlates (the id of a response), beats
 //! its heart (the requests of the handshake on every (re)connect, and the answer to the
 //! venue's heartbeat), authenticates (a request built from credentials, re-sent on every
-//! reconnect before private subscriptions), and which channel a data message belongs to.
+//! reconnect before private subscriptions, then any requests that must follow it, such as
+//! Deribit's cancel-on-disconnect), and which channel a data message belongs to.
 //! Every method is pure: text in, text or a verdict out. The client task calls them; it
 //! owns the ids, timers, bookkeeping and the socket.
 //!
@@ -242,6 +243,16 @@ pub trait Dialect: Send + Sync + fmt::Debug + 'static {
         _ctx: &SessionContext,
         _next_id: &mut dyn FnMut() -> u64,
     ) -> Result<Vec<OutRequest>, DialectError> {
+        Ok(Vec::new())
+    }
+
+    /// The requests to send, in order, on every connect and reconnect once the session's
+    /// authentication succeeded (or right after the handshake without credentials), before
+    /// any subscription is restored and before `Connected`/`Reconnected` (Deribit:
+    /// `private/enable_cancel_on_disconnect` once it was asked for, so no order placed on
+    /// the new connection is uncovered). Each is awaited before the next; an error answer
+    /// ends the attempt. Default: none.
+    fn after_authentication(&self, _next_id: &mut dyn FnMut() -> u64) -> Result<Vec<OutRequest>, DialectError> {
         Ok(Vec::new())
     }
 

@@ -1,6 +1,7 @@
 //! The session sequence on every connect and reconnect, in order: the dialect's handshake
 //! (Deribit: `public/set_heartbeat`, every time), authentication (if the dialect has
-//! credentials), then every wanted subscription, batched under the venue's frame limit, paced
+//! credentials), the dialect's requests after it (Deribit: `private/enable_cancel_on_disconnect`
+//! when it was asked for), then every wanted subscription, batched under the venue's frame limit, paced
 //! by the rate limiter, confirmed from the venue's reply; only then `Connected` /
 //! `Reconnected` and `Restored`. Also the user's subscribe and unsubscribe calls.
 
@@ -22,22 +23,49 @@ impl Task {
     /// A connection is up: its session sequence starts with the handshake.
     pub(super) async fn begin_session(&mut self) {
         let ctx = SessionContext { heartbeat: self.shared.config.liveness.venue_heartbeat };
+        if self.begin_steps(Phase::Handshake, |dialect, next_id| dialect.handshake(&ctx, next_id)).await {
+            self.next_handshake_step().await;
+        }
+    }
+
+    /// Authentication done (or none): the dialect's requests after it, then the restore.
+    async fn begin_after_auth(&mut self) {
+        if self.begin_steps(Phase::AfterAuth, |dialect, next_id| dialect.after_authentication(next_id)).await
+            && !self.send_next_step().await
+        {
+            self.begin_restore().await;
+        }
+    }
+
+    /// Starts a sequence of the dialect's requests (`Phase::Handshake` or
+    /// `Phase::AfterAuth`), sent one at a time, each awaited; `false` if the session was
+    /// dropped.
+    async fn begin_steps(
+        &mut self,
+        phase: Phase,
+        build: impl FnOnce(
+            &dyn crate::dialect::Dialect,
+            &mut dyn FnMut() -> u64,
+        ) -> Result<Vec<crate::dialect::OutRequest>, crate::dialect::DialectError>,
+    ) -> bool {
         // Ids come from the pending table (one id space for every request): each step is
         // registered when the dialect asks for its id.
         let mut ids = Vec::new();
+        let dialect = self.dialect.clone();
         let steps = {
             let mut next_id = || {
                 let id = self.register(Job::Handshake { method: String::new() }, 256).unwrap_or(0);
                 ids.push(id);
                 id
             };
-            self.dialect.handshake(&ctx, &mut next_id)
+            build(&*dialect, &mut next_id)
         };
         let steps = match steps {
             Ok(steps) => steps,
             Err(e) => {
-                self.drop_session(DisconnectReason::RestoreFailed(format!("handshake: {e}")), false).await;
-                return;
+                let what = if phase == Phase::Handshake { "handshake" } else { "after authentication" };
+                self.drop_session(DisconnectReason::RestoreFailed(format!("{what}: {e}")), false).await;
+                return false;
             }
         };
         // Drop ids the dialect asked for but did not use.
@@ -49,21 +77,33 @@ impl Task {
                 }
             }
         }
-        let Some(s) = &mut self.session else { return };
+        let Some(s) = &mut self.session else { return false };
+        s.phase = phase;
         s.handshake = steps.into();
-        self.next_handshake_step().await;
+        true
     }
 
-    /// Sends the next handshake request, or moves on to authentication.
+    /// Sends the next queued handshake (or after-authentication) request; `false` if none.
+    async fn send_next_step(&mut self) -> bool {
+        let Some(s) = &mut self.session else { return false };
+        let Some(req) = s.handshake.pop_front() else { return false };
+        s.step = req.method.to_string();
+        let (conn, stream) = (s.conn.clone(), s.stream);
+        self.charge(&req.method);
+        self.send_now(&conn, &stream, req.text).await;
+        true
+    }
+
+    /// Sends the next handshake (or after-authentication) request, or moves on to
+    /// authentication (or to the restore).
     async fn next_handshake_step(&mut self) {
+        if self.send_next_step().await {
+            return;
+        }
         let Some(s) = &mut self.session else { return };
-        match s.handshake.pop_front() {
-            Some(req) => {
-                s.step = req.method.to_string();
-                let (conn, stream) = (s.conn.clone(), s.stream);
-                self.send_now(&conn, &stream, req.text).await;
-            }
-            None => {
+        match s.phase {
+            Phase::AfterAuth => self.begin_restore().await,
+            _ => {
                 // The handshake is done (Deribit: the venue agreed to beat): from now on its
                 // heartbeat is expected every interval (+ grace), for this attempt only.
                 if self.dialect.venue_heartbeat()
@@ -78,7 +118,7 @@ impl Task {
                     for tx in self.auth_waiters.drain(..) {
                         let _ = tx.send(Ok(()));
                     }
-                    self.begin_restore().await;
+                    self.begin_after_auth().await;
                 }
             }
         }
@@ -103,6 +143,7 @@ impl Task {
                 return Some(());
             }
         };
+        self.charge(&req.method);
         let s = self.session.as_mut()?;
         s.auth_in_flight = true;
         let (conn, stream) = (s.conn.clone(), s.stream);
@@ -115,7 +156,7 @@ impl Task {
     pub(super) async fn on_reauthenticate(&mut self, tx: oneshot::Sender<Result<(), ClientError>>) {
         self.auth_waiters.push(tx);
         let Some(s) = &self.session else { return };
-        if s.auth_in_flight || !matches!(s.phase, Phase::Restoring | Phase::Ready) {
+        if s.auth_in_flight || !matches!(s.phase, Phase::AfterAuth | Phase::Restoring | Phase::Ready) {
             return;
         }
         if self.send_auth(true).await.is_none() {
@@ -128,11 +169,19 @@ impl Task {
     /// A request failed because the authentication is gone: renew it now (once).
     pub(super) async fn renew_after_auth_error(&mut self) {
         let Some(s) = &self.session else { return };
-        if s.auth_in_flight || !matches!(s.phase, Phase::Restoring | Phase::Ready) {
+        if s.auth_in_flight || !matches!(s.phase, Phase::AfterAuth | Phase::Restoring | Phase::Ready) {
             return;
         }
         tracing::info!("the venue says the authentication is gone: renewing it");
         self.send_auth(true).await;
+    }
+
+    /// Spends the credits of a request sent at once, not paced (a session step, an
+    /// authentication, a heartbeat answer): the venue charges it all the same.
+    pub(super) fn charge(&self, method: &str) {
+        if let Some(l) = self.shared.lock().limiter.as_mut() {
+            l.charge(Instant::now().into_std(), method);
+        }
     }
 
     /// Authentication done (or none): restore the subscriptions.
@@ -156,7 +205,7 @@ impl Task {
                 Ok(_) => self.next_handshake_step().await,
                 Err(e) => {
                     let method = self.session.as_ref().map(|s| s.step.clone()).unwrap_or_default();
-                    let why = format!("handshake request {method}: {e}");
+                    let why = format!("session request {method}: {e}");
                     self.drop_session(DisconnectReason::RestoreFailed(why), false).await;
                 }
             },
@@ -171,7 +220,7 @@ impl Task {
                         let _ = tx.send(Ok(()));
                     }
                     if first {
-                        self.begin_restore().await;
+                        self.begin_after_auth().await;
                     }
                 }
                 Err(e) if renew => {

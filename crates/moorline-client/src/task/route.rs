@@ -137,6 +137,7 @@ impl Task {
         let Some(id) = self.register(Job::HeartbeatAnswer, 64) else { return };
         match self.dialect.answer_heartbeat(beat, id) {
             Some(Ok(req)) => {
+                self.charge(&req.method);
                 let Some(s) = &self.session else { return };
                 let (conn, stream) = (s.conn.clone(), s.stream);
                 self.send_now(&conn, &stream, req.text).await;

@@ -28,6 +28,9 @@ pub(super) enum Phase {
     Handshake,
     /// Authentication.
     Auth,
+    /// The dialect's requests after the first authentication (Deribit:
+    /// `private/enable_cancel_on_disconnect`), one at a time.
+    AfterAuth,
     /// Subscriptions being restored.
     Restoring,
     /// Restored: user sends go out.
@@ -55,7 +58,7 @@ pub(super) struct Session {
     pub stream: StreamRef,
     pub protocol: Protocol,
     pub phase: Phase,
-    /// Handshake requests not sent yet.
+    /// Handshake (or after-authentication) requests not sent yet.
     pub handshake: VecDeque<crate::dialect::OutRequest>,
     /// The handshake request sent last (for errors).
     pub step: String,

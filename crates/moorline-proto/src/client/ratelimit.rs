@@ -22,7 +22,7 @@
 //! requests/s sustained, bursts of 100); matching-engine requests ([`DERIBIT_MATCHING_ENGINE`]:
 //! buy, sell, edit, cancel...) have their own pool, tiered by trading volume: the preset takes
 //! the lowest tier as NautilusTrader does, 5 requests/s with bursts of 20; `public/subscribe`
-//! and `private/subscribe` cost 3,000 from a pool of 30,000 refilled at 10,000/s (about 3.3/s,
+//! and `private/subscribe` (and their unsubscribes) cost 3,000 from a pool of 30,000 refilled at 10,000/s (about 3.3/s,
 //! bursts of 10). A venue that runs dry answers `10028 too_many_requests` and may close the
 //! session, which is what this limiter keeps a client from provoking. Real limits depend on the
 //! account: adjust [`DeribitLimits`] (`private/get_account_summary` tells them).
@@ -256,6 +256,18 @@ impl RateLimiter {
         }
     }
 
+    /// Spend `cost` credits of `pool` at `now` whatever the pool holds, into debt if need be
+    /// (the requests after it then wait longer): for a request that must go at once (a
+    /// heartbeat answer, a session step) but that the venue charges all the same. Counted
+    /// as granted.
+    pub fn charge(&mut self, now: Instant, pool: PoolId, cost: u64) {
+        if let Some(b) = self.buckets.get_mut(pool.0) {
+            b.refill(now);
+            b.nanos = b.nanos.saturating_sub(i128::from(cost) * NANOS);
+            self.stats.granted += 1;
+        }
+    }
+
     /// Give back `cost` credits of a request granted but not sent after all (a waiting
     /// request whose caller gave up). Never beyond the capacity.
     pub fn refund(&mut self, pool: PoolId, cost: u64) {
@@ -305,8 +317,9 @@ pub const DERIBIT_MATCHING_ENGINE: &[&str] = &[
     "private/execute_block_trade",
 ];
 
-/// Deribit's subscribe methods (their own pool).
-pub const DERIBIT_SUBSCRIBE: &[&str] = &["public/subscribe", "private/subscribe"];
+/// Deribit's subscribe methods, and their unsubscribes (their own pool).
+pub const DERIBIT_SUBSCRIBE: &[&str] =
+    &["public/subscribe", "private/subscribe", "public/unsubscribe", "private/unsubscribe"];
 
 /// Deribit's pools and costs (defaults: see the [module doc](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

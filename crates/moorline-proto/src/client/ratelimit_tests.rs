@@ -45,7 +45,7 @@ fn deribit_pools_are_separate() {
     assert_eq!(pools.classify("/private/buy"), (pools.matching, 1));
     assert_eq!(pools.classify("private/cancel_all"), (pools.matching, 1));
     assert_eq!(pools.classify("public/subscribe"), (pools.subscribe, 3_000));
-    assert_eq!(pools.classify("public/unsubscribe"), (pools.non_matching, 500));
+    assert_eq!(pools.classify("public/unsubscribe"), (pools.subscribe, 3_000), "as the simulator charges it");
     let (s, sc) = pools.classify("private/subscribe");
     assert!((0..10).all(|_| rl.acquire(t0, s, sc) == Acquire::Ready), "subscribe bursts 10");
     assert!(matches!(rl.acquire(t0, s, sc), Acquire::Refused(_)));
@@ -128,4 +128,17 @@ fn extreme_settings_never_panic() {
     assert_eq!(rl.acquire(t0, PoolId(9), 1), Acquire::Refused(Refusal::UnknownPool));
     let text = Refusal::TooCostly { pool: "p", cost: 6, capacity: 5 }.to_string();
     assert_eq!(text, "rate limit: a request costing 6 credits can never fit the p pool of 5");
+}
+
+#[test]
+fn a_charge_goes_into_debt_and_the_next_request_waits_for_it() {
+    let t0 = Instant::now();
+    let (mut rl, p) = one_pool(Mode::Wait { max_wait: Duration::from_secs(5) }, 2, 10);
+    rl.charge(t0, p, 1);
+    rl.charge(t0, p, 1);
+    rl.charge(t0, p, 1); // one in debt
+    assert_eq!(rl.available(t0, p), 0);
+    // The next one waits 200 ms: 100 ms to pay the debt, 100 ms for its own credit.
+    assert_eq!(rl.acquire(t0, p, 1), Acquire::Wait(t0 + ms(200)));
+    assert_eq!(rl.stats().granted, 3);
 }

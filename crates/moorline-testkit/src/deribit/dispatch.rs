@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::auth::{Binding, Grant, SignedRequest, parse_scope};
 use super::error::RpcError;
-use super::instrument::{INSTRUMENTS, index_of};
+use super::instrument::{INSTRUMENTS, index_of, price_indices};
 use super::payload;
 use super::rpc::{Params, Request};
 use super::time::Now;
@@ -163,11 +163,7 @@ impl Venue {
 
     /// `public/status`: `{locked: "true"|"false", locked_indices}`.
     fn status(&self) -> Value {
-        let indices: Vec<String> = if self.hooks.locked {
-            INSTRUMENTS.iter().map(|i| format!("{}_usd", i.currency.to_lowercase())).collect()
-        } else {
-            Vec::new()
-        };
+        let indices: Vec<String> = if self.hooks.locked { price_indices() } else { Vec::new() };
         json!({ "locked": if self.hooks.locked { "true" } else { "false" }, "locked_indices": indices })
     }
 

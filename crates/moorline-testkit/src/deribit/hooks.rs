@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::channel::Kind;
 use super::error::RpcError;
-use super::instrument::{INSTRUMENTS, index_of};
+use super::instrument::{INSTRUMENTS, index_of, price_indices};
 use super::orders::{OrderState, parse_public_id};
 use super::time::Now;
 use super::venue::{ConnId, Delivery, Venue};
@@ -88,6 +88,8 @@ pub struct ConnectionInfo {
     pub session: Option<String>,
     /// Subscribed channels.
     pub channels: Vec<String>,
+    /// `private/enable_cancel_on_disconnect` with the connection scope is on.
+    pub cancel_on_disconnect: bool,
 }
 
 impl Venue {
@@ -170,8 +172,8 @@ impl Venue {
     /// Locks (maintenance) or unlocks the platform; `platform_state` subscribers are told.
     pub(crate) fn set_locked(&mut self, locked: bool) -> Vec<Delivery> {
         self.hooks.locked = locked;
-        for spec in INSTRUMENTS {
-            let data = json!({ "price_index": format!("{}_usd", spec.currency.to_lowercase()), "locked": locked });
+        for index in price_indices() {
+            let data = json!({ "price_index": index, "locked": locked });
             self.publish(Kind::PlatformState, 0, None, &data);
         }
         std::mem::take(&mut self.pending)
@@ -187,6 +189,7 @@ impl Venue {
             client_id: account.and_then(|a| self.auth.client_id(a)).map(str::to_owned),
             session: self.session_name(conn),
             channels: session.map(|s| s.subs.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            cancel_on_disconnect: session.is_some_and(|s| s.cancel_on_disconnect),
         }
     }
 }

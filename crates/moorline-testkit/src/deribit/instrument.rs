@@ -16,6 +16,9 @@ pub(crate) struct InstrumentSpec {
     pub(crate) start_price: f64,
     /// Deribit's numeric instrument id.
     pub(crate) instrument_id: u64,
+    /// When a dated future expires (ms since the epoch, 08:00 UTC on the last Friday of
+    /// its month); `None` for a perpetual.
+    pub(crate) expiration_ms: Option<u64>,
 }
 
 impl InstrumentSpec {
@@ -62,8 +65,10 @@ impl InstrumentSpec {
     }
 }
 
-/// Every listed instrument, in a fixed order (the market is stepped in this order).
-pub(crate) const INSTRUMENTS: [InstrumentSpec; 2] = [
+/// Every listed instrument, in a fixed order (the market is stepped in this order): the two
+/// perpetuals and BTC's December 2026 future (tick 0.5, contract 10 USD, as Deribit lists
+/// its BTC futures), so that the simulator serves more than 200 distinct channels.
+pub(crate) const INSTRUMENTS: [InstrumentSpec; 3] = [
     InstrumentSpec {
         name: "BTC-PERPETUAL",
         currency: "BTC",
@@ -71,6 +76,7 @@ pub(crate) const INSTRUMENTS: [InstrumentSpec; 2] = [
         contract_size: 10,
         start_price: 60_000.0,
         instrument_id: 124_972,
+        expiration_ms: None,
     },
     InstrumentSpec {
         name: "ETH-PERPETUAL",
@@ -79,8 +85,30 @@ pub(crate) const INSTRUMENTS: [InstrumentSpec; 2] = [
         contract_size: 1,
         start_price: 3_000.0,
         instrument_id: 124_973,
+        expiration_ms: None,
+    },
+    InstrumentSpec {
+        name: "BTC-25DEC26",
+        currency: "BTC",
+        ticks_per_unit: 2,
+        contract_size: 10,
+        start_price: 60_400.0,
+        instrument_id: 398_521,
+        expiration_ms: Some(1_798_185_600_000),
     },
 ];
+
+/// The price indices of the listed instruments (`btc_usd`, `eth_usd`), each once, in order.
+pub(crate) fn price_indices() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for spec in INSTRUMENTS {
+        let index = format!("{}_usd", spec.currency.to_lowercase());
+        if !out.contains(&index) {
+            out.push(index);
+        }
+    }
+    out
+}
 
 /// Index of the instrument called `name` in [`INSTRUMENTS`].
 pub(crate) fn index_of(name: &str) -> Option<usize> {
@@ -104,5 +132,6 @@ mod tests {
         assert_eq!(eth.units(7.0), Ok(7));
         assert_eq!(index_of("ETH-PERPETUAL"), Some(1));
         assert_eq!(index_of("DOGE-PERPETUAL"), None);
+        assert_eq!(index_of("BTC-25DEC26"), Some(2));
     }
 }

@@ -4,7 +4,8 @@
 //! [`DeribitSim`] speaks JSON-RPC 2.0 over WebSocket on `/ws/api/v2` (other
 //! paths get `404`), following Deribit's public API v2 for the subset trading
 //! clients use, with the instruments `BTC-PERPETUAL` (tick 0.5, contract 10
-//! USD) and `ETH-PERPETUAL` (tick 0.05, contract 1 USD). Responses carry
+//! USD), `ETH-PERPETUAL` (tick 0.05, contract 1 USD) and the dated future
+//! `BTC-25DEC26` (tick 0.5, contract 10 USD; 271 distinct channels in all). Responses carry
 //! `usIn`, `usOut`, `usDiff` and `testnet: true`; errors are Deribit error
 //! objects (codes in [`codes`]).
 //!
@@ -58,7 +59,9 @@
 //!   the account's open orders are cancelled (`cancel_reason: cancel_on_disconnect`) when the
 //!   connection ends by close, RST, half-open, a failed heartbeat or `10028`, not by `private/logout`.
 //!
-//! Every request spends rate-limit credits ([`RateLimit`]); without enough, the answer is
+//! Every request spends rate-limit credits ([`RateLimit`]: the non-matching pool, the
+//! matching-engine pool for [`MATCHING_ENGINE`] methods, the subscribe pool for
+//! subscribe/unsubscribe, as Deribit documents it); without enough, the answer is
 //! `10028 too_many_requests` and the session ends (close 1008), unless
 //! [`DeribitSimBuilder::end_session_on_rate_limit`] says otherwise. Requests over 32 KiB get
 //! `-32600 request entity too large`. Text that is not JSON gets `-32700` (id `null`), JSON
@@ -151,7 +154,7 @@ pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 pub use conn::WS_PATH;
 pub use control::{Fault, Hook, HookError, RequestMatch};
 pub use hooks::{BookFault, ConnectionInfo};
-pub use ratelimit::RateLimit;
+pub use ratelimit::{MATCHING_ENGINE, RateLimit};
 pub use server::{DeribitSim, DeribitSimBuilder};
 pub use snapshot::{BookLevel, BookSnapshot};
 pub use venue::API_VERSION;

@@ -207,7 +207,7 @@ pub(crate) fn instrument(spec: &InstrumentSpec) -> Value {
         "instrument_name": spec.name,
         "instrument_id": spec.instrument_id,
         "kind": "future",
-        "settlement_period": "perpetual",
+        "settlement_period": if spec.expiration_ms.is_some() { "month" } else { "perpetual" },
         "future_type": "reversed",
         "instrument_type": "reversed",
         "base_currency": spec.currency,
@@ -229,7 +229,7 @@ pub(crate) fn instrument(spec: &InstrumentSpec) -> Value {
         "block_trade_min_trade_amount": 200_000,
         "block_trade_tick_size": 0.01,
         "creation_timestamp": 1_534_242_287_000u64,
-        "expiration_timestamp": 32_503_708_800_000u64,
+        "expiration_timestamp": spec.expiration_ms.unwrap_or(32_503_708_800_000),
     })
 }
 

@@ -3,8 +3,13 @@
 //! `10028 too_many_requests` (which, as on Deribit, ends the session unless configured not to).
 //!
 //! An authenticated connection spends its account's pools, which persist across
-//! reconnects; before `public/auth` a connection spends pools of its own. Subscriptions
-//! (`*/subscribe`, `*/unsubscribe`) spend a pool of their own.
+//! reconnects; before `public/auth` a connection spends pools of its own. As Deribit
+//! documents it ("Rate Limits"), matching-engine requests ([`MATCHING_ENGINE`]: buy, sell,
+//! edit, cancel...) have a pool of their own (tiered by trading volume; the default is the
+//! lowest tier: bursts of 20, 5 a second), apart from the non-matching credits (500 a
+//! request from 50 000, refilled at 10 000 a second), which every other request spends,
+//! `public/test` and the heartbeat answers included. Subscriptions (`*/subscribe`,
+//! `*/unsubscribe`) spend a pool of their own.
 
 use std::time::Instant;
 
@@ -12,8 +17,8 @@ use std::time::Instant;
 ///
 /// With the defaults an account (or an unauthenticated connection) may burst 100
 /// non-matching requests and sustain 20 per second; matching-engine requests
-/// (`private/buy`, `sell`, `edit`, `cancel`, `cancel_all*`) cost four times as much (5 per
-/// second sustained). Subscribe and unsubscribe requests spend a pool of their own: a
+/// ([`MATCHING_ENGINE`]) spend a pool of their own: a burst of 20, 5 per second sustained
+/// (Deribit's lowest volume tier). Subscribe and unsubscribe requests spend a third pool: a
 /// burst of 10, 3.3 per second sustained.
 ///
 /// ```
@@ -33,8 +38,12 @@ pub struct RateLimit {
     pub refill_per_second: u64,
     /// Cost of a non-matching-engine request (default 500).
     pub cost: u64,
-    /// Cost of a matching-engine request (default 2 000).
+    /// Cost of a matching-engine request, from the matching-engine pool (default 1 000).
     pub matching_engine_cost: u64,
+    /// Size of the matching-engine pool (default 20 000: a burst of 20).
+    pub matching_engine_max_credits: u64,
+    /// Credits added back to the matching-engine pool per second (default 5 000: 5 a second).
+    pub matching_engine_refill_per_second: u64,
     /// Size of the subscribe pool (default 30 000).
     pub subscribe_max_credits: u64,
     /// Credits added back to the subscribe pool per second (default 10 000).
@@ -49,7 +58,9 @@ impl Default for RateLimit {
             max_credits: 50_000,
             refill_per_second: 10_000,
             cost: 500,
-            matching_engine_cost: 2_000,
+            matching_engine_cost: 1_000,
+            matching_engine_max_credits: 20_000,
+            matching_engine_refill_per_second: 5_000,
             subscribe_max_credits: 30_000,
             subscribe_refill_per_second: 10_000,
             subscribe_cost: 3_000,
@@ -65,9 +76,20 @@ impl RateLimit {
             refill_per_second: u64::MAX,
             cost: 0,
             matching_engine_cost: 0,
+            matching_engine_max_credits: u64::MAX,
+            matching_engine_refill_per_second: u64::MAX,
             subscribe_max_credits: u64::MAX,
             subscribe_refill_per_second: u64::MAX,
             subscribe_cost: 0,
+        }
+    }
+
+    fn matching_engine_pool(&self) -> Self {
+        Self {
+            max_credits: self.matching_engine_max_credits,
+            refill_per_second: self.matching_engine_refill_per_second,
+            cost: self.matching_engine_cost,
+            ..*self
         }
     }
 
@@ -81,6 +103,24 @@ impl RateLimit {
         }
     }
 }
+
+/// Deribit's matching-engine methods (its "Rate Limits" article lists them); every other
+/// method spends the non-matching credits, except subscribe and unsubscribe.
+pub const MATCHING_ENGINE: &[&str] = &[
+    "private/buy",
+    "private/sell",
+    "private/edit",
+    "private/edit_by_label",
+    "private/cancel",
+    "private/cancel_by_label",
+    "private/cancel_all",
+    "private/cancel_all_by_instrument",
+    "private/cancel_all_by_currency",
+    "private/cancel_all_by_kind_or_type",
+    "private/close_position",
+    "private/verify_block_trade",
+    "private/execute_block_trade",
+];
 
 /// What a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,21 +137,26 @@ pub(crate) enum Cost {
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     general: CreditPool,
+    matching_engine: CreditPool,
     subscribe: CreditPool,
 }
 
 impl Pools {
     /// Full pools.
     pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
-        Self { general: CreditPool::new(limit, now), subscribe: CreditPool::new(limit.subscribe_pool(), now) }
+        Self {
+            general: CreditPool::new(limit, now),
+            matching_engine: CreditPool::new(limit.matching_engine_pool(), now),
+            subscribe: CreditPool::new(limit.subscribe_pool(), now),
+        }
     }
 
     /// Spends what `cost` says from the right pool; `false` (nothing spent) when it holds too few.
     pub(crate) fn try_spend(&mut self, cost: Cost, now: Instant) -> bool {
         match cost {
-            Cost::Plain => self.general.try_spend(false, now),
-            Cost::MatchingEngine => self.general.try_spend(true, now),
-            Cost::Subscribe => self.subscribe.try_spend(false, now),
+            Cost::Plain => self.general.try_spend(now),
+            Cost::MatchingEngine => self.matching_engine.try_spend(now),
+            Cost::Subscribe => self.subscribe.try_spend(now),
         }
     }
 }
@@ -130,14 +175,14 @@ impl CreditPool {
         Self { limit, credits: limit.max_credits as f64, last: now }
     }
 
-    /// Spends the cost of one request (matching-engine or not); `false` (and
-    /// nothing spent) when the pool holds too few credits.
-    pub(crate) fn try_spend(&mut self, matching_engine: bool, now: Instant) -> bool {
+    /// Spends the cost of one request; `false` (and nothing spent) when the pool holds too
+    /// few credits.
+    pub(crate) fn try_spend(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         let max = self.limit.max_credits as f64;
         self.credits = (self.credits + elapsed * self.limit.refill_per_second as f64).min(max);
-        let cost = if matching_engine { self.limit.matching_engine_cost } else { self.limit.cost } as f64;
+        let cost = self.limit.cost as f64;
         if self.credits < cost {
             return false;
         }
@@ -154,31 +199,25 @@ mod tests {
     #[test]
     fn burst_then_refill() {
         let t0 = Instant::now();
-        let limit = RateLimit {
-            max_credits: 2_000,
-            refill_per_second: 1_000,
-            cost: 500,
-            matching_engine_cost: 1_000,
-            ..RateLimit::default()
-        };
+        let limit = RateLimit { max_credits: 2_000, refill_per_second: 1_000, cost: 500, ..RateLimit::default() };
         let mut pool = CreditPool::new(limit, t0);
-        assert!((0..4).all(|_| pool.try_spend(false, t0)));
-        assert!(!pool.try_spend(false, t0));
+        assert!((0..4).all(|_| pool.try_spend(t0)));
+        assert!(!pool.try_spend(t0));
         // Half a second refills one request's worth.
         let t1 = t0 + Duration::from_millis(500);
-        assert!(pool.try_spend(false, t1));
-        assert!(!pool.try_spend(false, t1));
+        assert!(pool.try_spend(t1));
+        assert!(!pool.try_spend(t1));
         // Never above the pool size.
         let t2 = t1 + Duration::from_secs(100);
-        assert!(pool.try_spend(true, t2) && pool.try_spend(true, t2));
-        assert!(!pool.try_spend(false, t2));
+        assert!((0..4).all(|_| pool.try_spend(t2)));
+        assert!(!pool.try_spend(t2));
     }
 
     #[test]
     fn unlimited_never_trips() {
         let t0 = Instant::now();
         let mut pool = CreditPool::new(RateLimit::unlimited(), t0);
-        assert!((0..10_000).all(|_| pool.try_spend(true, t0)));
+        assert!((0..10_000).all(|_| pool.try_spend(t0)));
     }
 }
 
@@ -200,5 +239,20 @@ mod pool_tests {
         let t1 = t0 + Duration::from_millis(300);
         assert!(pools.try_spend(Cost::Subscribe, t1));
         assert!(!pools.try_spend(Cost::Subscribe, t1));
+    }
+
+    #[test]
+    fn matching_engine_pool_is_separate_bursts_20_refills_5_per_second() {
+        let t0 = Instant::now();
+        let mut pools = Pools::new(RateLimit::default(), t0);
+        assert!((0..20).all(|_| pools.try_spend(Cost::MatchingEngine, t0)));
+        assert!(!pools.try_spend(Cost::MatchingEngine, t0));
+        // The non-matching credits are all still there.
+        assert!((0..100).all(|_| pools.try_spend(Cost::Plain, t0)));
+        assert!(!pools.try_spend(Cost::Plain, t0));
+        // 200 ms refills one order.
+        let t1 = t0 + Duration::from_millis(200);
+        assert!(pools.try_spend(Cost::MatchingEngine, t1));
+        assert!(!pools.try_spend(Cost::MatchingEngine, t1));
     }
 }

@@ -20,7 +20,7 @@ use super::instrument::{INSTRUMENTS, index_of};
 use super::market::{Ids, Market};
 use super::orders::UserOrder;
 use super::positions::Positions;
-use super::ratelimit::{Cost, Pools, RateLimit};
+use super::ratelimit::{Cost, MATCHING_ENGINE, Pools, RateLimit};
 use super::rng::SplitMix64;
 use super::rpc::{self, Rejected, Timing};
 use super::snapshot::{BookLevel, BookSnapshot};
@@ -125,12 +125,7 @@ pub(crate) struct Venue {
 /// What `method` spends from the rate-limit pools.
 fn cost_of(method: &str) -> Cost {
     match method {
-        "private/buy"
-        | "private/sell"
-        | "private/edit"
-        | "private/cancel"
-        | "private/cancel_all"
-        | "private/cancel_all_by_instrument" => Cost::MatchingEngine,
+        m if MATCHING_ENGINE.contains(&m) => Cost::MatchingEngine,
         "public/subscribe" | "private/subscribe" | "public/unsubscribe" | "private/unsubscribe" => Cost::Subscribe,
         _ => Cost::Plain,
     }
