@@ -20,8 +20,9 @@ use crate::jsonrpc::{RawValue, RpcError, encode_request};
 pub const MIN_HEARTBEAT: Duration = Duration::from_secs(10);
 /// The largest heartbeat interval this dialect asks for (Deribit documents none).
 pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
-/// The largest subscribe request this dialect sends (Deribit documents no frame limit; 32 KiB
-/// is a safe batch: about 1 000 channel names).
+/// The largest request this dialect sends: Deribit answers a bigger one `-32600` "request
+/// entity too large" (its limit is 32 KiB), so subscribe batches stay within it (about 1 000
+/// channel names).
 pub const MAX_REQUEST_BYTES: usize = 32 << 10;
 
 /// Deribit error codes that are transient (the set NautilusTrader's adapter retries), among

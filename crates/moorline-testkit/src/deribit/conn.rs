@@ -105,7 +105,7 @@ pub(crate) async fn run(
                 Some(Ok(Message::Text(text))) => shared.on_text(conn, text.as_str(), Now::system()),
                 Some(Ok(Message::Binary(_))) => shared.on_binary(conn),
                 Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => shared.on_control_frame(conn),
                 Some(Err(e)) => {
                     tracing::debug!(conn, error = %e, "read failed");
                     failed = close::close_for(&e);

@@ -111,7 +111,7 @@ pub enum Hook {
     },
     /// Break the next `book.{instrument}.{interval}` change of an instrument.
     BookFault {
-        /// `BTC-PERPETUAL` or `ETH-PERPETUAL`.
+        /// `BTC-PERPETUAL`, `ETH-PERPETUAL` or `BTC-25DEC26`.
         instrument_name: String,
         /// `withhold`, `duplicate` or `reorder`.
         fault: BookFault,
@@ -188,7 +188,7 @@ pub enum HookError {
     #[error("no open connection {0}")]
     UnknownConnection(u64),
     /// The simulator does not list this instrument.
-    #[error("unknown instrument {0:?} (BTC-PERPETUAL, ETH-PERPETUAL)")]
+    #[error("unknown instrument {0:?} (BTC-PERPETUAL, ETH-PERPETUAL, BTC-25DEC26)")]
     UnknownInstrument(String),
     /// No account has this client id.
     #[error("unknown client id {0:?}")]

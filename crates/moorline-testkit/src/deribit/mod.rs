@@ -24,7 +24,9 @@
 //!   server sends `{"method":"heartbeat","params":{"type":"heartbeat"}}` if the client sent
 //!   anything since the last one, else `{"type":"test_request"}`; if a `test_request` is
 //!   still unanswered by `public/test` at the next interval, the server sends a close frame
-//!   (code 1000) and drops the connection. `public/disable_heartbeat`.
+//!   (code 1000) and drops the connection. `public/disable_heartbeat`. Independently, a
+//!   connection the client sent no frame on for [`DeribitSimBuilder::idle_timeout`] (default
+//!   10 minutes) is closed (code 1000, reason `idle timeout`).
 //! * `public/test`, `public/hello` (`{"version": "1.2.26"}`), `public/get_time`, `public/status`,
 //!   `public/get_instruments` `{currency}`, `public/ticker`, `public/get_order_book`.
 //! * `public/subscribe`, `public/unsubscribe`, `public/unsubscribe_all` and the
@@ -57,7 +59,8 @@
 //!   `private/get_positions`, `private/get_position`, `private/get_account_summary`.
 //! * `private/enable_cancel_on_disconnect` / `disable_` / `get_` `{scope: connection|account}`:
 //!   the account's open orders are cancelled (`cancel_reason: cancel_on_disconnect`) when the
-//!   connection ends by close, RST, half-open, a failed heartbeat or `10028`, not by `private/logout`.
+//!   connection ends by close, RST, half-open, a failed heartbeat, the idle timeout or `10028`,
+//!   not by `private/logout`.
 //!
 //! Every request spends rate-limit credits ([`RateLimit`]: the non-matching pool, the
 //! matching-engine pool for [`MATCHING_ENGINE`] methods, the subscribe pool for

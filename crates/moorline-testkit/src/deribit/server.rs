@@ -23,6 +23,9 @@ use super::venue::{Config, Venue};
 /// Pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
+/// Default of [`DeribitSimBuilder::idle_timeout`].
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How long [`DeribitSim::shutdown`] waits for clients to answer the close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -53,6 +56,7 @@ pub struct DeribitSimBuilder {
     token_lifetime: Duration,
     refresh_token_lifetime: Duration,
     min_heartbeat_interval: Duration,
+    idle_timeout: Option<Duration>,
     rate_limit: RateLimit,
     credentials: Vec<(String, String)>,
     end_session_on_rate_limit: bool,
@@ -69,6 +73,7 @@ impl Default for DeribitSimBuilder {
             token_lifetime: Duration::from_secs(900),
             refresh_token_lifetime: Duration::from_secs(30 * 86_400),
             min_heartbeat_interval: Duration::from_secs(10),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             rate_limit: RateLimit::default(),
             credentials: vec![(TEST_CLIENT_ID.to_owned(), TEST_CLIENT_SECRET.to_owned())],
             end_session_on_rate_limit: true,
@@ -128,6 +133,17 @@ impl DeribitSimBuilder {
         self
     }
 
+    /// Close connections the client sent no frame on (text, binary, ping or pong) for
+    /// `timeout` (default 10 minutes; `Duration::ZERO`: never). Deribit closes idle
+    /// connections but publishes no figure, so the default is the simulator's own, long
+    /// enough that a quiet subscriber is not cut in a test. The close frame is `1000` with
+    /// reason `idle timeout`, and cancel-on-disconnect fires as for any other close. A
+    /// client with `public/set_heartbeat` on that answers its `test_request`s is never idle.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout).filter(|d| !d.is_zero());
+        self
+    }
+
     /// Whether `10028 too_many_requests` ends the session (default `true`, as on Deribit):
     /// the error, then a close frame `1008` with reason `too_many_requests`.
     pub fn end_session_on_rate_limit(mut self, end: bool) -> Self {
@@ -179,6 +195,7 @@ impl DeribitSimBuilder {
             token_lifetime: self.token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
             min_heartbeat_interval: self.min_heartbeat_interval,
+            idle_timeout: self.idle_timeout,
             rate_limit: self.rate_limit,
             credentials: self.credentials,
             end_session_on_rate_limit: self.end_session_on_rate_limit,
@@ -244,8 +261,8 @@ async fn market_clock(shared: Arc<Shared>, interval: Duration) {
 }
 
 /// A Deribit-compatible venue on `127.0.0.1`: JSON-RPC 2.0 over WebSocket
-/// at [`url`](Self::url), a seeded simulated market for `BTC-PERPETUAL` and
-/// `ETH-PERPETUAL`, and matching of test accounts' orders against it.
+/// at [`url`](Self::url), a seeded simulated market for `BTC-PERPETUAL`,
+/// `ETH-PERPETUAL` and `BTC-25DEC26`, and matching of test accounts' orders against it.
 ///
 /// See the [module documentation](super) for the supported API. Dropping the
 /// simulator stops it: the listener closes and every connection is aborted.

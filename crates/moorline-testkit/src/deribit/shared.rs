@@ -189,6 +189,11 @@ impl Shared {
         self.run(|v| ((), v.on_binary(conn, Now::system())));
     }
 
+    /// A control frame (ping, pong) from `conn`: it is not idle.
+    pub(crate) fn on_control_frame(&self, conn: ConnId) {
+        self.lock().venue.on_frame(conn, Now::system());
+    }
+
     pub(crate) fn on_timer(&self, conn: ConnId) {
         self.run(|v| ((), v.on_timer(conn, Now::system())));
     }

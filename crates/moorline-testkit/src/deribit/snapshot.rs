@@ -13,7 +13,7 @@ pub struct BookLevel {
 /// accounts' resting orders together, as the public `book` channel shows it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookSnapshot {
-    /// `BTC-PERPETUAL` or `ETH-PERPETUAL`.
+    /// `BTC-PERPETUAL`, `ETH-PERPETUAL` or `BTC-25DEC26`.
     pub instrument_name: String,
     /// The `change_id` of the last `book` notification.
     pub change_id: u64,

@@ -19,6 +19,7 @@ fn config(seed: u64) -> Config {
         token_lifetime: Duration::from_secs(10),
         refresh_token_lifetime: Duration::from_secs(100),
         min_heartbeat_interval: Duration::from_secs(1),
+        idle_timeout: Some(Duration::from_secs(30)),
         rate_limit: RateLimit::unlimited(),
         credentials: vec![(TEST_CLIENT_ID.to_owned(), TEST_CLIENT_SECRET.to_owned()), ("b".to_owned(), "s".to_owned())],
         end_session_on_rate_limit: true,
@@ -387,4 +388,39 @@ fn order_validation() {
     );
     let (r, _) = h.call(conn, "private/cancel_all", json!({}));
     assert_eq!(r["result"], json!(1));
+}
+
+#[test]
+fn idle_connections_close_and_any_frame_keeps_them_open() {
+    let mut c = config(1);
+    c.idle_timeout = Some(Duration::from_secs(5));
+    let mut h = Harness::new(c);
+    let conn = h.connect();
+    assert_eq!(h.venue.deadline(conn), Some(h.now.instant + Duration::from_secs(5)));
+    h.advance(Duration::from_secs(4));
+    // A request, a binary frame and a ping each push the deadline.
+    h.call(conn, "public/test", json!({}));
+    assert_eq!(h.venue.deadline(conn), Some(h.now.instant + Duration::from_secs(5)));
+    h.advance(Duration::from_secs(4));
+    h.venue.on_binary(conn, h.now);
+    h.advance(Duration::from_secs(4));
+    h.venue.on_frame(conn, h.now);
+    h.advance(Duration::from_secs(4));
+    assert!(h.venue.on_timer(conn, h.now).is_empty(), "a frame 4 s ago: not idle");
+    // With a heartbeat, the earlier of the two deadlines.
+    assert_eq!(h.call(conn, "public/set_heartbeat", json!({"interval": 10})).0["result"], "ok");
+    assert_eq!(h.venue.deadline(conn), Some(h.now.instant + Duration::from_secs(5)));
+    h.advance(Duration::from_secs(5));
+    assert_eq!(texts(h.venue.on_timer(conn, h.now)), vec![(conn, json!({"close": 1000, "reason": "idle timeout"}))]);
+    assert_eq!(h.venue.deadline(conn), None);
+    assert!(h.send(conn, "{}").is_empty(), "closed sessions are gone");
+
+    // No idle timeout: only the heartbeat's deadline.
+    let mut c = config(1);
+    c.idle_timeout = None;
+    let mut h = Harness::new(c);
+    let conn = h.connect();
+    assert_eq!(h.venue.deadline(conn), None);
+    h.advance(Duration::from_secs(3600));
+    assert!(h.venue.on_timer(conn, h.now).is_empty());
 }

@@ -31,6 +31,8 @@ pub const API_VERSION: &str = "1.2.26";
 
 /// Close code sent when a heartbeat `test_request` went unanswered.
 pub(crate) const HEARTBEAT_CLOSE_CODE: u16 = 1000;
+/// Close code sent when the client sent nothing for [`Config::idle_timeout`].
+pub(crate) const IDLE_CLOSE_CODE: u16 = 1000;
 /// Close code sent after `10028 too_many_requests` ends the session.
 pub(crate) const RATE_LIMIT_CLOSE_CODE: u16 = 1008;
 /// Close code sent after `private/logout`.
@@ -65,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) token_lifetime: Duration,
     pub(crate) refresh_token_lifetime: Duration,
     pub(crate) min_heartbeat_interval: Duration,
+    /// A connection the client sent no frame on for this long is closed (`None`: never).
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) rate_limit: RateLimit,
     /// `(client_id, client_secret)` by account index.
     pub(crate) credentials: Vec<(String, String)>,
@@ -79,6 +83,8 @@ pub(crate) enum EndReason {
     Closed,
     /// A heartbeat `test_request` went unanswered.
     Heartbeat,
+    /// The client sent nothing for [`Config::idle_timeout`].
+    Idle,
     /// `10028` with [`Config::end_session_on_rate_limit`].
     RateLimit,
     /// `private/logout`.
@@ -92,6 +98,8 @@ pub(super) struct Session {
     /// Account and access token after a successful `public/auth`.
     pub(super) auth: Option<(usize, String)>,
     pub(super) heartbeat: Heartbeat,
+    /// When the client last sent a frame (or connected).
+    pub(super) last_frame: Instant,
     /// Credits spent before authentication.
     pub(super) pools: Pools,
     /// Cancel-on-disconnect with scope `connection`.
@@ -102,6 +110,7 @@ pub(super) struct Session {
 #[derive(Debug)]
 pub(crate) struct Venue {
     pub(super) min_heartbeat: Duration,
+    idle_timeout: Option<Duration>,
     rate_limit: RateLimit,
     end_session_on_rate_limit: bool,
     pub(super) markets: Vec<Market>,
@@ -140,6 +149,7 @@ impl Venue {
         let auth = Auth::new(config.credentials, config.seed, config.token_lifetime, config.refresh_token_lifetime);
         Self {
             min_heartbeat: config.min_heartbeat_interval,
+            idle_timeout: config.idle_timeout,
             rate_limit: config.rate_limit,
             end_session_on_rate_limit: config.end_session_on_rate_limit,
             markets,
@@ -164,6 +174,7 @@ impl Venue {
             subs: BTreeSet::new(),
             auth: None,
             heartbeat: Heartbeat::default(),
+            last_frame: now.instant,
             pools: Pools::new(self.rate_limit, now.instant),
             cancel_on_disconnect: false,
         };
@@ -189,15 +200,38 @@ impl Venue {
         }
     }
 
-    /// When [`on_timer`](Self::on_timer) should next run for `conn`.
+    /// When [`on_timer`](Self::on_timer) should next run for `conn`: the heartbeat's next
+    /// duty or the idle timeout, whichever comes first.
     pub(crate) fn deadline(&self, conn: ConnId) -> Option<Instant> {
-        self.sessions.get(&conn).and_then(|s| s.heartbeat.deadline())
+        let session = self.sessions.get(&conn)?;
+        let idle = self.idle_timeout.and_then(|t| session.last_frame.checked_add(t));
+        match (session.heartbeat.deadline(), idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Heartbeat duty for `conn`: a `heartbeat` or `test_request`, or a close when the last
-    /// `test_request` went unanswered.
+    /// The client sent a frame on `conn` (any kind: control frames count against idleness).
+    pub(crate) fn on_frame(&mut self, conn: ConnId, now: Now) {
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.last_frame = session.last_frame.max(now.instant);
+        }
+    }
+
+    /// Timer duty for `conn`: a close if the client was idle for the idle timeout; else the
+    /// heartbeat's: a `heartbeat` or `test_request`, or a close when the last `test_request`
+    /// went unanswered.
     pub(crate) fn on_timer(&mut self, conn: ConnId, now: Now) -> Vec<Delivery> {
         let Some(session) = self.sessions.get_mut(&conn) else { return Vec::new() };
+        let idle_at = self.idle_timeout.and_then(|t| session.last_frame.checked_add(t));
+        if idle_at.is_some_and(|at| now.instant >= at) {
+            tracing::debug!(conn, "no frame from the client within the idle timeout; closing");
+            let close = Outgoing::Close { code: IDLE_CLOSE_CODE, reason: "idle timeout".to_owned() };
+            let mut out = vec![Delivery { conn, out: close }];
+            self.end_session(conn, EndReason::Idle, now);
+            out.append(&mut self.pending);
+            return out;
+        }
         match session.heartbeat.poll(now.instant) {
             None => Vec::new(),
             Some(HeartbeatAction::SendHeartbeat) => {
@@ -222,6 +256,7 @@ impl Venue {
         if !self.sessions.contains_key(&conn) {
             return Vec::new();
         }
+        self.on_frame(conn, now);
         let error = RpcError::invalid_request("binary frames are not supported; send JSON-RPC as text");
         let timing = Timing { us_in: now.unix_us, us_out: now.unix_us };
         vec![Delivery { conn, out: Outgoing::Text(rpc::response(Some(&Value::Null), Err(error), timing)) }]
@@ -253,6 +288,7 @@ impl Venue {
     ) -> Vec<Delivery> {
         let Some(session) = self.sessions.get_mut(&conn) else { return Vec::new() };
         session.heartbeat.activity();
+        session.last_frame = session.last_frame.max(now.instant);
         let mut end = None;
         let (id, outcome) = if text.len() > MAX_REQUEST {
             (Some(Value::Null), Err(RpcError::too_large(MAX_REQUEST)))
