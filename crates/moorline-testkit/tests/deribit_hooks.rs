@@ -425,6 +425,101 @@ async fn cancel_on_disconnect_fires_on_close_but_not_on_logout() {
     .await;
 }
 
+/// A watcher on `user.orders.ETH-PERPETUAL.raw`, and a client with cancel-on-disconnect on
+/// (scope `connection`) and one resting order (its id), seen open by the watcher.
+async fn cod_setup(sim: &DeribitSim) -> (Client, Client, Value) {
+    let mut watcher = Client::connect(sim).await;
+    watcher.auth().await;
+    watcher.result("private/subscribe", json!({"channels": ["user.orders.ETH-PERPETUAL.raw"]})).await;
+    let mut c = Client::connect(sim).await;
+    c.auth().await;
+    assert_eq!(c.result("private/enable_cancel_on_disconnect", json!({"scope": "connection"})).await, "ok");
+    let id = c.result("private/buy", resting_buy("cod")).await["order"]["order_id"].clone();
+    assert_eq!(watcher.notification("user.orders.ETH-PERPETUAL.raw").await["order_state"], "open");
+    (watcher, c, id)
+}
+
+/// The watcher sees order `id` cancelled by cancel-on-disconnect.
+async fn assert_cancelled_on_disconnect(watcher: &mut Client, id: &Value) {
+    let cancelled = watcher.notification("user.orders.ETH-PERPETUAL.raw").await;
+    assert_eq!((&cancelled["order_id"], cancelled["order_state"].as_str()), (id, Some("cancelled")), "{cancelled}");
+    assert_eq!(cancelled["cancel_reason"], "cancel_on_disconnect");
+}
+
+#[tokio::test]
+async fn cancel_on_disconnect_fires_on_a_failed_heartbeat() {
+    bounded(async {
+        let sim = manual().min_heartbeat_interval(Duration::from_millis(200)).start().await.unwrap();
+        let (mut watcher, mut c, id) = cod_setup(&sim).await;
+        assert_eq!(c.result("public/set_heartbeat", json!({"interval": 0.2})).await, "ok");
+        // The client stops answering: a test_request, then the venue closes.
+        let request = c.recv().await;
+        assert_eq!(request["params"]["type"], "test_request", "{request}");
+        let end = c.next().await.unwrap_err();
+        assert!(end.contains("test_request not answered"), "{end}");
+        assert_cancelled_on_disconnect(&mut watcher, &id).await;
+        assert_eq!(
+            watcher.result("private/get_order_state", json!({"order_id": id})).await["order_state"],
+            "cancelled"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_on_disconnect_fires_on_a_half_open_connection() {
+    bounded(async {
+        let sim = manual().start().await.unwrap();
+        let (mut watcher, mut c, id) = cod_setup(&sim).await;
+        let conn = sim.connections_info()[1].id;
+        assert!(sim.fault(conn, Fault::HalfOpen));
+        // Nothing reaches the client (no FIN, no RST), but the venue ended its session.
+        c.send("public/test", json!({})).await;
+        assert_cancelled_on_disconnect(&mut watcher, &id).await;
+        assert_eq!(c.next().await.unwrap_err(), "nothing within the wait");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_cancel_on_disconnect_fires() {
+    bounded(async {
+        let idle = Duration::from_millis(400);
+        let sim = manual().idle_timeout(idle).start().await.unwrap();
+        let mut c = Client::connect(&sim).await;
+        c.auth().await;
+        c.result("private/enable_cancel_on_disconnect", json!({"scope": "connection"})).await;
+        let id = c.result("private/buy", resting_buy("idle")).await["order"]["order_id"].clone();
+        let silent_since = tokio::time::Instant::now();
+        // Two clients that keep talking, one with requests, one with pings only, for three
+        // times the timeout: neither is idle.
+        let (mut talker, mut pinger) = (Client::connect(&sim).await, Client::connect(&sim).await);
+        for _ in 0..12 {
+            talker.result("public/test", json!({})).await;
+            pinger.ws.send(Message::Ping(Vec::new().into())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The silent one was closed, not before the timeout, and its order cancelled.
+        let end = c.next().await.unwrap_err();
+        assert!(end.contains("idle timeout"), "{end}");
+        assert!(silent_since.elapsed() >= idle);
+        assert!(
+            sim.wait_for_connections(2, WAIT).await,
+            "the talker and the pinger stay: {:?}",
+            sim.connections_info()
+        );
+        talker.auth().await;
+        let order = talker.result("private/get_order_state", json!({"order_id": id})).await;
+        assert_eq!(
+            (order["order_state"].as_str(), order["cancel_reason"].as_str()),
+            (Some("cancelled"), Some("cancel_on_disconnect"))
+        );
+        // The pinger still gets answers (its pings kept it open).
+        pinger.result("public/test", json!({})).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn fidelity_of_sessions_prices_sizes_and_timing() {
     bounded(async {
