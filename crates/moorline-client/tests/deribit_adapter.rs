@@ -5,7 +5,8 @@
 //! to the venue's after), reconciliation (a lost order answer reconciled to exactly one
 //! order, a lost edit or cancel by label, a fill while away once; cancel-on-disconnect asked
 //! for before `Reconnected` and seen after the reconnect), a restore of 200 channels paced
-//! by the subscribe pool (never 10028), maintenance pausing and resuming trading.
+//! by the subscribe pool (never 10028), maintenance pausing and resuming trading, and the
+//! typed helpers (order book, sell, order state, cancel all) decoding what the venue sends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::future::Future;
@@ -14,11 +15,13 @@ use std::time::Duration;
 use moorline_client::config::{Attempts, Jitter, RetryConfig};
 use moorline_client::deribit::book::Kind;
 use moorline_client::deribit::errors::ErrorClass;
-use moorline_client::deribit::types::{EditRequest, OrderRequest, OrderState, currency_of};
+use moorline_client::deribit::types::{Direction, EditRequest, OrderRequest, OrderState, currency_of};
 use moorline_client::deribit::{DeribitClient, DeribitError, DeribitEvent, DeribitEvents, OrderSource};
 use moorline_client::dialect::Credentials;
 use moorline_client::{ClientConfig, ClientError, ClientEvent};
-use moorline_testkit::deribit::{BookFault, DeribitSim, Fault, RequestMatch, TEST_CLIENT_ID, TEST_CLIENT_SECRET};
+use moorline_testkit::deribit::{
+    BookFault, DeribitSim, Fault, RequestMatch, TEST_CLIENT_ID, TEST_CLIENT_SECRET, codes,
+};
 use serde_json::{Value, json};
 
 const BOUND: Duration = Duration::from_secs(90);
@@ -528,18 +531,20 @@ async fn maintenance_pauses_and_resumes_trading() {
         let placed = tokio::time::timeout(WAIT, buy).await.unwrap().unwrap().unwrap();
         assert_eq!(placed.order.order_state, OrderState::Open);
 
-        // Locked without the façade having heard: the venue says 11051, retryable.
-        let e = d.client().request("private/buy", json!({})).await;
-        assert!(e.is_err());
+        // Locked without the façade having heard: the venue refuses a valid buy with 11051
+        // (system_maintenance), retryable, and places nothing.
         sim.set_platform_locked(true);
         let raw = d
             .client()
             .request("private/buy", json!({"instrument_name": "BTC-PERPETUAL", "amount": 10.0, "price": price}))
             .await
             .unwrap_err();
+        assert!(matches!(&raw, ClientError::Rpc { error, .. } if error.code == codes::SYSTEM_MAINTENANCE), "{raw:?}");
         let err = DeribitError::from(raw);
         assert_eq!((err.code(), err.class()), (Some(11051), ErrorClass::Retryable));
         sim.set_platform_locked(false);
+        let open = d.get_open_orders().await.unwrap();
+        assert_eq!(open.iter().map(|o| &o.order_id).collect::<Vec<_>>(), vec![&placed.order.order_id]);
         d.close().await.unwrap();
     })
     .await;
@@ -758,6 +763,64 @@ async fn orders_and_calls_at_full_rate_never_trip_10028() {
         assert!(stats.waits >= 40, "the orders and calls past the bursts waited: {stats:?}");
         assert_eq!(stats.refusals, 0, "{stats:?}");
         assert!(d.get_open_orders().await.unwrap().is_empty());
+        d.close().await.unwrap();
+    })
+    .await;
+}
+
+/// The typed helpers not exercised elsewhere: `get_order_book` decodes the venue's book
+/// (the same levels and `change_id` as the simulator's own view), `sell` places a sell,
+/// `get_order_state` reads it back, `cancel_all` cancels exactly the open orders and says how
+/// many.
+#[tokio::test]
+async fn order_book_sell_order_state_and_cancel_all() {
+    bounded(async {
+        let sim = DeribitSim::builder().manual_market().start().await.unwrap();
+        sim.step_market(5);
+        let (d, mut rx) = DeribitClient::connect(&sim.url(), config(), Some(creds())).unwrap();
+        until(&mut rx, is_reconciled).await;
+
+        let venue = sim.book_snapshot("BTC-PERPETUAL").unwrap();
+        let book = d.get_order_book("BTC-PERPETUAL", Some(5)).await.unwrap();
+        assert_eq!((book.instrument_name.as_str(), book.change_id), ("BTC-PERPETUAL", venue.change_id));
+        assert!(!book.bids.is_empty() && book.bids.len() <= 5, "{book:?}");
+        assert!(!book.asks.is_empty() && book.asks.len() <= 5, "{book:?}");
+        assert!(book.bids.windows(2).all(|w| w[0].0 > w[1].0), "bids best first: {:?}", book.bids);
+        assert!(book.asks.windows(2).all(|w| w[0].0 < w[1].0), "asks best first: {:?}", book.asks);
+        assert!(book.bids[0].0 < book.asks[0].0, "not crossed: {book:?}");
+        let level = |l: &moorline_testkit::deribit::BookLevel| (l.price, l.amount);
+        let venue_bids: Vec<(f64, f64)> = venue.bids.iter().take(5).map(level).collect();
+        let venue_asks: Vec<(f64, f64)> = venue.asks.iter().take(5).map(level).collect();
+        assert_eq!((book.bids.clone(), book.asks.clone()), (venue_bids, venue_asks));
+        assert!(book.timestamp > 0 && book.mark_price > 0.0, "{book:?}");
+        let deeper = d.get_order_book("ETH-PERPETUAL", None).await.unwrap();
+        assert_eq!(deeper.change_id, sim.book_snapshot("ETH-PERPETUAL").unwrap().change_id);
+
+        // A sell well above the market rests; its state reads back as placed.
+        let tick = d.get_instruments("BTC", None).await.unwrap()[0].tick_size;
+        let ask = ((book.asks[0].0 * 1.03) / tick).round() * tick;
+        let sold = d.sell(OrderRequest::limit("BTC-PERPETUAL", 20.0, ask).label("ask-1")).await.unwrap();
+        assert_eq!((sold.order.direction, sold.order.order_state), (Direction::Sell, OrderState::Open));
+        assert!(sold.trades.is_empty());
+        let state = d.get_order_state(&sold.order.order_id).await.unwrap();
+        assert_eq!(
+            (state.direction, state.order_state, state.price, state.amount),
+            (Direction::Sell, OrderState::Open, Some(ask), 20.0)
+        );
+        assert_eq!(state.label, "ask-1");
+        let e = d.get_order_state("no-such-order").await.unwrap_err();
+        assert_eq!(e.code(), Some(codes::ORDER_NOT_FOUND), "{e}");
+
+        // Two bids and another sell: cancel_all cancels the four and says so.
+        let bid = resting_bid(&d).await;
+        d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, bid)).await.unwrap();
+        d.buy(OrderRequest::limit("BTC-PERPETUAL", 10.0, bid - tick)).await.unwrap();
+        d.sell(OrderRequest::limit("BTC-PERPETUAL", 10.0, ask + tick)).await.unwrap();
+        assert_eq!(d.get_open_orders().await.unwrap().len(), 4);
+        assert_eq!(d.cancel_all().await.unwrap(), 4);
+        assert!(d.get_open_orders().await.unwrap().is_empty());
+        assert_eq!(d.get_order_state(&sold.order.order_id).await.unwrap().order_state, OrderState::Cancelled);
+        assert_eq!(d.cancel_all().await.unwrap(), 0, "nothing left to cancel");
         d.close().await.unwrap();
     })
     .await;
