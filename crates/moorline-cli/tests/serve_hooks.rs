@@ -130,6 +130,33 @@ fn hook_fault_and_connections() {
     });
 }
 
+/// `fault` with `stall_after` (0 bytes) on the client's connection: the venue writes nothing
+/// more but keeps the connection (still listed); a call gets no answer; the client finds the
+/// connection dead by Deribit's heartbeat cadence (10 s + 5 s of grace), reconnects on a new
+/// connection, and calls are answered again.
+#[test]
+fn hook_fault_stall_after() {
+    let sim = manual();
+    run(async {
+        let (d, mut rx) = client(&sim, config()).await;
+        d.get_time().await.unwrap();
+        let conn = connections(&sim).await[0]["id"].clone();
+        let stall = json!({"hook": "fault", "conn": conn, "fault": {"kind": "stall_after", "bytes": 0}});
+        assert_eq!(hook(&sim, stall).await, json!({"faulted": 1}));
+        let stalled = tokio::time::timeout(Duration::from_secs(2), d.get_time()).await;
+        assert!(stalled.is_err(), "answered through a stalled connection: {stalled:?}");
+        let list = connections(&sim).await;
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(list[0]["id"], conn, "the stalled connection is still open on the venue's side");
+        let (_, seen) = until(&mut rx, is_reconnected).await;
+        assert!(seen.iter().any(|e| matches!(e, DeribitEvent::Client(ClientEvent::Disconnected { .. }))), "{seen:#?}");
+        d.get_time().await.unwrap();
+        let list = connections(&sim).await;
+        assert!(list.as_array().unwrap().iter().any(|c| c["id"] != conn), "reconnected on a new connection: {list}");
+        d.close().await.unwrap();
+    });
+}
+
 /// `book_fault` (withhold, duplicate, reorder), with `step_market` moving the market: each
 /// is a gap the client reports, then the resync's snapshot.
 #[test]
