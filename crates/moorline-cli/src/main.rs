@@ -80,6 +80,10 @@ pub(crate) struct ServeDeribitArgs {
     /// fractions allowed).
     #[arg(long, value_name = "SECONDS", default_value = "10", allow_negative_numbers = true, value_parser = args::seconds)]
     pub(crate) min_heartbeat: Duration,
+    /// Close connections the client sent no frame on for this many seconds (fractions
+    /// allowed; 0: never); cancel-on-disconnect fires as for any close.
+    #[arg(long, value_name = "SECONDS", default_value = "600", allow_negative_numbers = true, value_parser = args::seconds)]
+    pub(crate) idle_timeout: Duration,
     /// Turn the credit-based rate limit off.
     #[arg(long)]
     pub(crate) no_rate_limit: bool,

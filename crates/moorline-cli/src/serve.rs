@@ -121,6 +121,7 @@ pub(crate) async fn deribit(args: ServeDeribitArgs) -> Result<(), ServeError> {
         .market_interval(Duration::from_millis(args.market_interval_ms))
         .token_lifetime(Duration::from_secs(args.token_lifetime))
         .min_heartbeat_interval(args.min_heartbeat)
+        .idle_timeout(args.idle_timeout)
         .end_session_on_rate_limit(!args.keep_session_on_rate_limit)
         .tls(args.tls);
     if args.no_rate_limit {

@@ -379,13 +379,14 @@ fn address_in_use_names_the_address() {
 
 #[test]
 fn negative_numbers_get_a_clear_message() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 7] = [
         &["serve", "mock", "--port", "-1"],
         &["serve", "mock", "--replay", "x.jsonl", "--speed", "-2"],
         &["serve", "deribit", "--seed", "-5"],
         &["serve", "deribit", "--market-interval-ms", "-100"],
         &["serve", "deribit", "--token-lifetime", "-1"],
         &["serve", "deribit", "--min-heartbeat", "-1"],
+        &["serve", "deribit", "--idle-timeout", "-1"],
     ];
     for args in cases {
         let out = run(args);
