@@ -218,8 +218,18 @@ fn hook_expire_and_revoke_tokens() {
             let info = d.auth_info().unwrap();
             counts.push((info.grants - before.grants, info.refreshes - before.refreshes));
         }
-        // Expired: one refresh. Revoked: the refresh refused, then the credentials.
-        assert_eq!(counts, [(1, 1), (2, 1)]);
+        // Expired: renewed with the refresh token. Revoked: the refresh refused, then the
+        // credentials. (The 13009 answer and the façade's retry may both start a renewal, so
+        // the counts are lower bounds: what matters is which grant brought calls back.)
+        let (grants_expired, refreshes_expired) = counts[0];
+        let (grants_revoked, refreshes_revoked) = counts[1];
+        assert!(refreshes_expired >= 1 && grants_expired >= 1, "{counts:?}");
+        let credential_grants = |(grants, refreshes): (u64, u64)| grants - refreshes;
+        assert!(
+            credential_grants((grants_revoked, refreshes_revoked))
+                > credential_grants((grants_expired, refreshes_expired)),
+            "a revoked token is renewed with the credentials: {counts:?}"
+        );
         d.close().await.unwrap();
     });
 }
