@@ -93,6 +93,9 @@ use super::extension::DeflateParams;
 use super::message::Message;
 use super::protocol_error::ProtocolError;
 
+/// An emptied output buffer with more room than this is given back (see
+/// [`Outbound::consume_output`]): what an idle connection keeps after a burst.
+pub const KEEP_OUTPUT_ROOM: usize = 64 * 1024;
 /// Keepalive of a WebSocket: ping after `interval` without an inbound byte; give up when
 /// nothing arrives within `timeout` after the ping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +381,11 @@ impl<M> Outbound<M> {
         // one, an allocation per write), and its room is reclaimed once it is empty.
         let n = n.min(self.wbuf.len());
         bytes::Buf::advance(&mut self.wbuf, n);
+        // Emptied after a burst of large messages: the room goes back rather than stay with
+        // the connection for its whole life (below the mark it is kept and reused).
+        if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_OUTPUT_ROOM {
+            self.wbuf = BytesMut::new();
+        }
     }
 
     /// Encoded bytes waiting to be written (the waiting pong not counted): what a shell

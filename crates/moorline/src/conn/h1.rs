@@ -21,6 +21,7 @@ use moorline_proto::ws::{Carrier, ClientHandshake, Negotiated};
 use super::command::{Command, ReqBody, Request, WsUpgrade};
 use super::ctx::{Ctx, Input, SessionEnd};
 use super::info::StreamState;
+use super::ws_h1::WsStart;
 use crate::dial::BoxIo;
 use crate::error::{DownReason, ExitReason, ProtocolFailure, RequestError, StreamError};
 use crate::event::Event;
@@ -100,6 +101,25 @@ impl From<ExitReason> for Stop {
 
 /// Run the session until the connection goes down or shuts down.
 pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> SessionEnd {
+    // Two boxed phases, one after the other: what serving HTTP needs (the session, its
+    // buffers, queues and maps) is gone once the connection became a WebSocket, which then
+    // holds only its own driver's state (an idle WebSocket used to keep about 2 KB of the
+    // HTTP session's tables and its future's room).
+    match Box::pin(serve_http(ctx, io, early)).await {
+        Phase::End(end) => end,
+        Phase::WebSocket(start) => Box::pin(super::ws_h1::run(ctx, start)).await,
+    }
+}
+
+/// How the HTTP phase ended.
+enum Phase {
+    End(SessionEnd),
+    /// Upgraded: the WebSocket driver takes over with these.
+    WebSocket(Box<WsStart>),
+}
+
+/// Serves HTTP/1.1 until the session ends or a WebSocket upgrade is accepted.
+async fn serve_http(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Phase {
     let o = &ctx.setup.opts.http1;
     let limits = Limits { max_head_bytes: o.max_head_bytes, max_headers: o.max_headers, ..Limits::default() };
     let pipeline = o.pipeline;
@@ -120,15 +140,13 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
         pipeline,
         ws_requests: HashMap::new(),
     };
-    // Boxed (as is the WebSocket driver below): what serving HTTP needs is freed once the
-    // connection became a WebSocket, which then holds only its own driver's state.
-    let stop = match Box::pin(s.serve(early)).await {
+    let stop = match s.serve(early).await {
         Ok(never) => match never {},
         Err(stop) => stop,
     };
     match stop {
-        Stop::End(end) => end,
-        Stop::Down(reason) => s.down(reason),
+        Stop::End(end) => Phase::End(end),
+        Stop::Down(reason) => Phase::End(s.down(reason)),
         Stop::Upgraded(up) => {
             // Requests queued behind the upgrade were never written: they fail, not processed.
             let queued: Vec<StreamRef> = s.queue.drain(..).map(|r| r.stream).collect();
@@ -145,16 +163,17 @@ pub(crate) async fn run(ctx: &mut Ctx, io: BoxIo, early: Vec<Command>) -> Sessio
                 headers,
             };
             if let Err(reason) = ctx.emit(event).await {
-                return SessionEnd::Exit(reason);
+                return Phase::End(SessionEnd::Exit(reason));
             }
             for q in queued {
                 ctx.streams.remove(q);
                 let error = StreamError::InvalidRequest(RequestError::UpgradedBeforeSent);
                 if let Err(reason) = ctx.emit(Event::StreamError { stream: q, error }).await {
-                    return SessionEnd::Exit(reason);
+                    return Phase::End(SessionEnd::Exit(reason));
                 }
             }
-            Box::pin(super::ws_h1::run(ctx, rd, stream, (ws, out), options.close_timeout, registration)).await
+            let close_timeout = options.close_timeout;
+            Phase::WebSocket(Box::new(WsStart { rd, stream, ws, out, close_timeout, registration }))
         }
     }
 }

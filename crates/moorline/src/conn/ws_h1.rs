@@ -13,8 +13,9 @@
 //! read), the driver neither takes commands nor reads the socket: what the server sends
 //! waits in the kernel, and memory stays bounded.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -38,7 +39,8 @@ const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
 enum Step {
-    Read(std::io::Result<usize>),
+    /// Bytes read, and the room the read had.
+    Read(std::io::Result<(usize, usize)>),
     WriteFailed(WriteError),
     Woken,
     Input(Input),
@@ -59,17 +61,22 @@ struct Driver<'a> {
     read_size: ReadSize,
 }
 
-/// Runs the WebSocket until it (or the connection) ends. `ws` holds the bytes that came
-/// with the `101`; the socket's write half is in `out` (registered for the handles by
-/// `registration`).
-pub(crate) async fn run(
-    ctx: &mut Ctx,
-    rd: ReadHalf<BoxIo>,
-    stream: StreamRef,
-    (ws, out): (Inbound, Arc<Outbox>),
-    close_timeout: Duration,
-    registration: WsRegistration,
-) -> SessionEnd {
+/// What the WebSocket driver starts from: the socket's read half, the session's receiving
+/// half (holding the bytes that came with the `101`), the outbox (with the socket's write
+/// half) and the handles' registration. Boxed by the caller, so the driver's future holds
+/// one pointer to it, not a second copy of the session.
+pub(crate) struct WsStart {
+    pub(crate) rd: ReadHalf<BoxIo>,
+    pub(crate) stream: StreamRef,
+    pub(crate) ws: Inbound,
+    pub(crate) out: Arc<Outbox>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) registration: WsRegistration,
+}
+
+/// Runs the WebSocket until it (or the connection) ends.
+pub(crate) async fn run(ctx: &mut Ctx, start: Box<WsStart>) -> SessionEnd {
+    let WsStart { rd, stream, ws, out, close_timeout, registration } = *start;
     let mut d = Driver { ctx, rd, stream, ws, out, close_timeout, read_size: ReadSize::new(READ_MIN, READ_MAX) };
     let end = match d.serve().await {
         Ok(end) | Err(end) => end,
@@ -87,6 +94,35 @@ pub(crate) async fn run(
     }
     drop(registration);
     end
+}
+
+/// One read into the session's buffer, `(bytes read, room it had)`. The room (as the
+/// [`ReadSize`] policy wants) is reserved only while a read is tried: when the socket has
+/// nothing yet, an empty buffer is given back, so an idle WebSocket holds no read buffer at
+/// all (it held 4 KiB each; `benches/ws_idle.rs`), nor what a burst grew. A busy connection
+/// (the policy at its maximum: the last reads filled their room) keeps its buffer.
+fn poll_read(
+    rd: &mut ReadHalf<BoxIo>,
+    rbuf: &mut BytesMut,
+    policy: &ReadSize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<(usize, usize)>> {
+    let want = policy.want();
+    if rbuf.capacity() - rbuf.len() < want / 4 {
+        rbuf.reserve(want);
+    }
+    let room = rbuf.capacity() - rbuf.len();
+    // `read_buf`'s future keeps no state between polls: a new one each poll is the same read.
+    let read = std::pin::pin!(rd.read_buf(rbuf));
+    match read.poll(cx) {
+        Poll::Ready(r) => Poll::Ready(r.map(|n| (n, room))),
+        Poll::Pending => {
+            if rbuf.is_empty() && want < READ_MAX {
+                *rbuf = BytesMut::new();
+            }
+            Poll::Pending
+        }
+    }
 }
 
 impl Driver<'_> {
@@ -116,11 +152,6 @@ impl Driver<'_> {
             {
                 *rbuf = BytesMut::with_capacity(small);
             }
-            let want = self.read_size.want();
-            if rbuf.capacity() - rbuf.len() < want / 4 {
-                rbuf.reserve(want);
-            }
-            let read_room = rbuf.capacity() - rbuf.len();
             // Take the commands already waiting in one go: their frames then leave in one write.
             while out.has_room()
                 && let Some(input) = self.ctx.try_input()
@@ -151,7 +182,7 @@ impl Driver<'_> {
                     Err(e) => Step::WriteFailed(e),
                 },
                 () = poll_fn(|cx| out.poll_woken(cx)) => Step::Woken,
-                r = self.rd.read_buf(self.ws.read_buf()), if room => Step::Read(r),
+                r = poll_fn(|cx| poll_read(&mut self.rd, self.ws.read_buf(), &self.read_size, cx)), if room => Step::Read(r),
                 () = sleep_until(deadline), if deadline.is_some() => Step::CloseTimeout,
                 () = &mut keepalive, if keepalive_on => Step::Keepalive,
             };
@@ -164,11 +195,11 @@ impl Driver<'_> {
                 Step::WriteFailed(WriteError::H2(e)) => {
                     return Err(self.down(DownReason::Io(Arc::new(std::io::Error::other(e)))));
                 }
-                Step::Read(Ok(0)) => {
+                Step::Read(Ok((0, _))) => {
                     self.deliver().await?;
                     return Err(self.down(DownReason::Closed));
                 }
-                Step::Read(Ok(n)) => {
+                Step::Read(Ok((n, read_room))) => {
                     self.read_size.on_read(n, read_room);
                     self.ws.on_read(now);
                     let next = self.ws.keepalive_deadline();
