@@ -63,6 +63,13 @@ impl ReadSize {
         }
     }
 
+    /// The connection has been quiet for a while (the shell's idle timer): back to the
+    /// minimum at once, so that the room a burst grew can go back.
+    pub fn on_idle(&mut self) {
+        self.want = self.min;
+        self.quiet = 0;
+    }
+
     /// Whether an empty buffer of `capacity` bytes should be replaced by a smaller one, and by
     /// how large: only once the policy has come back down, and only when it holds more than
     /// twice what is wanted (so a busy connection never reallocates for nothing).
@@ -74,6 +81,16 @@ impl ReadSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_goes_back_to_the_minimum_at_once() {
+        let mut r = ReadSize::new(4096, 65536);
+        r.on_read(4096, 4096);
+        assert_eq!(r.want(), 65536);
+        r.on_idle();
+        assert_eq!(r.want(), 4096);
+        assert_eq!(r.shrink_to(65536), Some(4096));
+    }
 
     #[test]
     fn grows_at_once_and_shrinks_slowly() {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use moorline::ConnectOptions;
-use moorline::RetryPolicy;
+use moorline::{Keepalive, RetryPolicy};
 use moorline::ws::{self, Message, WsOptions, WsSession};
 use moorline_testkit::ws::{Matcher, MockServer, Reply};
 
@@ -150,8 +150,10 @@ fn an_idle_websocket_costs_under_16_kib_of_heap() {
 fn a_burst_s_read_room_goes_back_once_idle() {
     let (url, stop) = server();
     counted_runtime(async move {
-        let mut idle = ws::connect(&url, options(), WsOptions::default(), T).await.unwrap();
-        let mut busy = ws::connect(&url, options(), WsOptions::default(), T).await.unwrap();
+        // A short keepalive: its silence is what brings the read room back down.
+        let ws_options = || WsOptions::default().keepalive(Some(Keepalive { interval: Duration::from_millis(300), timeout: T }));
+        let mut idle = ws::connect(&url, options(), ws_options(), T).await.unwrap();
+        let mut busy = ws::connect(&url, options(), ws_options(), T).await.unwrap();
         // Both have exchanged one small message, so both are in the same state but for the burst.
         for s in [&mut idle, &mut busy] {
             s.conn.ws_send(&s.stream, Message::text("warm")).await.unwrap();
@@ -169,12 +171,13 @@ fn a_burst_s_read_room_goes_back_once_idle() {
             assert_eq!(m.len(), 200 * 1024);
         }
         drop(big);
-        // Then a few small ones: the read-room policy steps back down.
-        for _ in 0..16 {
+        // Then a few small ones, and silence past the keepalive's interval.
+        for _ in 0..4 {
             busy.conn.ws_send(&busy.stream, Message::text("small")).await.unwrap();
             assert_eq!(busy.events.await_ws(&busy.stream, T).await.unwrap(), Message::text("small"));
         }
         settle().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let grown = LIVE.load(Ordering::Relaxed) - quiet;
         eprintln!("heap the burst left behind: {grown} bytes");
         // Channel blocks, a larger outbox: a few KiB at most; never the 256 KiB read room.
