@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use moorline::ConnectOptions;
-use moorline::{Keepalive, RetryPolicy};
 use moorline::ws::{self, Message, WsOptions, WsSession};
+use moorline::{Keepalive, RetryPolicy};
 use moorline_testkit::ws::{Matcher, MockServer, Reply};
 
 struct Counting;
@@ -151,7 +151,8 @@ fn a_burst_s_read_room_goes_back_once_idle() {
     let (url, stop) = server();
     counted_runtime(async move {
         // A short keepalive: its silence is what brings the read room back down.
-        let ws_options = || WsOptions::default().keepalive(Some(Keepalive { interval: Duration::from_millis(300), timeout: T }));
+        let ws_options =
+            || WsOptions::default().keepalive(Some(Keepalive { interval: Duration::from_millis(300), timeout: T }));
         let mut idle = ws::connect(&url, options(), ws_options(), T).await.unwrap();
         let mut busy = ws::connect(&url, options(), ws_options(), T).await.unwrap();
         // Both have exchanged one small message, so both are in the same state but for the burst.

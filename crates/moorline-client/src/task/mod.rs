@@ -50,6 +50,9 @@ use session::Session;
 
 type Connecting = Pin<Box<dyn Future<Output = Result<WsSession, moorline::Error>> + Send>>;
 
+/// The most already-delivered events handled in one turn of the loop (see `drain_events`).
+const DRAIN_MAX: usize = 64;
+
 /// A user's subscribe or unsubscribe call, answered once every channel is.
 struct Group {
     tx: Option<oneshot::Sender<SubscribeOutcome>>,
@@ -185,10 +188,29 @@ impl Task {
                 Wake::Command(Some(cmd)) => self.on_command(cmd).await,
                 Wake::Command(None) => self.close(None).await,
                 Wake::Connected(result) => self.on_connect_result(*result).await,
-                Wake::Event(ev) => self.on_event(ev).await,
+                Wake::Event(ev) => {
+                    self.on_event(ev).await;
+                    self.drain_events().await;
+                }
                 Wake::Room(reader_here) => self.flush_side(reader_here),
                 Wake::Timer => self.on_timer().await,
             }
+        }
+    }
+
+    /// Events the connection delivered already (a batch decoded from one read), handled in
+    /// the same turn: the loop's `wait` (the deadlines, under the shared lock, a fresh timer
+    /// and five futures) then costs once per batch rather than once per message. At most
+    /// [`DRAIN_MAX`] in a row, so commands and timers still come in between; stops as soon as
+    /// reading pauses (a full queue and side buffer) or the session changes.
+    async fn drain_events(&mut self) {
+        for _ in 0..DRAIN_MAX {
+            if self.finished || self.paused() {
+                return;
+            }
+            let Some(s) = self.session.as_mut() else { return };
+            let Some(ev) = s.events.try_next() else { return };
+            self.on_event(Some(ev)).await;
         }
     }
 
