@@ -151,6 +151,20 @@ impl Ctx {
         self.deliver(Delivery::event(ev), n, charged).await
     }
 
+    /// Messages of one WebSocket (at most [`MAX_BATCH`], [`MAX_BATCH_BYTES`] together, never
+    /// empty) in one delivery, their bytes already taken by an HTTP/2 stream task.
+    pub(crate) async fn emit_ws_batch_charged(
+        &mut self,
+        stream: StreamRef,
+        messages: Vec<Message>,
+        charge: Charge,
+    ) -> Result<(), ExitReason> {
+        self.flush_events().await?;
+        let n = charge.bytes();
+        let charged = charge.settle(&self.budget);
+        self.deliver(Delivery::Ws(stream, messages), n, charged).await
+    }
+
     /// Like [`Ctx::emit`] of an [`Event::Ws`], but the message may wait (at most
     /// [`MAX_BATCH`] of them, [`MAX_BATCH_BYTES`] together) to leave with the next ones of
     /// the same stream in one delivery.

@@ -186,7 +186,11 @@ pub(crate) struct Charge {
 impl Charge {
     /// Takes the bytes of `ev` from `budget` (waiting while it is used up).
     pub(crate) async fn take(budget: impl FnOnce() -> Arc<Budget>, ev: &Event) -> Self {
-        let n = event_bytes(ev);
+        Self::take_bytes(budget, event_bytes(ev)).await
+    }
+
+    /// Takes `n` payload bytes from `budget` (waiting while it is used up): a batch's.
+    pub(crate) async fn take_bytes(budget: impl FnOnce() -> Arc<Budget>, n: usize) -> Self {
         if n == 0 {
             return Self { budget: None, n };
         }

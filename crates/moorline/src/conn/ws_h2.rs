@@ -26,6 +26,7 @@ use moorline_proto::ws::{Carrier, ClientHandshake, Ended, SendError, SessionEven
 use tokio::sync::mpsc;
 
 use super::command::InChannel;
+use super::delivery::{MAX_BATCH, MAX_BATCH_BYTES};
 use super::shared::WsRegistration;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
@@ -71,6 +72,8 @@ impl From<WriteError> for WsEnd {
 /// Sends events to the session; `Err` when it is gone.
 pub(crate) trait Report {
     async fn event(&self, ev: Event) -> Result<(), WsEnd>;
+    /// Data messages of `stream`, in order, as one delivery (one message: as an event).
+    async fn messages(&self, stream: StreamRef, messages: Vec<Message>) -> Result<(), WsEnd>;
     /// The WebSocket ended: a send on it from now on returns `error` (recorded before the
     /// owner hears of the end).
     fn ended(&self, error: Error);
@@ -119,10 +122,24 @@ pub(crate) async fn run(
     let keepalive = tokio::time::sleep_until(tokio_instant(keepalive_at));
     tokio::pin!(keepalive);
     loop {
-        // Deliver what is decodable.
+        // Deliver what is decodable: data messages in batches (one channel operation each,
+        // within one delivery's limits), anything else after the messages before it.
+        let mut batch: Vec<Message> = Vec::new();
+        let mut batch_bytes = 0;
         while let Some(event) = ws.next_event(&mut Access(&out)) {
+            if !matches!(event, SessionEvent::Message(_)) && !batch.is_empty() {
+                report.messages(stream, std::mem::take(&mut batch)).await?;
+                batch_bytes = 0;
+            }
             match event {
-                SessionEvent::Message(message) => report.event(Event::Ws { stream, message }).await?,
+                SessionEvent::Message(message) => {
+                    batch_bytes += message.len();
+                    batch.push(message);
+                    if batch.len() >= MAX_BATCH || batch_bytes >= MAX_BATCH_BYTES {
+                        report.messages(stream, std::mem::take(&mut batch)).await?;
+                        batch_bytes = 0;
+                    }
+                }
                 SessionEvent::PeerClosed(frame) => {
                     report.ended(Error::Stream(StreamError::WsClosed));
                     report.event(Event::Ws { stream, message: Message::Close(frame) }).await?;
@@ -136,6 +153,9 @@ pub(crate) async fn run(
                     return Ok(());
                 }
             }
+        }
+        if !batch.is_empty() {
+            report.messages(stream, batch).await?;
         }
         let status = out.status();
         if status.ended {

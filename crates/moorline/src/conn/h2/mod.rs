@@ -430,6 +430,12 @@ impl Session<'_> {
 
     async fn message(&mut self, m: Msg) -> Result<(), ExitReason> {
         match m {
+            Msg::WsBatch(stream, messages, charge) => {
+                if !self.streams.contains_key(&stream) {
+                    return Ok(()); // cancelled (the charge goes back as it is dropped)
+                }
+                self.ctx.emit_ws_batch_charged(stream, messages, charge).await
+            }
             Msg::Event(ev, charge) => {
                 if let Some(stream) = ev.stream() {
                     let Some(e) = self.streams.get_mut(&stream) else {

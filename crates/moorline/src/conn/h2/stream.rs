@@ -23,7 +23,7 @@ use crate::error::{DownReason, Error, Http2Failure, ProtocolFailure, RequestErro
 use crate::event::Event;
 use crate::ids::StreamRef;
 use crate::instrument::{Emitter, Step};
-use crate::wsio::{Outbox, WsOptions};
+use crate::wsio::{Message, Outbox, WsOptions};
 
 /// How a stream task ended.
 pub(super) enum Outcome {
@@ -46,6 +46,9 @@ pub(super) enum Msg {
     /// An event and its payload bytes, taken from the owner's budget before it was sent (so
     /// a task stops, and releases no flow-control capacity, while the owner is behind).
     Event(Event, Charge),
+    /// Messages of one WebSocket decoded in one go (two or more, within one delivery's
+    /// limits), their bytes taken as for an event: one channel operation for all of them.
+    WsBatch(StreamRef, Vec<Message>, Charge),
     Sent(StreamRef),
     Pushed {
         pushed: StreamRef,
@@ -69,6 +72,20 @@ pub(super) struct StreamTask {
 impl ws_h2::Report for StreamTask {
     async fn event(&self, ev: Event) -> Result<(), WsEnd> {
         self.send_event(ev).await.map_err(|_| WsEnd::Cancelled)
+    }
+
+    async fn messages(&self, stream: StreamRef, mut messages: Vec<Message>) -> Result<(), WsEnd> {
+        if messages.len() == 1
+            && let Some(message) = messages.pop()
+        {
+            return self.send_event(Event::Ws { stream, message }).await.map_err(|()| WsEnd::Cancelled);
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let n = messages.iter().map(Message::len).sum();
+        let charge = Charge::take_bytes(|| self.shared.budget(), n).await;
+        self.tx.send(Msg::WsBatch(stream, messages, charge)).await.map_err(|_| WsEnd::Cancelled)
     }
 
     fn ended(&self, error: Error) {
