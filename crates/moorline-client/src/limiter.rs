@@ -66,3 +66,10 @@ pub(crate) fn rate_limited(refusal: &Refusal, now: std::time::Instant) -> Client
     let retry_after = refusal.retry_at().map(|at| at.saturating_duration_since(now)).unwrap_or(Duration::MAX);
     ClientError::RateLimited { pool, retry_after }
 }
+
+/// A rate limiter refusal that no wait can cure, as the refusal of a request (JSON-RPC code
+/// -32000, the refusal's explanation as the message): what a request or a restore step the
+/// limiter refused answers with.
+pub(crate) fn rate_limit_refusal(r: &Refusal) -> crate::jsonrpc::RpcError {
+    crate::jsonrpc::RpcError { code: -32000, message: r.to_string(), data: None }
+}

@@ -15,7 +15,9 @@
 pub mod book;
 mod client;
 pub mod errors;
+mod event;
 pub mod events;
+mod facade;
 mod orders;
 pub mod types;
 

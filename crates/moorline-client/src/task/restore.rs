@@ -340,7 +340,7 @@ impl Task {
                     Some(Acquire::Refused(r)) => match r.retry_at() {
                         Some(at) => (Some(Instant::from_std(at)), true),
                         None => {
-                            self.fail_part(id, rate_limit_refusal(&r)).await;
+                            self.fail_part(id, crate::limiter::rate_limit_refusal(&r)).await;
                             continue;
                         }
                     },
@@ -447,11 +447,6 @@ impl Task {
         self.pump_sub_events().await;
         self.pump_requests().await;
     }
-}
-
-/// A rate limiter refusal that no wait can cure, as the refusal of a request.
-pub(super) fn rate_limit_refusal(r: &moorline_proto::client::ratelimit::Refusal) -> RpcError {
-    RpcError { code: -32000, message: r.to_string(), data: None }
 }
 
 fn refusal(r: &Refusal) -> String {

@@ -384,7 +384,7 @@ impl Task {
                     Some(Acquire::Refused(r)) => match r.retry_at() {
                         Some(at) => Some(Instant::from_std(at).max(now + Duration::from_millis(1))),
                         None => {
-                            self.fail_part(p.id, super::restore::rate_limit_refusal(&r)).await;
+                            self.fail_part(p.id, crate::limiter::rate_limit_refusal(&r)).await;
                             continue;
                         }
                     },
