@@ -3,8 +3,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Limits;
-use super::decode::header_map;
 use super::error::DecodeError;
+use super::fields::header_map;
 use super::scan::Scan;
 
 /// Longest chunk-size line accepted (size plus extensions), so a peer cannot make us

@@ -2,10 +2,11 @@
 
 use bytes::{Buf, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, StatusCode, Version};
 
 use super::chunked::{Chunk, ChunkedDecoder};
 use super::error::{DecodeError, snippet};
+use super::fields::header_map;
 use super::scan::Scan;
 use super::{Codec, Pending, RequestId, ResponseEvent, list_tokens};
 
@@ -334,20 +335,6 @@ fn parse_head(head: &[u8], max_headers: usize) -> Result<(Version, StatusCode, H
     let status = res.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or_else(status_line_error)?;
     let headers = header_map(res.headers)?;
     Ok((version, status, headers))
-}
-
-/// Convert parsed fields into a header map (shared with trailer parsing).
-pub(super) fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, DecodeError> {
-    let too_many = || DecodeError::TooManyHeaders { limit: fields.len() };
-    let mut map = HeaderMap::try_with_capacity(fields.len()).map_err(|_| too_many())?;
-    for field in fields {
-        let bad =
-            || DecodeError::InvalidHeader { snippet: snippet(&[field.name.as_bytes(), b": ", field.value].concat()) };
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| bad())?;
-        map.try_append(name, value).map_err(|_| too_many())?;
-    }
-    Ok(map)
 }
 
 /// Body framing of a final (non-1xx, non-upgrade) response and whether the connection

@@ -61,6 +61,7 @@ mod chunked;
 mod decode;
 mod encode;
 mod error;
+mod fields;
 mod scan;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::message::Utf8Bytes;
+use super::utf8_bytes::Utf8Bytes;
 
 /// A close code and a reason.
 ///

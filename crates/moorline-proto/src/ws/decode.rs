@@ -7,9 +7,10 @@ use super::close::{BadClose, parse_close};
 use super::deflate::Inflater;
 use super::extension::DeflateParams;
 use super::mask::apply_mask;
-use super::message::{Message, Utf8Bytes};
+use super::message::Message;
 use super::protocol_error::ProtocolError;
 use super::utf8::Utf8Validator;
+use super::utf8_bytes::Utf8Bytes;
 
 /// Which end of the connection we are: it decides who masks (RFC 6455 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

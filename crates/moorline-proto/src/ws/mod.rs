@@ -21,6 +21,7 @@ mod session_tests;
 #[cfg(test)]
 mod tests;
 mod utf8;
+mod utf8_bytes;
 
 pub use close::{CloseCode, CloseFrame};
 pub use decode::{Decoder, Limits, Role};
@@ -32,10 +33,11 @@ pub use handshake::{
     SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, accept_key,
 };
 pub use mask::apply_mask;
-pub use message::{Message, Utf8Bytes};
+pub use message::Message;
 pub use protocol_error::ProtocolError;
 pub use session::{
     CloseState, Ended, Inbound, KeepaliveConfig, Outbound, OutboundAccess, Session, SessionConfig, SessionEvent,
     check_outgoing,
 };
 pub use utf8::{InvalidUtf8, Utf8Validator};
+pub use utf8_bytes::Utf8Bytes;
