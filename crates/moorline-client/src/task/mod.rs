@@ -93,6 +93,11 @@ pub(crate) struct Task {
     auth_waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
     rng: u64,
     finished: bool,
+    /// The loop's one timer, moved only when the earliest deadline changes (a fresh sleep
+    /// per turn registered and removed a timer entry for every message).
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// What `timer` is set to (`None`: not armed, or fired and to be set again).
+    timer_at: Option<Instant>,
 }
 
 /// What woke the loop.
@@ -160,6 +165,8 @@ impl Task {
             auth_waiters: Vec::new(),
             rng: seed,
             finished: false,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer_at: None,
             shared,
         }
     }
@@ -193,7 +200,12 @@ impl Task {
                     self.drain_events().await;
                 }
                 Wake::Room(reader_here) => self.flush_side(reader_here),
-                Wake::Timer => self.on_timer().await,
+                Wake::Timer => {
+                    // A fired timer stays ready: set it again on the next turn, even to the
+                    // same instant (a deadline no machine moved fires again, as it should).
+                    self.timer_at = None;
+                    self.on_timer().await;
+                }
             }
         }
     }
@@ -230,7 +242,13 @@ impl Task {
         let deadline = self.next_deadline();
         let paused = self.paused();
         let front = self.side.front().map(|e| e.queued_bytes());
-        let Task { cmds, connecting, session, sink, .. } = self;
+        if deadline != self.timer_at {
+            if let Some(at) = deadline {
+                self.timer.as_mut().reset(at);
+            }
+            self.timer_at = deadline;
+        }
+        let Task { cmds, connecting, session, sink, timer, .. } = self;
         let queue = match &*sink {
             Sink::Queue(q) => Some(q),
             Sink::Handler(_) => None,
@@ -253,19 +271,14 @@ impl Task {
                 _ => std::future::pending().await,
             }
         };
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let armed = deadline.is_some();
         tokio::select! {
             biased;
             cmd = cmds.recv() => Wake::Command(cmd),
             ev = events => Wake::Event(ev),
             r = connecting => Wake::Connected(Box::new(r)),
             r = room => Wake::Room(r),
-            () = timer => Wake::Timer,
+            () = timer.as_mut(), if armed => Wake::Timer,
         }
     }
 
