@@ -23,14 +23,16 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_ERROR_WINDOW: Duration = Duration::from_secs(30);
 /// Default [`PoolConfig::latency_tolerance`].
 pub const DEFAULT_LATENCY_TOLERANCE: Duration = Duration::from_millis(2);
-/// Default [`PoolConfig::dedup_window`].
-pub const DEFAULT_DEDUP_WINDOW: usize = 64;
+/// Default [`PoolConfig::dedup_ranges`].
+pub const DEFAULT_DEDUP_RANGES: usize = 16;
 /// Default [`PoolConfig::unkeyed_window`].
 pub const DEFAULT_UNKEYED_WINDOW: usize = 1024;
 /// Largest [`PoolConfig::channels_per_connection`].
 pub const MAX_CHANNELS_PER_CONNECTION: usize = 100_000;
-/// Largest [`PoolConfig::dedup_window`] and [`PoolConfig::unkeyed_window`].
-pub const MAX_DEDUP_WINDOW: usize = 1 << 16;
+/// Largest [`PoolConfig::dedup_ranges`].
+pub const MAX_DEDUP_RANGES: usize = 4096;
+/// Largest [`PoolConfig::unkeyed_window`].
+pub const MAX_UNKEYED_WINDOW: usize = 1 << 16;
 
 /// How the pool uses its members.
 #[derive(Clone)]
@@ -87,8 +89,9 @@ pub struct PoolConfig {
     pub error_window: Duration,
     /// Request p99 latencies closer than this rank the same.
     pub latency_tolerance: Duration,
-    /// Redundant mode: keys remembered per channel (the out-of-order window).
-    pub dedup_window: usize,
+    /// Redundant mode: ranges of keys of ended sessions kept per channel, besides each
+    /// member's own (see [`Dedup`](super::Dedup)).
+    pub dedup_ranges: usize,
     /// Redundant mode: unkeyed messages remembered (by hash).
     pub unkeyed_window: usize,
 }
@@ -104,7 +107,7 @@ impl Default for PoolConfig {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             error_window: DEFAULT_ERROR_WINDOW,
             latency_tolerance: DEFAULT_LATENCY_TOLERANCE,
-            dedup_window: DEFAULT_DEDUP_WINDOW,
+            dedup_ranges: DEFAULT_DEDUP_RANGES,
             unkeyed_window: DEFAULT_UNKEYED_WINDOW,
         }
     }
@@ -148,9 +151,9 @@ impl PoolConfig {
         self
     }
 
-    /// Sets [`dedup_window`](Self::dedup_window) and [`unkeyed_window`](Self::unkeyed_window).
-    pub fn dedup(mut self, window: usize, unkeyed_window: usize) -> Self {
-        self.dedup_window = window;
+    /// Sets [`dedup_ranges`](Self::dedup_ranges) and [`unkeyed_window`](Self::unkeyed_window).
+    pub fn dedup(mut self, ranges: usize, unkeyed_window: usize) -> Self {
+        self.dedup_ranges = ranges;
         self.unkeyed_window = unkeyed_window;
         self
     }
@@ -177,10 +180,11 @@ impl PoolConfig {
         if self.latency_tolerance > MAX_TIMEOUT {
             return bad("latency_tolerance", format!("{:?}", self.latency_tolerance), "<= 24 h");
         }
-        for (option, value) in [("dedup_window", self.dedup_window), ("unkeyed_window", self.unkeyed_window)] {
-            if !(1..=MAX_DEDUP_WINDOW).contains(&value) {
-                return bad(option, value.to_string(), "1..=65 536");
-            }
+        if !(1..=MAX_DEDUP_RANGES).contains(&self.dedup_ranges) {
+            return bad("dedup_ranges", self.dedup_ranges.to_string(), "1..=4 096");
+        }
+        if !(1..=MAX_UNKEYED_WINDOW).contains(&self.unkeyed_window) {
+            return bad("unkeyed_window", self.unkeyed_window.to_string(), "1..=65 536");
         }
         Ok(())
     }

@@ -25,6 +25,15 @@ pub(crate) async fn forward(
         if matches!(event, ClientEvent::Disconnected { .. } | ClientEvent::Error(_)) {
             board.lock().unwrap_or_else(|p| p.into_inner()).record_error(member, Instant::now());
         }
+        // The member's stream breaks here: what it sends next starts new key ranges.
+        if let Some(r) = &redundancy
+            && matches!(
+                event,
+                ClientEvent::Disconnected { .. } | ClientEvent::Dropped { .. } | ClientEvent::Closed { .. }
+            )
+        {
+            r.end_session(member);
+        }
         let sent = match (&redundancy, event) {
             (Some(r), ClientEvent::Message { data, channel }) => r.deliver(member, &tx, data, channel).await,
             (_, event) => tx.send(PoolEvent::new(member, event)).await,

@@ -168,7 +168,7 @@ impl ClientPool {
             Mode::Sharded => None,
             Mode::Redundant(extractor) => Some(Arc::new(Redundancy::new(
                 extractor.clone(),
-                Dedup::new(config.dedup_window, config.unkeyed_window),
+                Dedup::new(n, config.dedup_ranges, config.unkeyed_window),
             ))),
         };
         let mut members = Vec::with_capacity(n);

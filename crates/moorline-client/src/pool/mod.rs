@@ -27,8 +27,8 @@
 //! together with the queueing, so the order it records is the order the user reads). The
 //! handle holds the clients, the health board and the placement of channels; nothing else
 //! runs. Memory: the merged queue (`event_buffer_bytes`), the dedup state
-//! ([`Dedup::memory_bound`]: per channel `dedup_window` × 8 bytes and about 100 more, plus
-//! `unkeyed_window` × 16 bytes), 64 error times per member.
+//! ([`Dedup::memory_bound`]: per channel 16 bytes per member and per `dedup_ranges`, its
+//! name and about 70 more, plus `unkeyed_window` × 16 bytes), 64 error times per member.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), moorline_client::pool::PoolError> {
@@ -63,9 +63,9 @@ mod sequence;
 mod shard;
 
 pub use config::{
-    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CHANNELS_PER_CONNECTION, DEFAULT_DEDUP_WINDOW, DEFAULT_ERROR_WINDOW,
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CHANNELS_PER_CONNECTION, DEFAULT_DEDUP_RANGES, DEFAULT_ERROR_WINDOW,
     DEFAULT_EVENT_BUFFER_BYTES, DEFAULT_LATENCY_TOLERANCE, DEFAULT_OVERFLOW, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_UNKEYED_WINDOW, MAX_CHANNELS_PER_CONNECTION, MAX_DEDUP_WINDOW, Mode, PoolConfig,
+    DEFAULT_UNKEYED_WINDOW, MAX_CHANNELS_PER_CONNECTION, MAX_DEDUP_RANGES, MAX_UNKEYED_WINDOW, Mode, PoolConfig,
 };
 pub use dedup::{Dedup, DedupStats, MAX_MEMBERS, Probe, Verdict};
 pub use error::PoolError;

@@ -38,6 +38,11 @@ impl Redundancy {
         self.lock().untrack(channel);
     }
 
+    /// `member`'s stream was broken (disconnected, or its own queue dropped messages).
+    pub(crate) fn end_session(&self, member: usize) {
+        self.lock().end_session(member);
+    }
+
     pub(crate) fn stats(&self) -> DedupStats {
         self.lock().stats()
     }
