@@ -578,7 +578,7 @@ mod tests {
                 0 => d.offer(member, Some(&names[(x % 50) as usize]), Some(i / 2), &payload),
                 1 => d.offer(member, Some(&names[(x % 50) as usize]), Some(x % 1_000_000), &payload),
                 2 => d.offer(member, Some(&format!("unknown.{x}")), Some(x), &payload),
-                3 if x % 7 == 0 => {
+                3 if x.is_multiple_of(7) => {
                     d.end_session(member);
                     Verdict::New
                 }
