@@ -1,59 +1,4 @@
 //! [`Dedup`]: redundant mode's deduplication, a sans-IO state machine bounded in bytes.
-//!
-//! **Keyed messages** (a channel the pool subscribed to, and a key from the
-//! [`SequenceExtractor`](super::SequenceExtractor)). Each member's stream of a channel is in
-//! key order and complete while its connection lasts (TCP, one venue session): between two
-//! keys it delivered, there was nothing else. So what a member has seen since it last
-//! (re)connected is one *range* of keys, `[first, last]`, and what has been delivered is the
-//! union of the members' ranges: per channel, the high-water mark (the largest key
-//! delivered), each member's open range, the ranges of ended sessions not yet merged, and a
-//! floor below which everything counts as delivered. A key
-//! - above the high-water mark is new: delivered;
-//! - inside a range (or at or below the floor) was delivered: a duplicate (*stale* when only
-//!   the floor says so);
-//! - below the high-water mark but in no range was never delivered: delivered, marked *late*.
-//!   This is how a member that reconnected and starts ahead of the other (its new snapshot)
-//!   does not make the other's backlog look old: the other's keys fall in the gap between
-//!   the ranges, however long its backlog, and the other's range grows until it meets.
-//!
-//! Either way the key extends the member's own range. When a member's session ends (its
-//! `Disconnected`, or a `Dropped`: its own queue lost messages) its range is closed; a closed
-//! range that every open range has passed folds into the floor (no open stream goes back
-//! there; a new session starts at the venue's latest). At most `ranges` closed ranges are kept
-//! per channel; past that the lowest folds into the floor anyway (only when no member's
-//! stream stays below it for long: counted in [`DedupStats::folded`]).
-//!
-//! A key at or below a member's own previous one, and inside its range, is a duplicate: a
-//! venue that reorders one connection's stream loses the late one (Deribit does not; its book
-//! integrity check would report the gap).
-//!
-//! **Unkeyed messages** (no key, or a channel the pool did not subscribe to): a window of the
-//! last `unkeyed_window` messages, as a hash of channel and payload (keyed SipHash, random per
-//! pool) and the members that delivered a copy. A copy from a member not yet in that set is a
-//! duplicate; a copy from a member already in it is a new message with the same content (a
-//! venue may send the same thing twice), delivered. A member lagging more than the window
-//! behind the first gets its copies delivered again.
-//!
-//! Memory: per tracked channel one open range per member and `ranges` closed ones (16 bytes
-//! each), its map entry and its name; plus `unkeyed_window × 16` bytes. All of it is allocated
-//! when a channel is [`track`](Dedup::track)ed, and only channels the pool subscribed are (at
-//! most its per-connection limit), so what a peer sends cannot grow it.
-//! [`Dedup::memory_bytes`] counts it from the capacities.
-//!
-//! ```
-//! use moorline_client::pool::{Dedup, Verdict};
-//!
-//! let mut dedup = Dedup::new(2, 8, 16);
-//! dedup.track("book.BTC-PERPETUAL.100ms".into());
-//! let ch = Some("book.BTC-PERPETUAL.100ms");
-//! assert_eq!(dedup.offer(0, ch, Some(10), b"a"), Verdict::New);
-//! assert_eq!(dedup.offer(1, ch, Some(10), b"a"), Verdict::Duplicate); // the other member's copy
-//! dedup.end_session(0); // member 0 reconnects: its new snapshot is 30
-//! assert_eq!(dedup.offer(0, ch, Some(30), b"c"), Verdict::New);
-//! assert_eq!(dedup.offer(1, ch, Some(20), b"b"), Verdict::Late); // member 1's backlog: never delivered
-//! assert_eq!(dedup.offer(1, ch, Some(30), b"c"), Verdict::Duplicate);
-//! assert_eq!(dedup.stats().delivered, 3);
-//! ```
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -241,7 +186,64 @@ struct Seen {
     members: u64,
 }
 
-/// Redundant mode's deduplication; see the [module documentation](self).
+/// Redundant mode's deduplication: a sans-IO state machine, bounded in bytes.
+///
+/// **Keyed messages** (a channel the pool subscribed to, and a key from the
+/// [`SequenceExtractor`](super::SequenceExtractor)). Each member's stream of a channel is in
+/// key order and complete while its connection lasts (TCP, one venue session): between two
+/// keys it delivered, there was nothing else. So what a member has seen since it last
+/// (re)connected is one *range* of keys, `[first, last]`, and what has been delivered is the
+/// union of the members' ranges: per channel, the high-water mark (the largest key
+/// delivered), each member's open range, the ranges of ended sessions not yet merged, and a
+/// floor below which everything counts as delivered. A key
+/// - above the high-water mark is new: delivered;
+/// - inside a range (or at or below the floor) was delivered: a duplicate (*stale* when only
+///   the floor says so);
+/// - below the high-water mark but in no range was never delivered: delivered, marked *late*.
+///   This is how a member that reconnected and starts ahead of the other (its new snapshot)
+///   does not make the other's backlog look old: the other's keys fall in the gap between
+///   the ranges, however long its backlog, and the other's range grows until it meets.
+///
+/// Either way the key extends the member's own range. When a member's session ends (its
+/// `Disconnected`, or a `Dropped`: its own queue lost messages) its range is closed; a closed
+/// range that every open range has passed folds into the floor (no open stream goes back
+/// there; a new session starts at the venue's latest). At most `ranges` closed ranges are kept
+/// per channel; past that the lowest folds into the floor anyway, its gap below forgotten
+/// (counted in [`DedupStats::folded`]): a key of that gap a lagging member still brings is then
+/// taken for stale. Closed ranges pile up only while no member's session is open (every member
+/// down at once, `ranges` times over).
+///
+/// A key at or below a member's own previous one, and inside its range, is a duplicate: a
+/// venue that reorders one connection's stream loses the late one (Deribit does not; its book
+/// integrity check would report the gap).
+///
+/// **Unkeyed messages** (no key, or a channel the pool did not subscribe to): a window of the
+/// last `unkeyed_window` messages, as a hash of channel and payload (keyed SipHash, random per
+/// pool) and the members that delivered a copy. A copy from a member not yet in that set is a
+/// duplicate; a copy from a member already in it is a new message with the same content (a
+/// venue may send the same thing twice), delivered. A member lagging more than the window
+/// behind the first gets its copies delivered again.
+///
+/// Memory: per tracked channel one open range per member (24 bytes) and `ranges` closed ones
+/// (16 bytes), its map entry and its name; plus `unkeyed_window × 16` bytes. All of it is allocated
+/// when a channel is [`track`](Dedup::track)ed, and only channels the pool subscribed are (at
+/// most its per-connection limit), so what a peer sends cannot grow it.
+/// [`Dedup::memory_bytes`] counts it from the capacities.
+///
+/// ```
+/// use moorline_client::pool::{Dedup, Verdict};
+///
+/// let mut dedup = Dedup::new(2, 8, 16);
+/// dedup.track("book.BTC-PERPETUAL.100ms".into());
+/// let ch = Some("book.BTC-PERPETUAL.100ms");
+/// assert_eq!(dedup.offer(0, ch, Some(10), b"a"), Verdict::New);
+/// assert_eq!(dedup.offer(1, ch, Some(10), b"a"), Verdict::Duplicate); // the other member's copy
+/// dedup.end_session(0); // member 0 reconnects: its new snapshot is 30
+/// assert_eq!(dedup.offer(0, ch, Some(30), b"c"), Verdict::New);
+/// assert_eq!(dedup.offer(1, ch, Some(20), b"b"), Verdict::Late); // member 1's backlog: never delivered
+/// assert_eq!(dedup.offer(1, ch, Some(30), b"c"), Verdict::Duplicate);
+/// assert_eq!(dedup.stats().delivered, 3);
+/// ```
 #[derive(Debug)]
 pub struct Dedup {
     members: usize,

@@ -210,7 +210,17 @@ fn drop_oldest(s: &mut State, size: usize, limit: usize) {
 /// The pool's events: every member's, merged, with the member's index; cancel-safe.
 ///
 /// Bounded in bytes ([`PoolConfig::event_buffer_bytes`](super::PoolConfig)) with the
-/// configured [`Overflow`]; see the [module documentation](self).
+/// configured [`Overflow`]. One forwarding task per member writes into it:
+/// - [`Overflow::Backpressure`]: a forwarder waits for room, and meanwhile does not read its
+///   member's stream, which fills and stops that member reading its socket: the venue is
+///   slowed, nothing is lost;
+/// - [`Overflow::DropOldest`]: the oldest queued data messages are dropped to make room and
+///   reported, per member whose messages they were, as a [`ClientEvent::Dropped`] in the place
+///   of the gap. Never silent.
+///
+/// Other events are never dropped nor refused. An empty queue takes any one message, so a
+/// message larger than the ceiling still gets through. The stream ends once every member's
+/// forwarder has ended (each member closed, or the pool dropped) and everything was read.
 #[derive(Debug)]
 pub struct PoolEvents {
     shared: Arc<Shared>,
