@@ -210,8 +210,8 @@ struct Seen {
 /// there; a new session starts at the venue's latest). At most `ranges` closed ranges are kept
 /// per channel; past that the lowest folds into the floor anyway, its gap below forgotten
 /// (counted in [`DedupStats::folded`]): a key of that gap a lagging member still brings is then
-/// taken for stale. Closed ranges pile up only while no member's session is open (every member
-/// down at once, `ranges` times over).
+/// taken for stale. Closed ranges pile up only while gaps stay open: every member down at once,
+/// or members reconnecting again and again ahead of one lagging behind them.
 ///
 /// A key at or below a member's own previous one, and inside its range, is a duplicate: a
 /// venue that reorders one connection's stream loses the late one (Deribit does not; its book
