@@ -86,18 +86,27 @@ async fn until(rx: &mut PoolEvents, pred: impl Fn(&PoolEvent) -> bool) -> (PoolE
     }
 }
 
-/// Keeps reading the pool's events in the background (so no member is held back), counting
-/// each member's reconnections.
-fn drain(mut rx: PoolEvents) -> tokio::sync::watch::Receiver<Vec<u32>> {
-    let (tx, watch) = tokio::sync::watch::channel(Vec::new());
+/// What `drain` saw of each member: up (connected and restored) or not, and its reconnections.
+#[derive(Debug, Clone)]
+struct Members {
+    up: Vec<bool>,
+    reconnects: Vec<u32>,
+}
+
+/// Keeps reading the pool's events in the background (so no member is held back), following
+/// each member's state; every member starts up (`members` waited for that).
+fn drain(mut rx: PoolEvents, n: usize) -> tokio::sync::watch::Receiver<Members> {
+    let (tx, watch) = tokio::sync::watch::channel(Members { up: vec![true; n], reconnects: vec![0; n] });
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            if matches!(e.event, ClientEvent::Reconnected { .. }) {
-                tx.send_modify(|v| {
-                    v.resize(v.len().max(e.member + 1), 0);
-                    v[e.member] += 1;
-                });
-            }
+            tx.send_modify(|s| match e.event {
+                ClientEvent::Disconnected { .. } => s.up[e.member] = false,
+                ClientEvent::Reconnected { .. } => {
+                    s.up[e.member] = true;
+                    s.reconnects[e.member] += 1;
+                }
+                _ => {}
+            });
         }
     });
     watch
@@ -119,7 +128,7 @@ async fn requests_go_to_the_healthiest_member() {
         let (clients, ids) = members(&sim, 3).await;
         let pc = PoolConfig::sharded().health(Duration::from_secs(60), Duration::from_millis(100));
         let (pool, events) = ClientPool::from_clients(clients, pc).unwrap();
-        let reconnects = drain(events);
+        let mut members_seen = drain(events, 3);
 
         // Equal members take turns.
         let mut picks = Vec::new();
@@ -162,8 +171,7 @@ async fn requests_go_to_the_healthiest_member() {
 
         // Errors outrank latency: member 1 reconnects (a disconnect counts against it).
         pool.members()[1].reconnect().await.unwrap();
-        let mut r = reconnects.clone();
-        tokio::time::timeout(WAIT, r.wait_for(|v| v.get(1).copied().unwrap_or(0) >= 1)).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, members_seen.wait_for(|s| s.reconnects[1] >= 1)).await.unwrap().unwrap();
         assert!(pool.health()[1].recent_errors >= 1, "{:?}", pool.health());
         for _ in 0..6 {
             assert_eq!(get_time(&pool, Failover::Unsent).await.unwrap(), 2);
@@ -207,7 +215,7 @@ async fn failover_when_a_members_connection_is_cut_mid_request() {
         let (clients, _) = members(&sim, 3).await;
         let pc = PoolConfig::sharded().request_timeout(Duration::from_secs(8), Duration::from_millis(700));
         let (pool, events) = ClientPool::from_clients(clients, pc).unwrap();
-        let _reconnects = drain(events);
+        let mut members_seen = drain(events, 3);
         let get_time_match = || RequestMatch::method("public/get_time");
 
         // Reset after the request was processed: idempotent goes on, answered by another member.
@@ -243,12 +251,12 @@ async fn failover_when_a_members_connection_is_cut_mid_request() {
         for _ in 0..3 {
             sim.cut_before_response(get_time_match(), Fault::Reset);
         }
-        // Members reconnect within a few hundred ms; wait until all three are up again.
-        let deadline = Instant::now() + WAIT;
-        while pool.members().iter().any(|c| c.state() != ClientState::Connected) {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The members cut above reconnect within a few hundred ms: all three up again.
+        tokio::time::timeout(WAIT, members_seen.wait_for(|s| s.up.iter().all(|&u| u) && s.reconnects.iter().sum::<u32>() == 3))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pool.members().iter().all(|c| c.state() == ClientState::Connected));
         let started = Instant::now();
         let e = pool.request_raw("public/get_time", Some(&params), Failover::Always).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
@@ -259,11 +267,7 @@ async fn failover_when_a_members_connection_is_cut_mid_request() {
 
         // The venue gone: every member fails at once, not sent.
         drop(sim);
-        let deadline = Instant::now() + WAIT;
-        while pool.members().iter().any(|c| c.state() == ClientState::Connected) {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        tokio::time::timeout(WAIT, members_seen.wait_for(|s| s.up.iter().all(|&u| !u))).await.unwrap().unwrap();
         let e = pool.request("public/get_time", json!({})).await.unwrap_err();
         let PoolError::AllMembersFailed { failures } = &e else { panic!("{e:?}") };
         assert_eq!(failures.len(), 3, "{e}");
