@@ -52,8 +52,10 @@ fn config() -> ClientConfig {
             jitter: Jitter::None,
             healthy_after: Duration::from_secs(5),
         })
-        // A stalled connection is dead after 500 ms without a frame (the market never pauses).
-        .dead_after(Some(Duration::from_millis(100)), Duration::from_millis(500))
+        // A stalled connection is dead after 1.5 s without a frame (the market never pauses;
+        // shorter would risk a member starved of CPU on a busy machine being taken for dead
+        // while the other is down: a real loss, but not the one this test is about).
+        .dead_after(Some(Duration::from_millis(200)), Duration::from_millis(1500))
         .venue_heartbeat(Some(Duration::from_secs(10)), Duration::from_secs(5))
         .build()
         .unwrap()
@@ -91,6 +93,8 @@ struct Seen {
     /// Restores after a disconnect, per member.
     cycles: [u32; 2],
     disconnects: [u32; 2],
+    /// Member events, with how many messages were delivered before each (for failures).
+    timeline: Vec<(usize, usize, String)>,
 }
 
 /// Reads the pool's events in a task of its own until the stream ends.
@@ -110,12 +114,14 @@ fn reader(mut events: PoolEvents) -> (watch::Receiver<Seen>, tokio::task::JoinHa
                 ClientEvent::Message { channel: None, .. } => panic!("a message without its channel"),
                 ClientEvent::Dropped { .. } => panic!("nothing may be dropped: {e:?}"),
                 ClientEvent::Disconnected { reason } => {
+                    s.timeline.push((s.delivered.len(), m, format!("disconnected: {reason}")));
                     s.up[m] = false;
                     if !matches!(reason, DisconnectReason::Closed) {
                         s.disconnects[m] += 1; // not the pool's close at the end
                     }
                 }
                 ClientEvent::Restored { .. } if !s.up[m] => {
+                    s.timeline.push((s.delivered.len(), m, "restored".into()));
                     s.up[m] = true;
                     s.cycles[m] += 1;
                 }
@@ -164,7 +170,23 @@ fn check(seen: &Seen, published: &HashMap<String, BTreeSet<u64>>) -> usize {
         assert_eq!(distinct.len(), got.len(), "{channel}: {} delivered twice", got.len() - distinct.len());
         let lost: Vec<&u64> = want.difference(&distinct).collect();
         let extra: Vec<&u64> = distinct.difference(want).collect();
-        assert!(lost.is_empty(), "{channel}: {} of {} lost: {lost:?}", lost.len(), want.len());
+        if let (Some(&&first), Some(&&last)) = (lost.first(), lost.last()) {
+            // Where the gap is: the deliveries of the channel around it, and the members' events.
+            let around: Vec<String> = seen
+                .delivered
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| *d.0 == **channel)
+                .filter(|(_, d)| d.1.is_some_and(|k| k + 40 >= first && k <= last + 40))
+                .map(|(i, d)| format!("#{i} k{} m{}{}", d.1.unwrap_or(0), d.2, if d.3 { " late" } else { "" }))
+                .collect();
+            panic!(
+                "{channel}: {} of {} lost, {first}..={last}\naround: {around:?}\ntimeline: {:?}",
+                lost.len(),
+                want.len(),
+                seen.timeline
+            );
+        }
         assert!(extra.is_empty(), "{channel}: delivered but never published: {extra:?}");
     }
     late
@@ -236,7 +258,7 @@ async fn redundant_pair_loses_nothing_and_doubles_nothing_under_faults() {
         }
         let mut kills = [0u32; 2];
         for &kind in &faults {
-            tokio::time::sleep(Duration::from_millis(100 + rng.below(200))).await; // let data flow
+            tokio::time::sleep(Duration::from_millis(200 + rng.below(300))).await; // both up, data flowing
             let m = rng.below(2) as usize;
             let fault = match kind {
                 0 => Fault::Close { code: 1011, reason: "killed".into() },
@@ -278,6 +300,8 @@ async fn redundant_pair_loses_nothing_and_doubles_nothing_under_faults() {
         tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
         let seen = seen.borrow().clone();
 
+        // Only the kills disconnected anyone: at least one member was up all along.
+        assert_eq!(seen.disconnects, kills, "a member dropped by itself: {:?}", seen.timeline);
         let late = check(&seen, &published);
         let total: usize = published.values().map(BTreeSet::len).sum();
         let from: [usize; 2] = [0, 1].map(|m| seen.delivered.iter().filter(|d| d.2 == m).count());
@@ -288,9 +312,8 @@ async fn redundant_pair_loses_nothing_and_doubles_nothing_under_faults() {
         );
         assert!(total > 3_000, "full rate: {total}");
         assert_eq!(kills.iter().sum::<u32>(), 9);
-        assert_eq!(seen.disconnects, kills);
         assert!(from[0] > 0 && from[1] > 0, "both members delivered: {from:?}");
-        assert!(stats.duplicates + stats.stale > (total as u64) / 5, "the other copies were dropped: {stats:?}");
+        assert!(stats.duplicates + stats.stale > (total as u64) / 10, "the other copies were dropped: {stats:?}");
         let names = CHANNELS.iter().map(|c| c.len()).max().unwrap();
         let bound = Dedup::memory_bound(2, DEFAULT_DEDUP_RANGES, DEFAULT_UNKEYED_WINDOW, 4, names);
         assert!(stats.memory_bytes <= bound, "{} > {bound}", stats.memory_bytes);
