@@ -616,6 +616,29 @@ mod tests {
         }
     }
 
+    /// With every member's session open and past it, a closed range folds into the floor.
+    #[test]
+    fn a_closed_range_every_member_passed_folds() {
+        let mut d = tracked(2, 4);
+        for k in [1, 2, 3] {
+            d.offer(0, CH, Some(k), b"");
+            d.offer(1, CH, Some(k), b"");
+        }
+        d.end_session(1);
+        assert_eq!(d.channels["book.A.raw"].closed, [Range { lo: 1, hi: 3 }]);
+        // B back with a snapshot at 10: both open, both at 3 or past: [1, 3] folds.
+        assert_eq!(d.offer(1, CH, Some(10), b""), Verdict::New);
+        let t = &d.channels["book.A.raw"];
+        assert_eq!((t.floor, t.closed.len()), (Some(3), 0));
+        assert_eq!(d.offer(0, CH, Some(5), b""), Verdict::Late, "A's stream fills B's gap");
+        assert_eq!(d.offer(0, CH, Some(10), b""), Verdict::Duplicate);
+        assert_eq!(d.offer(1, CH, Some(2), b""), Verdict::Duplicate, "inside A's range");
+        d.end_session(0);
+        assert_eq!(d.channels["book.A.raw"].closed, [Range { lo: 1, hi: 10 }], "A's session, closed");
+        assert_eq!(d.offer(0, CH, Some(11), b""), Verdict::New);
+        assert_eq!(d.stats().folded, 0);
+    }
+
     /// A probe that is not committed changes nothing (the message was not queued).
     #[test]
     fn probe_alone_records_nothing() {
