@@ -22,7 +22,10 @@
 //!   (typed calls and errors) and its event stream (book integrity, order events,
 //!   reconciliation after every reconnect);
 //! - [`queue`]: the user's incoming queue, bounded in bytes with the overflow policy, read
-//!   through a cancel-safe [`EventStream`](queue::EventStream).
+//!   through a cancel-safe [`EventStream`](queue::EventStream);
+//! - [`pool`]: [`ClientPool`], N clients behind one handle: requests to the healthiest member
+//!   with failover, subscriptions sharded under a per-connection limit or replicated on every
+//!   member with each message delivered once (redundant mode), one merged event stream.
 //!
 //! ```
 //! use moorline_client::dialect::{Deribit, Dialect, Frame, Inbound, SubOp};
@@ -90,6 +93,7 @@ pub mod error;
 pub mod event;
 pub mod jsonrpc;
 mod limiter;
+pub mod pool;
 pub mod queue;
 pub mod record;
 mod shared;
@@ -100,3 +104,4 @@ pub use config::{ClientConfig, ClientConfigBuilder, ConfigError};
 pub use dialect::Dialect;
 pub use error::{ClientError, ErrorKind, classify_connect_error};
 pub use event::{AttemptId, Channel, ClientEvent, DisconnectReason, Payload, Refused};
+pub use pool::{ClientPool, PoolConfig, PoolError, PoolEvent, PoolEvents};

@@ -767,3 +767,71 @@ async fn client_violations_are_closed_with_their_code() {
     })
     .await;
 }
+
+/// A notification as the publication log describes it: channel, change_id, trade_seqs, timestamp.
+type Seen = (String, Option<u64>, Vec<u64>, Option<u64>);
+
+/// The publication log: every notification two subscribers received is in it, in the order
+/// they received them, once per channel with the number of recipients; snapshots are marked;
+/// a small log keeps its last records and counts the evicted ones.
+#[tokio::test]
+async fn publication_log_records_what_was_sent() {
+    bounded(async {
+        let sim = manual_sim(11).publication_log(10_000).start().await.unwrap();
+        let channels = ["book.BTC-PERPETUAL.100ms", "trades.BTC-PERPETUAL.100ms", "ticker.BTC-PERPETUAL.100ms"];
+        let mut a = Client::connect(&sim).await;
+        let mut b = Client::connect(&sim).await;
+        for c in [&mut a, &mut b] {
+            c.result("public/subscribe", json!({ "channels": channels })).await;
+        }
+        sim.step_market(200);
+        let log = sim.publications();
+        assert_eq!(sim.publications_evicted(), 0);
+        // Two snapshots (one per subscriber), then every notification went to both.
+        let snapshots: Vec<_> = log.iter().filter(|p| p.snapshot).collect();
+        assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+        assert!(snapshots.iter().all(|p| p.recipients == 1 && p.change_id.is_some()));
+        assert!(log.iter().filter(|p| !p.snapshot).all(|p| p.recipients == 2));
+        assert!(log.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        for c in [&mut a, &mut b] {
+            let received: Vec<Seen> = c
+                .drain()
+                .await
+                .into_iter()
+                .filter(|v| v["method"] == "subscription")
+                .map(|v| {
+                    let data = &v["params"]["data"];
+                    let seqs = data.as_array().map(|t| t.iter().filter_map(|t| t["trade_seq"].as_u64()).collect());
+                    (
+                        v["params"]["channel"].as_str().unwrap().to_owned(),
+                        data["change_id"].as_u64(),
+                        seqs.unwrap_or_default(),
+                        data["timestamp"].as_u64(),
+                    )
+                })
+                .collect();
+            let first_snapshot = received.iter().position(|r| r.0.starts_with("book.")).unwrap();
+            // What this connection got from its snapshot on is the log's non-snapshot records
+            // from the same point, in the same order.
+            let expected: Vec<_> = log
+                .iter()
+                .filter(|p| !p.snapshot)
+                .map(|p| (p.channel.clone(), p.change_id, p.trade_seqs.clone(), p.timestamp))
+                .collect();
+            let got = &received[first_snapshot + 1..];
+            assert!(got.len() > 300, "{}", got.len());
+            assert_eq!(got, &expected[expected.len() - got.len()..]);
+            assert!(got.iter().any(|r| r.0.starts_with("trades.") && !r.2.is_empty()));
+        }
+        let small = manual_sim(11).publication_log(5).start().await.unwrap();
+        let mut c = Client::connect(&small).await;
+        c.result("public/subscribe", json!({ "channels": channels })).await;
+        small.step_market(20);
+        let log = small.publications();
+        assert_eq!(log.len(), 5);
+        assert_eq!(small.publications_evicted(), log[0].seq);
+        assert!(log[0].seq > 20, "{log:?}");
+        assert!(DeribitSim::builder().manual_market().start().await.unwrap().publications().is_empty());
+    })
+    .await;
+}

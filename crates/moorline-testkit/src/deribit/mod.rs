@@ -83,6 +83,14 @@
 //! [`DeribitSimBuilder::control_port`]: `GET /connections`, `POST /hook` with a [`Hook`] as
 //! JSON, e.g. `{"hook": "book_fault", "instrument_name": "BTC-PERPETUAL", "fault": "withhold"}`.
 //!
+//! # Publication log
+//!
+//! With [`DeribitSimBuilder::publication_log`], the simulator records what it published (one
+//! [`Publication`] per channel and notification: `change_id`, `trade_seq`s, `timestamp`, how
+//! many connections it went to, whether it was a subscriber's snapshot), bounded to the last
+//! `capacity` records, read with [`DeribitSim::publications`]: a test compares what a client
+//! delivered with what was sent (nothing lost, nothing doubled).
+//!
 //! The market is deterministic: with the same [`seed`](DeribitSimBuilder::seed)
 //! and the same client actions, the same sequence of market events happens
 //! (use [`DeribitSimBuilder::manual_market`] and [`DeribitSim::step_market`] to
@@ -131,6 +139,7 @@ mod orders;
 mod payload;
 mod positions;
 mod publish;
+mod publog;
 mod ratelimit;
 mod rng;
 mod rpc;
@@ -157,6 +166,7 @@ pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 pub use conn::WS_PATH;
 pub use control::{Fault, Hook, HookError, RequestMatch};
 pub use hooks::{BookFault, ConnectionInfo};
+pub use publog::Publication;
 pub use ratelimit::{MATCHING_ENGINE, RateLimit};
 pub use server::{DeribitSim, DeribitSimBuilder};
 pub use snapshot::{BookLevel, BookSnapshot};

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use super::auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 use super::conn::{self, WS_PATH};
 use super::control_http;
+use super::publog::Publication;
 use super::ratelimit::RateLimit;
 use super::shared::Shared;
 use super::snapshot::BookSnapshot;
@@ -62,6 +63,7 @@ pub struct DeribitSimBuilder {
     end_session_on_rate_limit: bool,
     tls: bool,
     control_port: Option<u16>,
+    publication_log: Option<usize>,
 }
 
 impl Default for DeribitSimBuilder {
@@ -79,6 +81,7 @@ impl Default for DeribitSimBuilder {
             end_session_on_rate_limit: true,
             tls: false,
             control_port: None,
+            publication_log: None,
         }
     }
 }
@@ -172,6 +175,16 @@ impl DeribitSimBuilder {
         self
     }
 
+    /// Keep a log of the last `capacity` notifications published (default: no log): one
+    /// [`Publication`] per channel and notification (book changes and snapshots, trades,
+    /// tickers, user channels...) with its `change_id`, `trade_seq`s and `timestamp`, read
+    /// with [`DeribitSim::publications`]. Bounded: past `capacity` the oldest records are
+    /// evicted and counted ([`DeribitSim::publications_evicted`]); a record is about 100 bytes.
+    pub fn publication_log(mut self, capacity: usize) -> Self {
+        self.publication_log = Some(capacity);
+        self
+    }
+
     /// Adds a test account with these credentials (besides
     /// [`TEST_CLIENT_ID`]/[`TEST_CLIENT_SECRET`], which always exists).
     pub fn account(mut self, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
@@ -199,6 +212,7 @@ impl DeribitSimBuilder {
             rate_limit: self.rate_limit,
             credentials: self.credentials,
             end_session_on_rate_limit: self.end_session_on_rate_limit,
+            publication_log: self.publication_log,
         });
         let shared = Arc::new(Shared::new(venue, runtime));
         let control = match self.control_port {
@@ -355,6 +369,19 @@ impl DeribitSim {
     /// The current book of `instrument_name` (`None` for unknown instruments).
     pub fn book_snapshot(&self, instrument_name: &str) -> Option<BookSnapshot> {
         self.shared.book_snapshot(instrument_name)
+    }
+
+    /// The publication log, oldest first (empty unless
+    /// [`publication_log`](DeribitSimBuilder::publication_log) was asked for). Records are
+    /// appended under the venue's lock as notifications are queued to the connections, so
+    /// the log's order is the order every connection receives them in.
+    pub fn publications(&self) -> Vec<Publication> {
+        self.shared.lock().venue.log.as_ref().map(|l| l.records()).unwrap_or_default()
+    }
+
+    /// Records evicted from the publication log to keep it within its capacity.
+    pub fn publications_evicted(&self) -> u64 {
+        self.shared.lock().venue.log.as_ref().map_or(0, |l| l.evicted())
     }
 
     /// Steps the simulated market `steps` times right now (with or without

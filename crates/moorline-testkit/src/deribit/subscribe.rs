@@ -49,6 +49,9 @@ impl Venue {
             };
             let text = rpc::notification(&channel.to_string(), &data);
             self.pending.push(Delivery { conn, out: Outgoing::Text(text) });
+            if let Some(log) = &mut self.log {
+                log.record(channel.to_string(), 1, true, &data);
+            }
         }
         Ok(json!(subscribed))
     }

@@ -23,6 +23,7 @@ fn config(seed: u64) -> Config {
         rate_limit: RateLimit::unlimited(),
         credentials: vec![(TEST_CLIENT_ID.to_owned(), TEST_CLIENT_SECRET.to_owned()), ("b".to_owned(), "s".to_owned())],
         end_session_on_rate_limit: true,
+        publication_log: None,
     }
 }
 

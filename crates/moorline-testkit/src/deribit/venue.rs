@@ -20,6 +20,7 @@ use super::instrument::{INSTRUMENTS, index_of};
 use super::market::{Ids, Market};
 use super::orders::UserOrder;
 use super::positions::Positions;
+use super::publog::PublicationLog;
 use super::ratelimit::{Cost, MATCHING_ENGINE, Pools, RateLimit};
 use super::rng::SplitMix64;
 use super::rpc::{self, Rejected, Timing};
@@ -74,6 +75,8 @@ pub(crate) struct Config {
     pub(crate) credentials: Vec<(String, String)>,
     /// Whether `10028` ends the session (as on Deribit).
     pub(crate) end_session_on_rate_limit: bool,
+    /// Keep a log of the last this many publications (`None`: no log).
+    pub(crate) publication_log: Option<usize>,
 }
 
 /// Why a session ended (cancel-on-disconnect fires on all but [`Logout`](EndReason::Logout)).
@@ -129,6 +132,8 @@ pub(crate) struct Venue {
     pub(super) hooks: VenueHooks,
     /// Notifications produced while handling the current event.
     pub(super) pending: Vec<Delivery>,
+    /// What was published, when asked for ([`Config::publication_log`]).
+    pub(super) log: Option<PublicationLog>,
 }
 
 /// What `method` spends from the rate-limit pools.
@@ -165,6 +170,7 @@ impl Venue {
             account_cancel_on_disconnect: BTreeSet::new(),
             hooks: VenueHooks::default(),
             pending: Vec::new(),
+            log: config.publication_log.map(PublicationLog::new),
         }
     }
 
@@ -390,7 +396,10 @@ impl Venue {
     /// Queues a notification of `data` to every subscriber of a `kind`
     /// channel of `instrument` (only connections of `account` when given).
     /// On `user.orders` channels other than `raw`, data is wrapped in a list.
+    /// With the publication log on, each channel it went out on is recorded once, with how
+    /// many connections it went to.
     pub(super) fn publish(&mut self, kind: Kind, instrument: usize, account: Option<usize>, data: &Value) {
+        let mut sent: Vec<(Channel, usize)> = Vec::new();
         for (&conn, session) in &self.sessions {
             if account.is_some() && session.auth.as_ref().map(|a| a.0) != account {
                 continue;
@@ -405,6 +414,17 @@ impl Venue {
                 };
                 let text = rpc::notification(&channel.to_string(), data);
                 self.pending.push(Delivery { conn, out: Outgoing::Text(text) });
+                if self.log.is_some() {
+                    match sent.iter_mut().find(|(c, _)| c == channel) {
+                        Some((_, n)) => *n += 1,
+                        None => sent.push((*channel, 1)),
+                    }
+                }
+            }
+        }
+        if let Some(log) = &mut self.log {
+            for (channel, recipients) in sent {
+                log.record(channel.to_string(), recipients, false, data);
             }
         }
     }
