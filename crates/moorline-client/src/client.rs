@@ -168,7 +168,8 @@ impl Client {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let task = crate::task::Task::new(url.to_owned(), shared.clone(), cmd_rx, sink);
         RUNNING_TASKS.fetch_add(1, Ordering::SeqCst);
-        runtime.spawn(task.run());
+        // On the heap: the task's future holds a pointer, not two copies of it.
+        runtime.spawn(Box::new(task).run());
         Ok(Client { shared, cmds: cmd_tx })
     }
 

@@ -164,7 +164,19 @@ impl Task {
 
     /// The current connection is over: everything that belonged to it fails or waits for the
     /// next one, the user hears why, and (unless `closing`) the next attempt is scheduled.
-    pub(super) async fn drop_session(&mut self, reason: DisconnectReason, closing: bool) {
+    ///
+    /// Boxed: it runs once per connection, and inline its state (2.3 KB) would size every
+    /// future that may call it, the task's own among them (a tokio task is allocated at its
+    /// future's largest state, for the client's whole life).
+    pub(super) fn drop_session(
+        &mut self,
+        reason: DisconnectReason,
+        closing: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.drop_session_now(reason, closing))
+    }
+
+    async fn drop_session_now(&mut self, reason: DisconnectReason, closing: bool) {
         let Some(s) = self.session.take() else { return };
         s.conn.close();
         self.live.on_close();
