@@ -40,6 +40,14 @@ pub(crate) fn whole_number(text: &str) -> Result<u64, String> {
     text.trim().parse().map_err(|_| "must be a whole number, 0 or more".to_owned())
 }
 
+/// A whole number, 1 or more.
+pub(crate) fn positive(text: &str) -> Result<u64, String> {
+    match text.trim().parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a whole number, 1 or more".to_owned()),
+    }
+}
+
 /// A number of seconds, 0 or more, fractions allowed.
 pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     text.trim()
@@ -77,6 +85,8 @@ mod tests {
         assert!(port("-1").is_err() && port("65536").is_err());
         assert_eq!(whole_number("0"), Ok(0));
         assert!(whole_number("-5").is_err_and(|e| e.contains("0 or more")));
+        assert_eq!(positive("3"), Ok(3));
+        assert!(positive("0").is_err_and(|e| e.contains("1 or more")) && positive("x").is_err());
         assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(seconds("-1").is_err() && seconds("NaN").is_err() && seconds("inf").is_err());
         assert_eq!(speed("2"), Ok(2.0));

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bench;
 mod connect;
 mod demo;
 mod out;
@@ -15,9 +16,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+// The benchmark children (`moorline bench`) read the live heap from it; one relaxed atomic
+// add per allocation otherwise.
+#[global_allocator]
+static HEAP: moorline_bench::Counting = moorline_bench::Counting;
+
 /// moorline keeps connections to trading venues alive and correct.
 #[derive(Debug, Parser)]
-#[command(name = "moorline", version, about, long_about = None)]
+#[command(name = "moorline", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
     /// Diagnostics on stderr: a level (off, error, warn, info, debug, trace) or directives
     /// such as `moorline=debug,warn`. Default: info for `serve` (which logs what clients send),
@@ -46,7 +52,37 @@ enum Command {
     /// handled; stdin lines sent as text messages, events printed (`--json`: one object per
     /// line). Credentials from MOORLINE_CLIENT_ID and MOORLINE_CLIENT_SECRET.
     Connect(connect::ConnectArgs),
+    /// Measure the trading client against the raw WebSocket peers (tokio-tungstenite,
+    /// fastwebsockets, tokio-websockets) on loopback: echo throughput, round trips and CPU
+    /// per message; memory per idle client with heartbeats. Build with --release.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(bench::BenchArgs),
 }
+
+/// Examples and exit codes, after the top-level help.
+const EXAMPLES: &str = "\
+Examples:
+  moorline demo                          the trading client surviving faults, on the simulator
+  moorline demo --json --duration 60     a longer run, the summary as one JSON object
+  moorline serve deribit --tls --control-port 0
+                                         the Deribit simulator, with its fault hooks over HTTP
+  moorline connect wss://127.0.0.1:PORT/ws/api/v2 --dialect deribit --ca ca.pem \\
+      --subscribe ticker.BTC-PERPETUAL.100ms --count 10 --json
+  moorline replay session.jsonl --json   a recording's counts, duration and gaps
+  moorline bench echo --runs 5           the client against the raw peers
+
+Exit status:
+  0  success (also when the reader of stdout goes away, as with `| head`)
+  1  failure: a broken promise in `demo`, a fatal connection error or retries run out in
+     `connect`, a server that could not start, an unreadable recording, a failed benchmark
+  2  usage error: an unknown option or a value out of range (the message names it)";
+
+/// Examples of `moorline bench`.
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  moorline bench                         both, defaults (about a minute on 2 cores)
+  moorline bench echo --only latency --samples 10000
+  moorline bench idle --clients 10000 --json";
 
 /// The servers `moorline serve` runs.
 #[derive(Debug, Subcommand)]
@@ -153,6 +189,9 @@ enum CliError {
     /// `moorline connect` failed.
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
+    /// `moorline bench` failed.
+    #[error(transparent)]
+    Bench(#[from] bench::BenchCliError),
 }
 
 impl CliError {
@@ -166,6 +205,7 @@ impl CliError {
                 | CliError::Replay(replay::ReplayError::Output(out::OutputError::Closed))
                 | CliError::Serve(serve::ServeError::Output(out::OutputError::Closed))
                 | CliError::Connect(connect::ConnectError::Output(out::OutputError::Closed))
+                | CliError::Bench(bench::BenchCliError::Output(out::OutputError::Closed))
         )
     }
 }
@@ -182,10 +222,14 @@ fn report(message: impl std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
+    // A child process of `moorline bench` does its measurement and nothing else.
+    if let Some(code) = moorline_bench::child_main() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Serve(_) => "info",
-        Command::Demo(_) | Command::Connect(_) | Command::Replay(_) => "warn",
+        Command::Demo(_) | Command::Connect(_) | Command::Replay(_) | Command::Bench(_) => "warn",
     };
     let filter = cli.log.as_deref().unwrap_or(default_log);
     // Validated by `args::log_filter`; fall back to the default rather than fail twice.
@@ -215,6 +259,7 @@ fn main() -> ExitCode {
         Command::Serve(ServeCommand::Mock(args)) => runtime.block_on(serve::mock(args)).map_err(Into::into),
         Command::Serve(ServeCommand::Deribit(args)) => runtime.block_on(serve::deribit(args)).map_err(Into::into),
         Command::Connect(args) => runtime.block_on(connect::run(args)).map_err(Into::into),
+        Command::Bench(args) => bench::run(&args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -397,3 +397,72 @@ fn negative_numbers_get_a_clear_message() {
         assert!(stderr.contains("must be"), "says what is allowed: {args:?}: {stderr}");
     }
 }
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["Examples:", "moorline demo", "moorline bench", "Exit status:", "2  usage error"] {
+        assert!(help.contains(needle), "top-level help lacks {needle:?}:\n{help}");
+    }
+    let out = run(&["bench", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("moorline bench echo"));
+    let out = run(&["bench", "--runs", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 or more"));
+}
+
+/// Every client in every table, each with its figures and, for the peers' rows and ours, a
+/// ratio to the best peer (tiny sizes: this checks the command, not the speed).
+#[test]
+fn bench_echo_json_has_a_row_per_client_with_ratios() {
+    let out = run(&["bench", "echo", "--runs", "1", "--messages", "300", "--samples", "50", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(report["idle"].is_null());
+    let echo = &report["echo"];
+    let clients = [
+        "moorline-client (raw)",
+        "moorline-client (jsonrpc)",
+        "tokio-tungstenite",
+        "fastwebsockets",
+        "tokio-websockets",
+    ];
+    let tables = echo["throughput"].as_array().unwrap();
+    assert_eq!(tables.iter().map(|t| t["size"].as_u64().unwrap()).collect::<Vec<_>>(), [64, 16384]);
+    for table in tables {
+        let rows = table["rows"].as_array().unwrap();
+        assert_eq!(rows.iter().map(|r| r["client"].as_str().unwrap()).collect::<Vec<_>>(), clients);
+        for r in rows {
+            assert!(r["msg_s"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["vs_best_peer"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["cpu_ns_per_msg"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    let rows = echo["latency"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), clients.len());
+    for r in rows {
+        assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap(), "{r}");
+        assert!(r["p99_vs_best_peer"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+/// The idle benchmark's processes (a server and one per kind) started from `moorline` itself;
+/// the heap is counted (by the binary's allocator), the ratios are to tokio-tungstenite's.
+#[test]
+fn bench_idle_json_has_a_row_per_kind() {
+    let out = run(&["bench", "idle", "--runs", "1", "--clients", "40", "--ping-ms", "100", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let rows = report["idle"]["rows"].as_array().unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["moorline-client", "tokio-tungstenite", "tokio-tungstenite+heartbeat"]);
+    for r in rows {
+        assert!(r["failures"].as_array().unwrap().is_empty(), "{r}");
+        assert!(r["heap_bytes"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["resident_vs_reference"].as_f64().is_some(), "{r}");
+    }
+    assert_eq!(rows[1]["heap_vs_reference"].as_f64(), Some(1.0));
+}
