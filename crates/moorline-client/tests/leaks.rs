@@ -5,10 +5,8 @@
 //! what it was after a few warm-up cycles. Alone in its binary: the allocator counts
 //! this process only, and the test kit's server runs in it too (its log of received frames is
 //! cleared each cycle).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use moorline_client::config::{Attempts, Jitter, RetryConfig};
@@ -18,36 +16,9 @@ use moorline_client::{Client, ClientConfig, ClientError, ClientEvent, running_ta
 use moorline_testkit::ws::{Fault, Frame, Matcher, MockServer, Reply};
 use serde_json::{Value, json};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// The benchmarks' counting allocator (moorline_bench::Counting): live heap bytes of this process.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: moorline_bench::Counting = moorline_bench::Counting;
 
 const BOUND: Duration = Duration::from_secs(120);
 const WAIT: Duration = Duration::from_secs(15);
@@ -127,12 +98,12 @@ async fn no_memory_leaked_over_reconnects_and_clients() {
         for _ in 0..5 {
             cycle(&server, &client, &mut rx).await;
         }
-        let before = LIVE.load(Ordering::SeqCst);
+        let before = moorline_bench::live_heap();
         const CYCLES: isize = 40;
         for _ in 0..CYCLES {
             cycle(&server, &client, &mut rx).await;
         }
-        let grown = LIVE.load(Ordering::SeqCst) - before;
+        let grown = moorline_bench::live_heap() - before;
         assert!(grown < 256 * CYCLES, "the heap grew {grown} bytes over {CYCLES} reconnects");
         assert_eq!(client.stats().reconnects, 45);
         client.close().await.unwrap();
@@ -152,7 +123,7 @@ async fn no_memory_leaked_over_reconnects_and_clients() {
             open_close().await;
         }
         assert!(server.wait_for_open_connections(0, WAIT).await);
-        let before = LIVE.load(Ordering::SeqCst);
+        let before = moorline_bench::live_heap();
         const CLIENTS: isize = 40;
         for _ in 0..CLIENTS {
             open_close().await;
@@ -165,7 +136,7 @@ async fn no_memory_leaked_over_reconnects_and_clients() {
         })
         .await
         .expect("every client task ended");
-        let grown = LIVE.load(Ordering::SeqCst) - before;
+        let grown = moorline_bench::live_heap() - before;
         assert!(grown < 256 * CLIENTS, "the heap grew {grown} bytes over {CLIENTS} clients");
     })
     .await
