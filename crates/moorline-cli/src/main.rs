@@ -157,7 +157,9 @@ pub(crate) struct ServeMockArgs {
     /// Answer every text and binary message with the same message.
     #[arg(long)]
     pub(crate) echo: bool,
-    /// Play this recorded session (JSONL) to every client that connects.
+    /// Play this recorded session (JSONL) to the clients that connect: a recording of one
+    /// connection to every client, one with reconnects connection by connection (the n-th
+    /// client gets what the n-th recorded connection got).
     #[arg(long, value_name = "FILE")]
     pub(crate) replay: Option<std::path::PathBuf>,
     /// Replay this many times faster than recorded (a positive number; 0.5 is half speed).

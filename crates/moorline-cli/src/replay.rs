@@ -113,9 +113,12 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<(), ReplayError> {
         let dir = v["dir"].as_str().unwrap_or_default();
         let kind = v["type"].as_str().unwrap_or_default().to_owned();
         let data = v["data"].as_str().unwrap_or_default();
-        let counts = if dir == "in" { &mut ins } else { &mut outs };
-        *counts.by_type.entry(kind.clone()).or_default() += 1;
-        counts.bytes += data.len() as u64;
+        // A `meta` line (a new connection) is not a frame: shown, not counted.
+        if dir != "meta" {
+            let counts = if dir == "in" { &mut ins } else { &mut outs };
+            *counts.by_type.entry(kind.clone()).or_default() += 1;
+            counts.bytes += data.len() as u64;
+        }
         if let Some(prev) = last
             && ts - prev > threshold
         {
@@ -142,6 +145,7 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<(), ReplayError> {
             "in": ins.json(),
             "out": outs.json(),
             "served_by_mock": served.len(),
+            "connections": served.sessions(),
             "first_ms": first,
             "last_ms": last,
             "duration_ms": duration,
@@ -168,9 +172,14 @@ pub(crate) fn run(args: &ReplayArgs) -> Result<(), ReplayError> {
         out::line(format_args!("         after {at:.3} ms: {gap:.0} ms without a frame"))?;
     }
     out::line(format_args!(
-        "  `moorline serve mock --replay {}` plays the {} frames in",
+        "  `moorline serve mock --replay {}` plays the {} frames in{}",
         path.display(),
-        served.len()
+        served.len(),
+        if served.sessions() > 1 {
+            format!(", connection k's to the k-th client ({} connections recorded)", served.sessions())
+        } else {
+            String::new()
+        }
     ))?;
     Ok(())
 }

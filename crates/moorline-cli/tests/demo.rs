@@ -143,6 +143,12 @@ fn received_texts(path: &Path) -> Vec<String> {
 /// Serves `path` with `moorline serve mock --replay` and reads the first `n` text frames a
 /// WebSocket client gets from it.
 fn served_back(path: &Path, n: usize) -> Vec<String> {
+    served_back_to_each(path, &[n]).remove(0)
+}
+
+/// `moorline serve mock --replay` of `path`, a client connecting after another: the k-th gets
+/// the k-th recorded connection; the first `counts[k]` text messages of each.
+fn served_back_to_each(path: &Path, counts: &[usize]) -> Vec<Vec<String>> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let (_served, announced) = serve(&["mock", "--replay", path.to_str().unwrap(), "--speed", "20"]);
@@ -150,16 +156,20 @@ fn served_back(path: &Path, n: usize) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-            let mut got = Vec::new();
-            while got.len() < n {
-                match ws.next().await.expect("the replay ended early").unwrap() {
-                    Message::Text(t) => got.push(t.to_string()),
-                    Message::Close(c) => panic!("closed after {} frames: {c:?}", got.len()),
-                    _ => {}
+            let mut all = Vec::new();
+            for &n in counts {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+                let mut got = Vec::new();
+                while got.len() < n {
+                    match ws.next().await.expect("the replay ended early").unwrap() {
+                        Message::Text(t) => got.push(t.to_string()),
+                        Message::Close(c) => panic!("closed after {} frames: {c:?}", got.len()),
+                        _ => {}
+                    }
                 }
+                all.push(got);
             }
-            got
+            all
         })
         .await
         .expect("the replay did not arrive within 20 s")
@@ -227,21 +237,29 @@ fn demo_keeps_every_promise_and_its_recording_replays() {
     let out = run(&["replay", path.to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success());
-    assert_eq!(text.lines().filter(|l| l.contains(" ms in ") || l.contains(" ms out ")).count(), all.len());
+    let shown = |dir: &str| text.lines().filter(|l| l.contains(&format!(" ms {dir} "))).count();
+    assert_eq!(shown("in") + shown("out") + shown("meta"), all.len());
     assert!(text.contains("gaps") && text.contains("serve mock --replay"), "{text}");
 
-    // Served back: the client of the mock gets what the demo's client received on its
-    // first connection (the venue's clean close ends the replay there too).
-    let expected: Vec<String> = all
-        .iter()
-        .filter(|l| l["dir"] == "in")
-        .take_while(|l| l["type"] != "close")
-        .filter(|l| l["type"] == "text")
-        .map(|l| l["data"].as_str().unwrap().to_owned())
-        .take(30)
-        .collect();
-    assert!(expected.len() >= 10, "{expected:#?}");
-    assert_eq!(served_back(&path, expected.len()), expected);
+    // Every connection is marked (the first and one per reconnect), and counted.
+    assert_eq!(count("meta"), 1 + s["reconnects"].as_u64().unwrap(), "{m:#}");
+    assert_eq!(m["connections"].as_u64(), Some(count("meta")), "{m:#}");
+
+    // Served back: the first client of the mock gets what the demo's client received on its
+    // first connection (ended by the venue's clean close), the second what it received on
+    // its second: an incident with reconnects replays connection by connection.
+    let mut sessions: Vec<Vec<String>> = Vec::new();
+    for l in &all {
+        if l["dir"] == "meta" {
+            sessions.push(Vec::new());
+        } else if l["dir"] == "in" && l["type"] == "text" {
+            sessions.last_mut().expect("a marker first").push(l["data"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected: Vec<Vec<String>> = sessions.into_iter().take(2).map(|s| s.into_iter().take(30).collect()).collect();
+    assert!(expected.iter().all(|e| e.len() >= 10), "{expected:#?}");
+    let counts: Vec<usize> = expected.iter().map(Vec::len).collect();
+    assert_eq!(served_back_to_each(&path, &counts), expected);
 }
 
 /// `moorline connect --record` on `moorline serve deribit`, with credentials: the file has

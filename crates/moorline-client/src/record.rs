@@ -4,6 +4,7 @@
 //! One JSON object per line:
 //!
 //! ```text
+//! {"ts":0.000,"dir":"meta","type":"connected","data":"attempt 1"}
 //! {"ts":0.000,"dir":"out","type":"text","data":"{\"method\":\"public/subscribe\",...}"}
 //! {"ts":12.345,"dir":"in","type":"text","data":"{\"result\":[\"book.BTC-PERPETUAL.100ms\"]}"}
 //! {"ts":250.100,"dir":"in","type":"binary","data":"AAECAw=="}
@@ -67,6 +68,10 @@ pub enum FrameKind {
     Pong,
     /// A close frame (payload: code and reason as on the wire, or empty).
     Close,
+    /// Not a frame: a new connection starts here (payload: a note, such as the attempt). It is
+    /// written as `"dir":"meta","type":"connected"`, whatever the direction given; the test
+    /// kit's replay plays what follows it to the next connection.
+    Connected,
 }
 
 /// How a [`Recorder`] writes.
@@ -339,9 +344,10 @@ const SECRET_KEYS: [&str; 7] =
 fn format_line(entry: &Entry, redact: bool, line: &mut String) {
     use base64::Engine;
     let ms = entry.at.as_secs_f64() * 1000.0;
-    let dir = match entry.dir {
-        Direction::In => "in",
-        Direction::Out => "out",
+    let dir = match (entry.kind, entry.dir) {
+        (FrameKind::Connected, _) => "meta",
+        (_, Direction::In) => "in",
+        (_, Direction::Out) => "out",
     };
     let (kind, data): (&str, String) = match entry.kind {
         FrameKind::Text => {
@@ -352,6 +358,7 @@ fn format_line(entry: &Entry, redact: bool, line: &mut String) {
         FrameKind::Ping => ("ping", base64::engine::general_purpose::STANDARD.encode(&entry.payload)),
         FrameKind::Pong => ("pong", base64::engine::general_purpose::STANDARD.encode(&entry.payload)),
         FrameKind::Close => ("close", close_text(&entry.payload)),
+        FrameKind::Connected => ("connected", String::from_utf8_lossy(&entry.payload).into_owned()),
     };
     let object = serde_json::json!({ "ts": (ms * 1000.0).round() / 1000.0, "dir": dir, "type": kind, "data": data });
     line.push_str(&object.to_string());

@@ -174,6 +174,13 @@ impl Shared {
         };
         recorder.record(dir, kind, payload);
     }
+
+    /// Marks the start of a new connection in the recording (`note`: which attempt), so a
+    /// replay plays each connection's frames to a connection of its own.
+    pub fn record_connected(&self, note: String) {
+        let Some(recorder) = &self.config.record else { return };
+        recorder.record(Direction::In, FrameKind::Connected, bytes::Bytes::from(note));
+    }
 }
 
 /// A user command for the task (the control path; data never goes this way).

@@ -119,6 +119,7 @@ impl Task {
         self.backoff.on_up(now.into_std());
         self.live.on_open(attempt, now.into_std());
         tracing::debug!(%attempt, protocol = ?ws.protocol, "connected; restoring the session");
+        self.shared.record_connected(attempt.to_string());
         self.session = Some(Session {
             attempt,
             conn: ws.conn,

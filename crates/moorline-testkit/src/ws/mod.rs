@@ -54,14 +54,22 @@
 //!   an RFC 3339 string (`2024-03-01T12:00:00.250Z`, offsets allowed), taken
 //!   relative to the first line of the file. One file uses one kind.
 //! * `dir`: `"in"` for messages the recorded client received (these are played
-//!   to the client under test) or `"out"` for messages it sent (ignored).
+//!   to the client under test), `"out"` for messages it sent (ignored), or `"meta"`
+//!   (see below).
 //! * `type`: `"text"`, `"binary"`, `"ping"`, `"pong"` or `"close"`.
 //! * `data`: the text for `text`; standard base64 of the payload for `binary`,
 //!   `ping` and `pong`; `"<code> <reason>"` (or just `"<code>"`, or empty/absent for
 //!   an empty close payload) for `close`. Optional (empty) otherwise.
 //!
+//! * A line with `"dir": "meta"` is not a frame: `"type": "connected"` says a new
+//!   connection of the recorded client starts there (the client's recorder writes one at
+//!   every connect, `data` naming the attempt); other meta types are skipped.
+//!
 //! Lines are played in file order at `start + ts / speed`; a line whose time has
-//! already passed is played immediately.
+//! already passed is played immediately. A recording of several connections (`connected`
+//! lines, or an inbound close frame followed by more frames) replays on connect
+//! connection by connection: the n-th client gets what the n-th recorded connection got,
+//! timed from that connection's start ([`Recording::sessions`], [`Recording::session`]).
 
 mod client;
 pub(crate) mod close;

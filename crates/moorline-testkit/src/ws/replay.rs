@@ -63,12 +63,18 @@ struct Line {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recording {
     entries: Vec<(Duration, Frame)>,
+    /// The recorded connections: where each one's frames start in `entries`, and the offset
+    /// its own replay counts from (see [`Recording::sessions`]).
+    sessions: Vec<(usize, Duration)>,
 }
 
 impl Recording {
     /// Parses JSONL text (blank lines are skipped).
     pub fn from_jsonl(text: &str) -> Result<Self, ReplayError> {
         let mut entries = Vec::new();
+        let mut sessions: Vec<(usize, Duration)> = Vec::new();
+        // The last frame played was a close: the next one belongs to a new connection.
+        let mut after_close = false;
         // Whether timestamps are RFC 3339 (and the first one seen, in Unix ms), or numbers.
         let mut rfc3339_origin: Option<f64> = None;
         let mut numeric: Option<bool> = None;
@@ -90,17 +96,51 @@ impl Recording {
                 return Err(invalid("numeric and RFC 3339 timestamps mixed".to_owned()));
             }
             let offset_ms = if is_number { ms } else { ms - *rfc3339_origin.get_or_insert(ms) };
+            let offset = Duration::try_from_secs_f64(offset_ms.max(0.0) / 1000.0)
+                .map_err(|e| invalid(format!("bad ts: {e}")))?;
             match parsed.dir.as_str() {
                 "in" => {}
                 "out" => continue,
-                other => return Err(invalid(format!("dir must be \"in\" or \"out\", got {other:?}"))),
+                // A new connection starts here; other notes are skipped (later kinds).
+                "meta" => {
+                    if parsed.kind == "connected" {
+                        sessions.push((entries.len(), offset));
+                        after_close = false;
+                    }
+                    continue;
+                }
+                other => return Err(invalid(format!("dir must be \"in\", \"out\" or \"meta\", got {other:?}"))),
             }
             let frame = decode(&parsed.kind, parsed.data.as_deref().unwrap_or("")).map_err(invalid)?;
-            let offset = Duration::try_from_secs_f64(offset_ms.max(0.0) / 1000.0)
-                .map_err(|e| invalid(format!("bad ts: {e}")))?;
+            if sessions.is_empty() {
+                // Frames before any marker: the first connection, timed from the file's start.
+                sessions.push((0, Duration::ZERO));
+            } else if after_close {
+                // No marker after the server's close frame: the next connection starts here.
+                sessions.push((entries.len(), offset));
+            }
+            after_close = matches!(frame, Frame::Close(_));
             entries.push((offset, frame));
         }
-        Ok(Self { entries })
+        Ok(Self { entries, sessions })
+    }
+
+    /// How many connections the recording holds: one per `"dir":"meta","type":"connected"`
+    /// line (which the client's recorder writes at every connect), and a new one after an
+    /// inbound close frame that no such line follows. A file with neither holds one.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len().max(1)
+    }
+
+    /// The frames connection `index` received, each with its offset from that connection's
+    /// start (its `connected` line, or its first frame); empty past the last connection.
+    pub fn session(&self, index: usize) -> Vec<(Duration, Frame)> {
+        if self.sessions.is_empty() {
+            return if index == 0 { self.entries.clone() } else { Vec::new() };
+        }
+        let Some(&(start, origin)) = self.sessions.get(index) else { return Vec::new() };
+        let end = self.sessions.get(index + 1).map_or(self.entries.len(), |s| s.0);
+        self.entries[start..end].iter().map(|(at, f)| (at.saturating_sub(origin), f.clone())).collect()
     }
 
     /// The frames to play, each with its offset from the start of the replay, in file order.
@@ -141,9 +181,14 @@ const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// When each entry is due, relative to the start of the replay, at `speed` (2.0 = twice as fast).
 pub(crate) fn schedule(recording: &Recording, speed: f64) -> Vec<(Duration, Frame)> {
+    scale(recording.entries.clone(), speed)
+}
+
+/// `entries` with their offsets divided by `speed` (capped at a year).
+pub(crate) fn scale(entries: Vec<(Duration, Frame)>, speed: f64) -> Vec<(Duration, Frame)> {
     let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
-    let scaled = |at: &Duration| Duration::try_from_secs_f64(at.as_secs_f64() / speed).map_or(FAR, |d| d.min(FAR));
-    recording.entries.iter().map(|(at, frame)| (scaled(at), frame.clone())).collect()
+    let scaled = |at: Duration| Duration::try_from_secs_f64(at.as_secs_f64() / speed).map_or(FAR, |d| d.min(FAR));
+    entries.into_iter().map(|(at, frame)| (scaled(at), frame)).collect()
 }
 
 #[cfg(test)]
@@ -161,6 +206,41 @@ mod tests {
         .unwrap();
         assert_eq!(rec.entries(), &[(Duration::from_millis(500), Frame::close(4000, "bye now"))]);
         assert_eq!(schedule(&rec, 2.0)[0].0, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn connections_split_at_markers_and_at_a_close_without_one() {
+        let rec = Recording::from_jsonl(concat!(
+            r#"{"ts":0,"dir":"meta","type":"connected","data":"attempt 1"}"#,
+            "\n",
+            r#"{"ts":5,"dir":"in","type":"text","data":"a1"}"#,
+            "\n",
+            r#"{"ts":9,"dir":"in","type":"close","data":"1001 going away"}"#,
+            "\n",
+            r#"{"ts":100,"dir":"in","type":"text","data":"b1"}"#,
+            "\n",
+            r#"{"ts":300,"dir":"meta","type":"connected","data":"attempt 3"}"#,
+            "\n",
+            r#"{"ts":310,"dir":"out","type":"text","data":"sub"}"#,
+            "\n",
+            r#"{"ts":320,"dir":"meta","type":"later-kind","data":"skipped"}"#,
+            "\n",
+            r#"{"ts":330,"dir":"in","type":"text","data":"c1"}"#,
+        ))
+        .unwrap();
+        assert_eq!(rec.len(), 4, "every inbound frame, as before");
+        assert_eq!(rec.sessions(), 3);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            rec.session(0),
+            [(ms(5), Frame::text("a1")), (ms(9), Frame::Close(Some((1001, "going away".into()))))]
+        );
+        assert_eq!(rec.session(1), [(ms(0), Frame::text("b1"))], "after the close: a connection of its own");
+        assert_eq!(rec.session(2), [(ms(30), Frame::text("c1"))], "timed from its marker");
+        assert!(rec.session(3).is_empty());
+        // Without markers or closes: one connection, timed from the file's start.
+        let one = Recording::from_jsonl(r#"{"ts":7,"dir":"in","type":"text","data":"x"}"#).unwrap();
+        assert_eq!((one.sessions(), one.session(0)), (1, vec![(ms(7), Frame::text("x"))]));
     }
 
     #[test]

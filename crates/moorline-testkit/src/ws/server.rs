@@ -71,8 +71,10 @@ impl MockServerBuilder {
         self
     }
 
-    /// Play `recording` to every client as soon as its upgrade completes,
-    /// `speed` times faster than recorded (`1.0` = recorded timing).
+    /// Play `recording` to each client as soon as its upgrade completes, `speed` times faster
+    /// than recorded (`1.0` = recorded timing). A recording of one connection is played to
+    /// every client; one of several (a session with reconnects) connection by connection: the
+    /// n-th client gets the n-th recorded connection's frames, later clients nothing.
     pub fn replay_on_connect(mut self, recording: Recording, speed: f64) -> Self {
         self.replay = Some((recording, speed));
         self

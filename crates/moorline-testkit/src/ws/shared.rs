@@ -17,7 +17,7 @@ use super::fault::Fault;
 use super::frame::Frame;
 use super::io::IoControl;
 use super::log::{Log, ReceivedHook};
-use super::replay::{Recording, schedule};
+use super::replay::{Recording, scale, schedule};
 use super::reply::Rules;
 use crate::net;
 use crate::registry::Registry;
@@ -213,9 +213,16 @@ impl Shared {
         if let Some(entry) = self.clients.lock().get_mut(&id) {
             entry.info = Some(info);
         }
-        self.upgraded.fetch_add(1, Ordering::SeqCst);
+        let nth = self.upgraded.fetch_add(1, Ordering::SeqCst);
         if let Some((recording, speed)) = &self.replay_on_connect {
-            self.replay_to(id, recording, *speed);
+            // One recorded connection: every client gets it. Several (a session with
+            // reconnects): the n-th client gets the n-th, as the recorded client did.
+            let index = if recording.sessions() == 1 { 0 } else { nth };
+            if index < recording.sessions() {
+                self.play(id, scale(recording.session(index), *speed));
+            } else {
+                tracing::debug!(%id, connections = recording.sessions(), "every recorded connection was replayed already");
+            }
         }
         self.clients.notify();
     }
@@ -237,10 +244,14 @@ impl Shared {
 
     /// Plays `recording` to client `id` in a background task.
     pub(crate) fn replay_to(self: &Arc<Self>, id: ClientId, recording: &Recording, speed: f64) -> bool {
+        self.play(id, schedule(recording, speed))
+    }
+
+    /// Plays `plan` (frames at offsets from now) to client `id` in a background task.
+    fn play(self: &Arc<Self>, id: ClientId, plan: Vec<(std::time::Duration, Frame)>) -> bool {
         let Some(sender) = self.clients.lock().get(&id).map(|e| e.commands.clone()) else {
             return false;
         };
-        let plan = schedule(recording, speed);
         self.runtime.spawn(async move {
             let start = tokio::time::Instant::now();
             for (at, frame) in plan {
