@@ -444,6 +444,26 @@ mod tests {
     }
 
     #[test]
+    fn connections_are_marked_and_replay_one_by_one() {
+        let path = temp("connections");
+        let rec = Recorder::open(&path, RecordOptions::default()).unwrap();
+        rec.record(Direction::In, FrameKind::Connected, Bytes::from("attempt 1"));
+        rec.record(Direction::In, FrameKind::Text, Bytes::from_static(b"first"));
+        rec.record(Direction::Out, FrameKind::Connected, Bytes::from("attempt 2"));
+        rec.record(Direction::In, FrameKind::Text, Bytes::from_static(b"second"));
+        rec.finish().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for i in [0, 2] {
+            assert_eq!((lines[i]["dir"].as_str(), lines[i]["type"].as_str()), (Some("meta"), Some("connected")));
+        }
+        assert_eq!(lines[2]["data"], "attempt 2");
+        let replay = moorline_testkit::ws::Recording::from_jsonl(&text).unwrap();
+        assert_eq!(replay.sessions(), 2);
+        assert_eq!(replay.session(1).len(), 1);
+    }
+
+    #[test]
     fn secrets_are_redacted_at_any_depth() {
         let auth = r#"{"jsonrpc":"2.0","id":1,"method":"public/auth","params":{"grant_type":"client_credentials","client_id":"me","client_secret":"s3cr3t"}}"#;
         let reply = r#"{"result":{"access_token":"tok","refresh_token":"ref","scope":"connection","nested":[{"signature":"x"}]}}"#;
