@@ -244,11 +244,17 @@ impl Task {
         let deadline = self.next_deadline();
         let paused = self.paused();
         let front = self.side.front().map(|e| e.queued_bytes());
-        if deadline != self.timer_at {
-            if let Some(at) = deadline {
+        // The timer moves only when the deadline comes earlier (or it fired, or was off). A
+        // later one, the usual case (every frame pushes the liveness deadlines back), leaves
+        // it where it is: it then fires early, the machines find nothing due, and it is set
+        // again: once per interval rather than a timer-wheel update per message.
+        match (deadline, self.timer_at) {
+            (Some(at), Some(armed)) if at >= armed => {}
+            (Some(at), _) => {
                 self.timer.as_mut().reset(at);
+                self.timer_at = Some(at);
             }
-            self.timer_at = deadline;
+            (None, _) => self.timer_at = None,
         }
         let Task { cmds, connecting, session, sink, timer, .. } = self;
         let queue = match &*sink {
@@ -273,7 +279,7 @@ impl Task {
                 _ => std::future::pending().await,
             }
         };
-        let armed = deadline.is_some();
+        let armed = self.timer_at.is_some();
         tokio::select! {
             biased;
             cmd = cmds.recv() => Wake::Command(cmd),
