@@ -30,7 +30,9 @@ use crate::dial::BoxIo;
 use crate::error::{DownReason, Error, ExitReason, RequestError, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::wsio::{Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, now, refused, tokio_instant};
+use crate::wsio::{
+    Access, CloseCode, CloseFrame, Message, Outbox, Sink, WriteError, moves_timer, now, refused, tokio_instant,
+};
 
 /// The room given to one read: from 4 KiB (an idle connection holds little) up to 256 KiB
 /// (a busy one reads what a burst put in the socket in a few large reads; measured against
@@ -205,7 +207,7 @@ impl Driver<'_> {
                     self.read_size.on_read(n, read_room);
                     self.ws.on_read(now);
                     let next = self.ws.keepalive_deadline();
-                    if next != keepalive_at {
+                    if moves_timer(keepalive_at, next) {
                         keepalive_at = next;
                         keepalive.as_mut().reset(tokio_instant(next));
                     }

@@ -31,7 +31,7 @@ use super::shared::WsRegistration;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
 use crate::ids::StreamRef;
-use crate::wsio::{Access, Message, Outbox, Sink, WriteError, WsOptions, now, refused, tokio_instant};
+use crate::wsio::{Access, Message, Outbox, Sink, WriteError, WsOptions, moves_timer, now, refused, tokio_instant};
 
 /// A message for the stream task, sent through the worker (with what keeps later sends
 /// behind it; `None` for the worker's own close at shutdown).
@@ -190,7 +190,7 @@ pub(crate) async fn run(
                     let _ = body.flow_control().release_capacity(data.len());
                     ws.receive(&data, now);
                     let next = ws.keepalive_deadline();
-                    if next != keepalive_at {
+                    if moves_timer(keepalive_at, next) {
                         keepalive_at = next;
                         keepalive.as_mut().reset(tokio_instant(next));
                     }

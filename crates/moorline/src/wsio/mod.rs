@@ -7,7 +7,9 @@ mod options;
 mod outbox;
 mod upgraded;
 
-pub(crate) use self::outbox::{Access, Outbox, Queued, Sink, WriteError, now, refused, start, tokio_instant};
+pub(crate) use self::outbox::{
+    Access, Outbox, Queued, Sink, WriteError, moves_timer, now, refused, start, tokio_instant,
+};
 pub use moorline_proto::ws::{CloseCode, CloseFrame, HandshakeError, Message};
 pub use options::{DEFAULT_WS_KEEPALIVE, WsOptions};
 pub use upgraded::Upgraded;

@@ -76,6 +76,19 @@ pub(crate) fn tokio_instant(at: Option<std::time::Instant>) -> tokio::time::Inst
     }
 }
 
+/// Whether a keepalive timer set for `armed` must move to `next` after a read: only when
+/// `next` comes earlier (or the timer is not set). The keepalive deadline only moves later as
+/// reads come in, so the timer stays where it is: it fires early, the session finds nothing
+/// due, and the driver sets it to the real deadline then: one timer update per interval
+/// rather than one per read (the update took the timer wheel's lock every read).
+pub(crate) fn moves_timer(armed: Option<std::time::Instant>, next: Option<std::time::Instant>) -> bool {
+    match (armed, next) {
+        (Some(armed), Some(next)) => next < armed,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
+}
+
 /// The session rules for a WebSocket that agreed `negotiated` with `options`.
 pub(crate) fn session_config(negotiated: &Negotiated, options: &WsOptions) -> SessionConfig {
     SessionConfig {
@@ -433,6 +446,19 @@ impl OutboundAccess for Access<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::moves_timer;
+
+    #[test]
+    fn a_keepalive_timer_moves_only_earlier() {
+        let t0 = std::time::Instant::now();
+        let later = t0 + std::time::Duration::from_secs(1);
+        assert!(!moves_timer(Some(t0), Some(later)), "pushed back by a read: stays, fires early");
+        assert!(moves_timer(Some(later), Some(t0)));
+        assert!(moves_timer(None, Some(t0)), "not set: set");
+        assert!(!moves_timer(Some(t0), None), "resting: left to fire and be set again");
+        assert!(!moves_timer(Some(t0), Some(t0)));
+    }
+
     use std::time::Duration;
 
     use bytes::BytesMut;
