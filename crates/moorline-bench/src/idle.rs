@@ -34,7 +34,7 @@ use moorline_client::{Client, ClientConfig, ClientEvent};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{BenchError, ROLE_ENV, live_heap};
+use crate::common::{BenchError, ROLE_ENV, live_heap};
 
 /// The kinds measured, in table order.
 pub const KINDS: [&str; 3] = ["moorline-client", "tokio-tungstenite", "tokio-tungstenite+heartbeat"];
