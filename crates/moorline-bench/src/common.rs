@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-/// The environment variable that makes the executable a benchmark child (see [`child_main`]).
+/// The environment variable that makes the executable a benchmark child (see [`child_main`](crate::child_main)).
 pub const ROLE_ENV: &str = "MOORLINE_BENCH_ROLE";
 /// The echo child's options, as JSON.
 pub(crate) const OPTIONS_ENV: &str = "MOORLINE_BENCH_OPTIONS";
