@@ -81,3 +81,14 @@ unsafe impl GlobalAlloc for Counting {
 pub fn live_heap() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
+
+/// The median of `v` (the upper one of an even count; NaN when empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+/// A ratio as the tables show it (`1.02x`; `-` when there is none).
+pub(crate) fn ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"))
+}

@@ -28,6 +28,8 @@ use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use moorline_client::dialect::{Dialect, JsonRpc, Raw};
 use moorline_client::{Client, ClientConfig, ClientEvent, Payload};
 use serde::{Deserialize, Serialize};
+
+use crate::common::{median, ratio};
 use tokio::net::{TcpListener, TcpStream};
 
 const IN_FLIGHT: usize = 64;
@@ -389,11 +391,6 @@ fn spawned<T: Send + 'static>(rt: &tokio::runtime::Runtime, f: BoxFut<T>) -> T {
     rt.block_on(async { tokio::spawn(f).await.unwrap() })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -527,10 +524,6 @@ pub struct EchoReport {
     pub throughput: Vec<ThroughputTable>,
     /// The round-trip table, if measured.
     pub latency: Option<LatencyTable>,
-}
-
-fn ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"))
 }
 
 impl EchoReport {

@@ -34,7 +34,7 @@ use moorline_client::{Client, ClientConfig, ClientEvent};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{BenchError, ROLE_ENV, live_heap};
+use crate::common::{BenchError, ROLE_ENV, live_heap, median, ratio};
 
 /// The kinds measured, in table order.
 pub const KINDS: [&str; 3] = ["moorline-client", "tokio-tungstenite", "tokio-tungstenite+heartbeat"];
@@ -118,7 +118,6 @@ impl IdleReport {
     /// The report as a Markdown table with its heading.
     pub fn table(&self) -> String {
         use std::fmt::Write;
-        let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -150,11 +149,6 @@ impl IdleReport {
 
 /// One kind's name, its (resident, heap) per client of each run, and its failed runs.
 type PerKind = (String, Vec<(f64, f64)>, Vec<String>);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
 
 /// Runs the server and every client process (started from `exe`, which must call
 /// [`crate::child_main`] first thing); `progress` hears of each process as it ends.
