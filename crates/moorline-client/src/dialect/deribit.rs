@@ -293,9 +293,9 @@ impl Dialect for Deribit {
 
     fn classify<'a>(&self, frame: Frame<'a>) -> Inbound<'a> {
         let Frame::Text(text) = frame else { return Inbound::Data { channel: None } };
-        classify_json_rpc(text, |method, params| match method.as_ref() {
-            "subscription" => Inbound::Data { channel: params.channel },
-            "heartbeat" => match params.kind.as_deref() {
+        classify_json_rpc(text, |method, channel, kind| match method {
+            "subscription" => Inbound::Data { channel },
+            "heartbeat" => match kind {
                 Some("test_request") => Inbound::Heartbeat(Heartbeat::TestRequest),
                 _ => Inbound::Heartbeat(Heartbeat::Beat),
             },

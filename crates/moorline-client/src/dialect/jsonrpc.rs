@@ -121,8 +121,8 @@ impl Dialect for JsonRpc {
 
     fn classify<'a>(&self, frame: Frame<'a>) -> Inbound<'a> {
         let Frame::Text(text) = frame else { return Inbound::Data { channel: None } };
-        classify_json_rpc(text, |method, params| {
-            if self.heartbeat_method.as_deref() == Some(method.as_ref()) {
+        classify_json_rpc(text, |method, channel, _kind| {
+            if self.heartbeat_method.as_deref() == Some(method) {
                 return Inbound::Heartbeat(if self.heartbeat_answer.is_some() {
                     Heartbeat::TestRequest
                 } else {
@@ -130,8 +130,8 @@ impl Dialect for JsonRpc {
                 });
             }
             match &self.data_method {
-                Some(m) if m != method.as_ref() => Inbound::Data { channel: None },
-                _ => Inbound::Data { channel: params.channel },
+                Some(m) if m != method => Inbound::Data { channel: None },
+                _ => Inbound::Data { channel },
             }
         })
     }

@@ -27,7 +27,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::{ClientConfig, ConfigError};
-use crate::jsonrpc::{EncodeError, Incoming, Params, ParseError, RawValue, RpcError, encode_request, parse};
+use crate::jsonrpc::{EncodeError, Incoming, ParseError, RawValue, RpcError, encode_request, parse};
 
 mod binance;
 mod deribit;
@@ -324,17 +324,22 @@ pub fn json_string_len(s: &str) -> usize {
         .sum::<usize>()
 }
 
-/// The JSON-RPC classification most dialects share: responses with a `u64` id, error
-/// responses with a null id, notifications handed to `notification`, other JSON to `other`.
+/// The JSON-RPC classification most dialects share: notifications (read by the fast
+/// [`scan::notification`](crate::jsonrpc::scan::notification) when it is sure, by
+/// [`parse`] otherwise) handed to `notification` with their method, channel and type;
+/// responses with a `u64` id, error responses with a null id, other JSON to `other`.
 pub(crate) fn classify_json_rpc<'a>(
     text: &'a str,
-    notification: impl FnOnce(Cow<'a, str>, Params<'a>) -> Inbound<'a>,
+    notification: impl FnOnce(&str, Option<Cow<'a, str>>, Option<&str>) -> Inbound<'a>,
 ) -> Inbound<'a> {
+    if let Some(n) = crate::jsonrpc::scan::notification(text) {
+        return notification(n.method, n.channel.map(Cow::Borrowed), n.kind);
+    }
     match parse(text) {
         Ok(Incoming::Response { id: Some(id), outcome }) => Inbound::Response { id, outcome },
         Ok(Incoming::Response { id: None, outcome: Err(e) }) => Inbound::UnmatchedError(e),
         Ok(Incoming::Response { id: None, outcome: Ok(_) }) => Inbound::Control,
-        Ok(Incoming::Notification { method, params }) => notification(method, params),
+        Ok(Incoming::Notification { method, params }) => notification(&method, params.channel, params.kind.as_deref()),
         Ok(Incoming::Other) => Inbound::Data { channel: None },
         Err(e) => Inbound::Malformed(e),
     }

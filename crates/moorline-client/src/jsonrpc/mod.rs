@@ -8,6 +8,10 @@
 //! JSON-RPC: a Binance event, an array). Text that is not JSON, or a broken JSON-RPC member, is
 //! a typed [`ParseError`], never a panic.
 //!
+//! A feed's notifications have a faster reader, [`scan::notification`], which the dialects
+//! try first: it reads the envelope and crosses `params.data` by its structure only, leaving
+//! the frame to [`parse`] whenever it is not sure.
+//!
 //! Reading is lenient where venues are: the `jsonrpc` member is not required (Binance leaves it
 //! out) and unknown members (Deribit's `usIn`, `usOut`, `testnet`) are skipped without being
 //! stored. `result` and `data` are [`RawValue`]s: a slice of the frame, checked but not turned
@@ -33,6 +37,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
+pub mod scan;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
