@@ -9,7 +9,9 @@
 //!   (`{"method":"s","params":{"channel":"a","data":"xx…"}}`) padded to exactly 64 B or
 //!   16 KiB. `moorline-client (raw)` uses the `Raw` dialect (every frame is data);
 //!   `moorline-client (jsonrpc)` the `JsonRpc` dialect, which parses each frame and hands it
-//!   out with its channel `a`, as a venue's feed would be.
+//!   out with its channel `a`, as a venue's feed would be. `moorline ws (no client)` is the
+//!   connection layer alone (`moorline::ws`: its worker task, `ws_send`, `Events::await_ws`
+//!   with a deadline): what the trading client adds is the difference to it.
 //! - Throughput: 64 messages in flight (a reply taken, a message sent), messages per second.
 //!   Round trip: one message in flight, p50 and p99. Client CPU: user + system time of the
 //!   measuring thread over the timed loop (`getrusage(RUSAGE_THREAD)`), per message: the
@@ -204,6 +206,56 @@ fn jsonrpc_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Tim
 
 fn jsonrpc_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Samples> {
     client_latency(addr, size, n, JsonRpc::new())
+}
+
+// ---- the connection layer alone (moorline::ws, no trading client): how much the client adds
+
+async fn ws_open(addr: SocketAddr) -> moorline::ws::WsSession {
+    let url = format!("ws://{addr}/");
+    moorline::ws::connect(&url, moorline::ConnectOptions::default(), moorline::ws::WsOptions::default(), T)
+        .await
+        .unwrap()
+}
+
+fn ws_throughput(addr: SocketAddr, size: usize, total: usize) -> BoxFut<Timed> {
+    Box::pin(async move {
+        let mut s = ws_open(addr).await;
+        let message = moorline::ws::Message::Text(moorline::ws::Utf8Bytes::from(payload(size)));
+        let (start, cpu) = (Instant::now(), thread_cpu());
+        let mut sent = 0;
+        while sent < IN_FLIGHT.min(total) {
+            s.conn.ws_feed(&s.stream, message.clone()).await.unwrap();
+            sent += 1;
+        }
+        for _ in 0..total {
+            s.events.await_ws(&s.stream, T).await.unwrap();
+            if sent < total {
+                s.conn.ws_feed(&s.stream, message.clone()).await.unwrap();
+                sent += 1;
+            }
+        }
+        let timed = Timed { wall: start.elapsed(), cpu: thread_cpu() - cpu };
+        s.conn.close();
+        timed
+    })
+}
+
+fn ws_latency(addr: SocketAddr, size: usize, n: usize) -> BoxFut<Samples> {
+    Box::pin(async move {
+        let mut s = ws_open(addr).await;
+        let message = moorline::ws::Message::Text(moorline::ws::Utf8Bytes::from(payload(size)));
+        let mut out = Vec::with_capacity(n);
+        let cpu = thread_cpu();
+        for _ in 0..n {
+            let start = Instant::now();
+            s.conn.ws_send(&s.stream, message.clone()).await.unwrap();
+            s.events.await_ws(&s.stream, T).await.unwrap();
+            out.push(start.elapsed());
+        }
+        let cpu = thread_cpu() - cpu;
+        s.conn.close();
+        (out, cpu)
+    })
 }
 
 // ---- Sink + Stream peers (tokio-tungstenite, tokio-websockets) share these loops.
@@ -452,8 +504,14 @@ impl EchoOptions {
 }
 
 /// The names of the clients measured, in table order.
-pub const CLIENTS: [&str; 5] =
-    ["moorline-client (raw)", "moorline-client (jsonrpc)", "tokio-tungstenite", "fastwebsockets", "tokio-websockets"];
+pub const CLIENTS: [&str; 6] = [
+    "moorline-client (raw)",
+    "moorline-client (jsonrpc)",
+    "moorline ws (no client)",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "tokio-websockets",
+];
 
 /// One client's throughput row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -597,9 +655,10 @@ pub fn measure(opts: &EchoOptions) -> EchoReport {
     let contenders = [
         Contender { name: CLIENTS[0], ours: true, throughput: raw_throughput, latency: raw_latency },
         Contender { name: CLIENTS[1], ours: true, throughput: jsonrpc_throughput, latency: jsonrpc_latency },
-        Contender { name: CLIENTS[2], ours: false, throughput: tungstenite_throughput, latency: tungstenite_latency },
-        Contender { name: CLIENTS[3], ours: false, throughput: fast_throughput, latency: fast_latency },
-        Contender { name: CLIENTS[4], ours: false, throughput: twss_throughput, latency: twss_latency },
+        Contender { name: CLIENTS[2], ours: true, throughput: ws_throughput, latency: ws_latency },
+        Contender { name: CLIENTS[3], ours: false, throughput: tungstenite_throughput, latency: tungstenite_latency },
+        Contender { name: CLIENTS[4], ours: false, throughput: fast_throughput, latency: fast_latency },
+        Contender { name: CLIENTS[5], ours: false, throughput: twss_throughput, latency: twss_latency },
     ];
     let clients: Vec<Contender> = match &opts.clients {
         Some(list) => contenders.into_iter().filter(|c| list.iter().any(|n| n == c.name)).collect(),

@@ -426,6 +426,7 @@ fn bench_echo_json_has_a_row_per_client_with_ratios() {
     let clients = [
         "moorline-client (raw)",
         "moorline-client (jsonrpc)",
+        "moorline ws (no client)",
         "tokio-tungstenite",
         "fastwebsockets",
         "tokio-websockets",

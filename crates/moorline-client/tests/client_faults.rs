@@ -907,3 +907,71 @@ async fn missing_venue_heartbeat_is_half_open() {
     })
     .await;
 }
+
+/// Bad frames from the venue, in the middle of a feed: none is dropped, none stops the
+/// client, and each is what it is. Text that is not JSON and a cut notification are delivered
+/// without a channel, each followed by a typed `BadReply` naming the problem; a notification
+/// whose envelope is sound but whose `data` holds a broken token is routed by its channel
+/// (its `data` is the reader's to parse: the client does not read it); an error answer to
+/// no request is a typed RPC error. Messages around them keep their order and channel.
+#[tokio::test]
+async fn bad_frames_are_delivered_and_explained_never_dropped() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        let frames = [
+            notification("a", 1),
+            Frame::text("<html>502 Bad Gateway</html>"),
+            notification("b", 2),
+            Frame::text(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"a","data":[1,2"#),
+            Frame::text(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"b","data":[1 tru]}}"#),
+            Frame::text(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#),
+            notification("a", 3),
+        ];
+        for f in frames {
+            server.inject(f);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 9 {
+            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            seen.push(match ev {
+                ClientEvent::Message { data, channel } => {
+                    format!("message {} {}", channel.as_deref().unwrap_or("-"), data.as_text().unwrap_or("?").len())
+                }
+                ClientEvent::Error(ClientError::BadReply(why)) => {
+                    assert!(why.contains("JSON"), "{why}");
+                    "bad reply".to_owned()
+                }
+                ClientEvent::Error(ClientError::Rpc { error, .. }) => format!("rpc {}", error.code),
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        let lens: Vec<usize> = [
+            notification("a", 1),
+            Frame::text("<html>502 Bad Gateway</html>"),
+            notification("b", 2),
+            Frame::text(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"a","data":[1,2"#),
+            Frame::text(r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"b","data":[1 tru]}}"#),
+        ]
+        .iter()
+        .map(|f| f.as_text().unwrap().len())
+        .collect();
+        assert_eq!(
+            seen,
+            [
+                format!("message a {}", lens[0]),
+                format!("message - {}", lens[1]),
+                "bad reply".to_owned(),
+                format!("message b {}", lens[2]),
+                format!("message - {}", lens[3]),
+                "bad reply".to_owned(),
+                format!("message b {}", lens[4]),
+                "rpc -32700".to_owned(),
+                format!("message a {}", lens[0]),
+            ]
+        );
+        assert_eq!(client.state(), ClientState::Connected);
+        client.close().await.unwrap();
+    })
+    .await;
+}

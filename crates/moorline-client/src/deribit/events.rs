@@ -30,7 +30,7 @@ use super::facade::{Facade, Reconcile, spawn_reconcile};
 use super::types::Order;
 use crate::error::ClientError;
 use crate::event::{Channel, ClientEvent, Payload};
-use crate::jsonrpc::{self, Incoming};
+use crate::jsonrpc;
 use crate::queue::EventStream;
 
 /// The façade's event stream. See the [module documentation](self).
@@ -153,11 +153,8 @@ impl DeribitEvents {
             self.ready.push_back(DeribitEvent::Notification { channel: Some(channel), data });
             return;
         }
-        let parsed = data.as_text().map(jsonrpc::parse);
-        let body = match &parsed {
-            Some(Ok(Incoming::Notification { params, .. })) => params.data.map(|d| d.get()),
-            _ => None,
-        };
+        // `data` alone, found without checking it: the typed reads below check it.
+        let body = data.as_text().and_then(jsonrpc::notification_data);
         let Some(body) = body else {
             self.ready.push_back(DeribitEvent::Notification { channel: Some(channel), data });
             return;

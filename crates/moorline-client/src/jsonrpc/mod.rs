@@ -152,6 +152,25 @@ pub fn parse(text: &str) -> Result<Incoming<'_>, ParseError> {
     env.classify()
 }
 
+/// A notification's `params.data` as a slice of the frame (`None`: not a notification, or
+/// no data): read by [`scan::notification`], or by [`parse`] when the scan is not sure. The
+/// slice is for a deserializer, which checks it token by token.
+///
+/// ```
+/// let frame = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.raw","data":{"mark_price":65000.5}}}"#;
+/// assert_eq!(moorline_client::jsonrpc::notification_data(frame), Some(r#"{"mark_price":65000.5}"#));
+/// assert_eq!(moorline_client::jsonrpc::notification_data(r#"{"id":1,"result":2}"#), None);
+/// ```
+pub fn notification_data(text: &str) -> Option<&str> {
+    if let Some(n) = scan::notification(text) {
+        return n.data;
+    }
+    match parse(text) {
+        Ok(Incoming::Notification { params, .. }) => params.data.map(RawValue::get),
+        _ => None,
+    }
+}
+
 /// The top-level members of a frame.
 #[derive(Deserialize)]
 struct Envelope<'a> {

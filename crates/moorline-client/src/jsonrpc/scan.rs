@@ -34,6 +34,9 @@ pub struct Notice<'a> {
     pub channel: Option<&'a str>,
     /// `params.type`, when it is a string.
     pub kind: Option<&'a str>,
+    /// `params.data` as a slice of the frame, crossed by its structure but not checked
+    /// token by token: read it with a deserializer (which checks it).
+    pub data: Option<&'a str>,
 }
 
 /// Reads `text` as a notification; `None` when it is anything else or not sure (read it with
@@ -45,7 +48,12 @@ pub struct Notice<'a> {
 /// let frame = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{"bids":[[65000.5,10.0]],"asks":[]}}}"#;
 /// assert_eq!(
 ///     notification(frame),
-///     Some(Notice { method: "subscription", channel: Some("book.BTC-PERPETUAL.100ms"), kind: None })
+///     Some(Notice {
+///         method: "subscription",
+///         channel: Some("book.BTC-PERPETUAL.100ms"),
+///         kind: None,
+///         data: Some(r#"{"bids":[[65000.5,10.0]],"asks":[]}"#),
+///     })
 /// );
 /// // Responses, and anything unsure, are for the full parser.
 /// assert_eq!(notification(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#), None);
@@ -56,7 +64,7 @@ pub fn notification(text: &str) -> Option<Notice<'_>> {
     r.ws();
     r.eat(b'{')?;
     let mut method = None;
-    let mut params: Option<(Option<&str>, Option<&str>)> = None;
+    let mut params: Option<Members<'_>> = None;
     loop {
         r.ws();
         let key = r.plain_string()?;
@@ -82,8 +90,8 @@ pub fn notification(text: &str) -> Option<Notice<'_>> {
     if r.at != text.len() {
         return None;
     }
-    let (channel, kind) = params.unwrap_or_default();
-    Some(Notice { method: method?, channel, kind })
+    let (channel, kind, data) = params.unwrap_or_default();
+    Some(Notice { method: method?, channel, kind, data })
 }
 
 /// The index of the first `"` or `\\` at or after `from` (`memchr`'s SIMD search).
@@ -91,6 +99,9 @@ pub fn notification(text: &str) -> Option<Notice<'_>> {
 fn quote_or_escape(bytes: &[u8], from: usize) -> Option<usize> {
     memchr2(b'"', b'\\', bytes.get(from..)?).map(|i| from + i)
 }
+
+/// `params.channel`, `params.type` and `params.data`.
+type Members<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 /// The deepest nesting crossed (serde_json refuses deeper than 128 too).
 const MAX_DEPTH: u32 = 128;
@@ -154,17 +165,17 @@ impl<'a> Reader<'a> {
 
     /// `params`: `channel` and `type` when they are strings (`None` if one has escapes or
     /// a key comes twice); any value but an object is no params, as for the full parser.
-    fn params(&mut self) -> Option<(Option<&'a str>, Option<&'a str>)> {
+    fn params(&mut self) -> Option<Members<'a>> {
         if self.peek()? != b'{' {
             self.skip_value()?;
-            return Some((None, None));
+            return Some((None, None, None));
         }
         self.at += 1;
-        let (mut channel, mut kind, mut data) = (None, None, false);
+        let (mut channel, mut kind, mut data) = (None, None, None);
         self.ws();
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some((None, None));
+            return Some((None, None, None));
         }
         loop {
             self.ws();
@@ -175,9 +186,10 @@ impl<'a> Reader<'a> {
             match key {
                 "channel" if channel.is_none() => channel = Some(self.string_or_skip()?),
                 "type" if kind.is_none() => kind = Some(self.string_or_skip()?),
-                "data" if !data => {
-                    data = true;
+                "data" if data.is_none() => {
+                    let start = self.at;
                     self.skip_value()?;
+                    data = Some(self.text.get(start..self.at)?);
                 }
                 // Written twice: the full parser keeps the last one; let it.
                 "channel" | "type" | "data" => return None,
@@ -186,7 +198,7 @@ impl<'a> Reader<'a> {
             self.ws();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some((channel.flatten(), kind.flatten())),
+                b'}' => return Some((channel.flatten(), kind.flatten(), data)),
                 _ => return None,
             }
         }
@@ -314,24 +326,31 @@ mod tests {
     use crate::jsonrpc::{Incoming, parse};
 
     fn notice<'a>(method: &'a str, channel: Option<&'a str>, kind: Option<&'a str>) -> Option<Notice<'a>> {
-        Some(Notice { method, channel, kind })
+        Some(Notice { method, channel, kind, data: None })
+    }
+
+    /// The notice without its data (compared on its own where it matters).
+    fn routed(text: &str) -> Option<Notice<'_>> {
+        notification(text).map(|n| Notice { data: None, ..n })
     }
 
     #[test]
     fn reads_what_venues_send() {
         let deribit = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.raw","data":[{"trade_seq":1,"price":3920.5,"direction":"sell","liquidation":null,"block":false,"x":-1.5e-3}]}}"#;
-        assert_eq!(notification(deribit), notice("subscription", Some("trades.BTC-PERPETUAL.raw"), None));
+        assert_eq!(routed(deribit), notice("subscription", Some("trades.BTC-PERPETUAL.raw"), None));
         let beat = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#;
         assert_eq!(notification(beat), notice("heartbeat", None, Some("test_request")));
         let spaced =
             " {\n \"method\" : \"s\" ,\t\"params\" : { \"data\" : { \"a\" : [ ] } , \"channel\" : \"c\" } } \n";
-        assert_eq!(notification(spaced), notice("s", Some("c"), None));
+        assert_eq!(routed(spaced), notice("s", Some("c"), None));
+        assert_eq!(notification(spaced).unwrap().data, Some(r#"{ "a" : [ ] }"#));
         assert_eq!(notification(r#"{"method":"m"}"#), notice("m", None, None));
         assert_eq!(notification(r#"{"method":"m","params":[1,2]}"#), notice("m", None, None));
         assert_eq!(notification(r#"{"method":"m","params":{"channel":5}}"#), notice("m", None, None));
         // Escapes inside data are crossed, not read.
         let escaped = r#"{"method":"m","params":{"channel":"c","data":"a\"}]\\"}}"#;
-        assert_eq!(notification(escaped), notice("m", Some("c"), None));
+        assert_eq!(routed(escaped), notice("m", Some("c"), None));
+        assert_eq!(notification(escaped).unwrap().data, Some(r#""a\"}]\\""#));
     }
 
     #[test]
@@ -363,7 +382,7 @@ mod tests {
         let deep = format!(r#"{{"method":"m","params":{{"data":{}{}}}}}"#, "[".repeat(129), "]".repeat(129));
         assert_eq!(notification(&deep), None);
         let fine = format!(r#"{{"method":"m","params":{{"data":{}{}}}}}"#, "[".repeat(128), "]".repeat(128));
-        assert_eq!(notification(&fine), notice("m", None, None));
+        assert_eq!(routed(&fine), notice("m", None, None));
     }
 
     /// A small deterministic generator of frames, well-formed and broken, for the property
@@ -466,6 +485,7 @@ mod tests {
                     assert_eq!(method, n.method, "{text}");
                     assert_eq!(params.channel.as_deref(), n.channel, "{text}");
                     assert_eq!(params.kind.as_deref(), n.kind, "{text}");
+                    assert_eq!(params.data.map(|d| d.get()), n.data, "{text}");
                     agreed += 1;
                 }
                 // The scan checks structure, not every token: a frame broken inside a value

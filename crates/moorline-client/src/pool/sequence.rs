@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::event::Payload;
-use crate::jsonrpc::{self, Incoming};
+use crate::jsonrpc;
 
 /// Reads the sequence key of a data message: a number that is the same for the same message
 /// on every connection and grows along the channel (a later message has a larger key). Redundant
@@ -122,8 +122,7 @@ struct Timestamp {
 impl SequenceExtractor for DeribitSequence {
     fn key(&self, channel: &str, data: &Payload) -> Option<u64> {
         let field = Self::field(channel)?;
-        let Ok(Incoming::Notification { params, .. }) = jsonrpc::parse(data.as_text()?) else { return None };
-        let data = params.data?.get();
+        let data = jsonrpc::notification_data(data.as_text()?)?;
         match field {
             SequenceField::ChangeId => serde_json::from_str::<ChangeId>(data).ok().map(|d| d.change_id),
             SequenceField::LastTradeSeq => {
