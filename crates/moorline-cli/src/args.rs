@@ -30,6 +30,25 @@ pub(crate) fn log_filter(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// `moorline connect URL`: a `ws://` or `wss://` URL with a host (the client's own check).
+pub(crate) fn ws_url(text: &str) -> Result<String, String> {
+    moorline_client::connect::check_url(text).map(|_| text.to_owned()).map_err(|e| match e {
+        moorline_client::ConfigError::Url { reason, .. } => format!("{reason} (e.g. wss://www.deribit.com/ws/api/v2)"),
+        other => other.to_string(),
+    })
+}
+
+/// `--header 'Name: value'`: split at the first colon, both sides trimmed, and checked as the
+/// client's configuration checks them (a valid name and value, not one of the handshake's own).
+pub(crate) fn header(text: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = text.split_once(':') else {
+        return Err("must be `Name: value`".to_owned());
+    };
+    let (name, value) = (name.trim(), value.trim());
+    moorline_client::ClientConfig::builder().header(name, value).build().map_err(|e| e.to_string())?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// A port on 127.0.0.1.
 pub(crate) fn port(text: &str) -> Result<u16, String> {
     text.trim().parse().map_err(|_| "must be a port number from 0 to 65535 (0 picks a free one)".to_owned())

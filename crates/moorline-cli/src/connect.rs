@@ -40,6 +40,7 @@ pub(crate) enum DialectArg {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConnectArgs {
     /// The venue: ws:// or wss://.
+    #[arg(value_parser = crate::args::ws_url)]
     pub(crate) url: String,
     /// How the venue speaks.
     #[arg(long, value_enum, default_value_t = DialectArg::Raw)]
@@ -55,8 +56,8 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = crate::args::seconds)]
     pub(crate) heartbeat: Option<Duration>,
     /// An upgrade request header, `'Name: value'` (repeatable; sent on every reconnect).
-    #[arg(long = "header", value_name = "'K: V'")]
-    pub(crate) headers: Vec<String>,
+    #[arg(long = "header", value_name = "'K: V'", value_parser = crate::args::header)]
+    pub(crate) headers: Vec<(String, String)>,
     /// Trust this CA certificate (PEM) for wss://, besides the web's roots.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca: Option<std::path::PathBuf>,
@@ -80,9 +81,6 @@ pub(crate) struct ConnectArgs {
 /// Why `moorline connect` failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    /// A header argument is not `Name: value`.
-    #[error("--header {0:?} is not `Name: value`")]
-    Header(String),
     /// The CA file could not be read or used.
     #[error("--ca {path}: {reason}")]
     Ca {
@@ -142,9 +140,8 @@ fn dialect(arg: DialectArg) -> Arc<dyn Dialect> {
 
 fn config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
     let mut builder = ClientConfig::builder();
-    for h in &args.headers {
-        let Some((name, value)) = h.split_once(':') else { return Err(ConnectError::Header(h.clone())) };
-        builder = builder.header(name.trim(), value.trim());
+    for (name, value) in &args.headers {
+        builder = builder.header(name, value);
     }
     if let Some(path) = &args.ca {
         let ca = |reason: String| ConnectError::Ca { path: path.display().to_string(), reason };

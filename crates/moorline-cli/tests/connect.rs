@@ -112,7 +112,7 @@ fn connect_exits_non_zero_when_retries_run_out() {
 }
 
 #[test]
-fn connect_refuses_half_credentials_and_bad_headers() {
+fn connect_refuses_half_credentials_bad_headers_and_bad_urls() {
     let out = moorline()
         .args(["connect", "ws://127.0.0.1:9/", "--dialect", "deribit"])
         .env("MOORLINE_CLIENT_ID", "x")
@@ -122,16 +122,19 @@ fn connect_refuses_half_credentials_and_bad_headers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MOORLINE_CLIENT_SECRET"));
-    let out = moorline()
-        .args(["connect", "ws://127.0.0.1:9/", "--header", "no-colon"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-colon"));
-    let out = moorline().args(["connect", "http://x/"]).stdin(Stdio::null()).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("http://x/"));
+    // Bad arguments are usage errors (exit 2), named, before anything connects.
+    for (args, named) in [
+        (&["connect", "ws://127.0.0.1:9/", "--header", "no-colon"][..], "no-colon"),
+        (&["connect", "ws://127.0.0.1:9/", "--header", "bad name: v"], "invalid name"),
+        (&["connect", "ws://127.0.0.1:9/", "--header", "Sec-WebSocket-Key: x"], "handshake"),
+        (&["connect", "http://x/"], "http://x/"),
+        (&["connect", "wss://"], "wss://"),
+    ] {
+        let out = moorline().args(args).stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
 }
 
 /// A running child's stdout, one JSON object per line, read as it comes.
