@@ -80,6 +80,9 @@ pub struct Stats {
     pub reconnects: u64,
     /// Data messages received (delivered or dropped).
     pub messages_in: u64,
+    /// Of `messages_in`, those the connection's worker handed straight to the event queue
+    /// (no hop through the client's task: the session restored, nothing parked; HTTP/1.1).
+    pub messages_direct: u64,
     /// Messages sent (user sends, requests, and the client's own protocol traffic).
     pub messages_out: u64,
     /// Bytes of data messages received.
@@ -186,6 +189,7 @@ impl Client {
             heartbeats: RoundTrips::of(&s.heartbeat_rtt),
             reconnects: s.reconnects,
             messages_in: self.shared.messages_in.load(Ordering::Relaxed),
+            messages_direct: self.shared.messages_direct.load(Ordering::Relaxed),
             messages_out: self.shared.messages_out.load(Ordering::Relaxed),
             bytes_in: self.shared.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),

@@ -111,23 +111,13 @@ impl EventSender {
     // an allocation on the path where the queue is full, to save a move.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, event: ClientEvent) -> Result<(), TrySendError> {
-        let size = event.queued_bytes();
-        let mut s = self.shared.lock();
-        if s.reader_gone {
-            return Err(ReaderGone.into());
-        }
-        if event.is_message() && !s.queue.is_empty() && s.bytes.saturating_add(size) > self.shared.limit {
-            match self.shared.overflow {
-                Overflow::Backpressure => return Err(TrySendError::Full(event)),
-                Overflow::DropOldest => drop_oldest(&mut s, size, self.shared.limit),
-            }
-        }
-        s.bytes += size;
-        s.queue.push_back((event, size));
-        if let Some(w) = s.reader.take() {
-            w.wake();
-        }
-        Ok(())
+        self.shared.try_send(event)
+    }
+
+    /// A second writer for the task's fast path (`task::tap`): it queues as
+    /// [`try_send`](Self::try_send) does, and does not end the stream when dropped.
+    pub(crate) fn tap_writer(&self) -> TapWriter {
+        TapWriter { shared: self.shared.clone() }
     }
 
     /// Waits until a message of `bytes` would fit (at once under [`Overflow::DropOldest`]).
@@ -173,6 +163,43 @@ impl EventSender {
         if let Some(w) = s.reader.take() {
             w.wake();
         }
+    }
+}
+
+/// The task's fast-path writer (see [`EventSender::tap_writer`]).
+#[derive(Debug)]
+pub(crate) struct TapWriter {
+    shared: Arc<Shared>,
+}
+
+impl TapWriter {
+    /// As [`EventSender::try_send`].
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_send(&self, event: ClientEvent) -> Result<(), TrySendError> {
+        self.shared.try_send(event)
+    }
+}
+
+impl Shared {
+    #[allow(clippy::result_large_err)]
+    fn try_send(&self, event: ClientEvent) -> Result<(), TrySendError> {
+        let size = event.queued_bytes();
+        let mut s = self.lock();
+        if s.reader_gone {
+            return Err(ReaderGone.into());
+        }
+        if event.is_message() && !s.queue.is_empty() && s.bytes.saturating_add(size) > self.limit {
+            match self.overflow {
+                Overflow::Backpressure => return Err(TrySendError::Full(event)),
+                Overflow::DropOldest => drop_oldest(&mut s, size, self.limit),
+            }
+        }
+        s.bytes += size;
+        s.queue.push_back((event, size));
+        if let Some(w) = s.reader.take() {
+            w.wake();
+        }
+        Ok(())
     }
 }
 

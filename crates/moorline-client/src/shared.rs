@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     /// The head of the queue of sends made while disconnected (a fair, FIFO mutex).
     pub offline_gate: tokio::sync::Mutex<()>,
     pub messages_in: AtomicU64,
+    /// Of those, the ones the session's tap delivered (see `task::tap`).
+    pub messages_direct: AtomicU64,
     pub bytes_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -139,6 +141,7 @@ impl Shared {
             status: watch::channel(ClientState::Connecting).0,
             offline_gate: tokio::sync::Mutex::new(()),
             messages_in: AtomicU64::new(0),
+            messages_direct: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),

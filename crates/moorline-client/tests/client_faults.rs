@@ -975,3 +975,82 @@ async fn bad_frames_are_delivered_and_explained_never_dropped() {
     })
     .await;
 }
+
+/// What the user saw of `ev`, as the venue sent it: a data message by its number, a bad
+/// frame by its text (with its `BadReply` after it), an unanswered error by its message.
+fn observed(ev: ClientEvent, out: &mut Vec<String>) {
+    match ev {
+        ClientEvent::Message { data, channel } => {
+            let text = data.as_text().unwrap().to_owned();
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) => {
+                    let n = v["params"]["data"].as_u64().unwrap();
+                    let want = if n % 2 == 0 { "a" } else { "b" };
+                    assert_eq!(channel.as_deref(), Some(want), "{text}");
+                    out.push(format!("d{n}"));
+                }
+                Err(_) => {
+                    assert!(channel.is_none());
+                    out.push(text);
+                }
+            }
+        }
+        ClientEvent::Error(ClientError::BadReply(_)) => out.push("bad".into()),
+        ClientEvent::Error(ClientError::Rpc { error, .. }) => out.push(error.message),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Data goes from the connection's worker straight to the user's queue (no task hop) while
+/// the task has nothing else to do; frames the task must see (bad frames, unanswered
+/// errors, pings) go through it. On a multi-threaded runtime, where the worker, the task and
+/// the reader run at once, everything arrives in the order the venue sent it, each message
+/// with its channel, none lost or doubled; and the direct path was taken (counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn direct_data_and_routed_frames_keep_the_venues_order() {
+    bounded(async {
+        let server = venue().await;
+        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+        let mut sent = Vec::new();
+        for round in 0..4u64 {
+            for i in round * 5_000..(round + 1) * 5_000 {
+                server.inject(notification(if i % 2 == 0 { "a" } else { "b" }, i));
+                sent.push(format!("d{i}"));
+                if i % 97 == 0 {
+                    server.inject(Frame::text(format!("garbage {i}")));
+                    sent.extend([format!("garbage {i}"), "bad".into()]);
+                }
+                if i % 251 == 0 {
+                    let error = json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":format!("e{i}")}});
+                    server.inject(Frame::text(error.to_string()));
+                    sent.push(format!("e{i}"));
+                }
+                if i % 61 == 0 {
+                    server.inject(Frame::Ping(bytes::Bytes::from_static(b"p")));
+                }
+            }
+            // Read part of it while the rest streams (the reader, the task and the worker at once).
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut seen = Vec::new();
+        while seen.len() < sent.len() {
+            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            observed(ev, &mut seen);
+        }
+        assert_eq!(seen.len(), sent.len());
+        if let Some(i) = seen.iter().zip(&sent).position(|(a, b)| a != b) {
+            panic!(
+                "order differs at {i}: saw {:?}, sent {:?}",
+                &seen[i..(i + 5).min(seen.len())],
+                &sent[i..(i + 5).min(sent.len())]
+            );
+        }
+        let stats = client.stats();
+        // (messages_in counts every text frame the task read, the venue's answers too.)
+        assert!(stats.messages_in >= 20_000 + (0..20_000).filter(|i| i % 97 == 0).count() as u64, "{stats:?}");
+        assert!(stats.messages_direct > 0, "the direct path was never taken: {stats:?}");
+        assert!(stats.messages_direct < stats.messages_in, "{stats:?}");
+        client.close().await.unwrap();
+    })
+    .await;
+}

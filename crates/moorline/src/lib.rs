@@ -57,6 +57,7 @@ pub struct ReadmeDoctests;
 pub use conn::handle::{Connection, RequestBody, open};
 pub use conn::info::{Info, State, StreamInfo, StreamState};
 pub use conn::owner::{DEFAULT_STASH_LIMIT, Events};
+pub use conn::tap::WsTap;
 pub use error::{
     AlpnMismatch, ConnectError, DownReason, Error, ErrorKind, ExitReason, Failure, Http2Failure, Http2HandshakeFailure,
     OptionsError, PemItem, ProtocolFailure, RequestError, StreamError, TlsFailure, UrlProblem,

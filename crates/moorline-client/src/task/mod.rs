@@ -45,6 +45,7 @@ use crate::shared::{ClientState, Command, RUNNING_TASKS, Shared, Sink, Subscribe
 mod restore;
 mod route;
 mod session;
+mod tap;
 
 use session::Session;
 
@@ -98,6 +99,8 @@ pub(crate) struct Task {
     timer: Pin<Box<tokio::time::Sleep>>,
     /// What `timer` is set to (`None`: not armed, or fired and to be set again).
     timer_at: Option<Instant>,
+    /// What the session's tap (data straight from the worker to the user) shares with the task.
+    gate: Arc<tap::Gate>,
 }
 
 /// What woke the loop.
@@ -167,6 +170,7 @@ impl Task {
             finished: false,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             timer_at: None,
+            gate: Arc::new(tap::Gate::new()),
             shared,
         }
     }
@@ -200,8 +204,12 @@ impl Task {
                 Wake::Event(ev) => {
                     self.on_event(ev).await;
                     self.drain_events().await;
+                    self.update_gate();
                 }
-                Wake::Room(reader_here) => self.flush_side(reader_here),
+                Wake::Room(reader_here) => {
+                    self.flush_side(reader_here);
+                    self.update_gate();
+                }
                 Wake::Timer => {
                     // A fired timer stays ready: set it again on the next turn, even to the
                     // same instant (a deadline no machine moved fires again, as it should).
@@ -241,6 +249,7 @@ impl Task {
     }
 
     async fn wait(&mut self) -> Wake {
+        self.fold_tapped();
         let deadline = self.next_deadline();
         let paused = self.paused();
         let front = self.side.front().map(|e| e.queued_bytes());
@@ -310,6 +319,7 @@ impl Task {
     }
 
     async fn on_timer(&mut self) {
+        self.fold_tapped();
         let now = Instant::now();
         let std_now = now.into_std();
         if let Some(moorline_proto::client::backoff::BackoffAction::Connect(_)) = self.backoff.on_timeout(std_now) {
@@ -336,6 +346,8 @@ impl Task {
                 match q.try_send(event) {
                     Ok(()) => {}
                     Err(TrySendError::Full(event)) => {
+                        // Parked: the tap must not overtake it.
+                        self.gate.set_open(false);
                         self.side_bytes += event.queued_bytes();
                         self.side.push_back(event);
                     }
@@ -379,6 +391,38 @@ impl Task {
     }
 
     /// The channel's shared name (one allocation per known channel).
+    /// Opens the tap's gate while the task would only deliver data: the session restored,
+    /// events going to a queue, nothing parked.
+    fn update_gate(&self) {
+        let ready = self.session.as_ref().is_some_and(|s| s.phase == session::Phase::Ready);
+        let open = ready && !self.finished && self.side.is_empty() && matches!(self.sink, Sink::Queue(_));
+        self.gate.set_open(open);
+    }
+
+    /// Installs the session's tap (at the end of its restore).
+    fn install_tap(&self) {
+        let (Some(s), Sink::Queue(q)) = (&self.session, &self.sink) else { return };
+        let tap = tap::DataTap {
+            gate: self.gate.clone(),
+            dialect: self.dialect.clone(),
+            shared: self.shared.clone(),
+            queue: q.tap_writer(),
+        };
+        self.gate.set_known(&self.known);
+        s.conn.set_ws_tap(&s.stream, Some(Arc::new(tap)));
+        self.update_gate();
+    }
+
+    /// What the tap saw since the task last looked: the time of the last data message, for
+    /// the liveness timers.
+    fn fold_tapped(&mut self) {
+        let Some(at) = self.gate.take_last_data() else { return };
+        if let Some(s) = &mut self.session {
+            s.last_frame = s.last_frame.max(Instant::from_std(at));
+            self.live.on_data(s.attempt, at);
+        }
+    }
+
     pub(super) fn intern(&mut self, name: &str) -> Channel {
         match self.known.get(name) {
             Some(c) => c.clone(),

@@ -397,6 +397,7 @@ impl Task {
                 SubEvent::Refused { channel, refusal: r, .. } => {
                     tracing::info!(%channel, reason = %refusal(&r), "subscription refused by the venue");
                     self.known.remove(&channel);
+                    self.gate.set_known(&self.known);
                 }
                 SubEvent::Restored { attempt, confirmed, refused } => {
                     let current =
@@ -427,6 +428,7 @@ impl Task {
                 self.subs.unsubscribe(&c, Some(gid))
             } else {
                 self.known.insert(c.clone());
+                self.gate.set_known(&self.known);
                 self.subs.subscribe(c.clone(), Some(gid))
             };
             match result {

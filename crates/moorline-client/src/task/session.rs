@@ -178,6 +178,7 @@ impl Task {
     }
 
     async fn drop_session_now(&mut self, reason: DisconnectReason, closing: bool) {
+        self.gate.set_open(false);
         let Some(s) = self.session.take() else { return };
         s.conn.close();
         self.live.on_close();
@@ -225,6 +226,8 @@ impl Task {
             return;
         }
         self.connecting = None;
+        // Whatever comes now reaches the task (which delivers or drops it as it closes).
+        self.gate.set_open(false);
         if let Some(mut s) = self.session.take() {
             {
                 let mut st = self.shared.lock();
@@ -454,6 +457,7 @@ impl Task {
         tracing::info!(%attempt, "session restored");
         self.deliver(event);
         self.deliver(ClientEvent::Restored { confirmed, refused });
+        self.install_tap();
     }
 
     /// Requests kept over the disconnect (`request_idempotent`), sent again under new ids.

@@ -13,6 +13,7 @@ use super::delivery::{Budget, Charge, Delivery, MAX_BATCH, MAX_BATCH_BYTES, even
 use super::info::{State, StreamInfo, StreamState, StreamTable};
 use super::owner::Events;
 use super::shared::Shared;
+use super::tap::TapCache;
 use crate::dial::Target;
 use crate::error::{DownReason, ExitReason, StreamError};
 use crate::event::Event;
@@ -78,6 +79,8 @@ pub(crate) struct Ctx {
     handles_gone: bool,
     /// What `stream_info` answers; the sessions keep it up to date.
     pub(crate) streams: StreamTable,
+    /// The owner's WebSocket tap, cached, and the events queued for the owner.
+    tap: TapCache,
 }
 
 /// The most commands [`Ctx::deliver`] takes into `held` while it waits (as many as the
@@ -129,6 +132,7 @@ impl Ctx {
             held: VecDeque::new(),
             handles_gone: false,
             streams: StreamTable::default(),
+            tap: TapCache::default(),
         }
     }
 
@@ -138,6 +142,7 @@ impl Ctx {
     /// answered; other commands are held for [`Ctx::input`].
     pub(crate) async fn emit(&mut self, ev: Event) -> Result<(), ExitReason> {
         self.flush_events().await?;
+        self.tap.queued += 1;
         let n = event_bytes(&ev);
         self.deliver(Delivery::event(ev), n, false).await
     }
@@ -146,6 +151,7 @@ impl Ctx {
     /// the budget before it handed the event over (see [`Charge`]).
     pub(crate) async fn emit_charged(&mut self, ev: Event, charge: Charge) -> Result<(), ExitReason> {
         self.flush_events().await?;
+        self.tap.queued += 1;
         let n = charge.bytes();
         let charged = charge.settle(&self.budget);
         self.deliver(Delivery::event(ev), n, charged).await
@@ -160,6 +166,7 @@ impl Ctx {
         charge: Charge,
     ) -> Result<(), ExitReason> {
         self.flush_events().await?;
+        self.tap.queued += messages.len() as u64;
         let n = charge.bytes();
         let charged = charge.settle(&self.budget);
         self.deliver(Delivery::Ws(stream, messages), n, charged).await
@@ -170,6 +177,9 @@ impl Ctx {
     /// the same stream in one delivery.
     /// The caller must call [`Ctx::flush_events`] before it waits for anything.
     pub(crate) async fn emit_ws(&mut self, stream: StreamRef, message: Message) -> Result<(), ExitReason> {
+        // The owner's tap first, when the owner has handled everything queued before.
+        let Err(message) = self.tap.offer(&self.shared.tap, stream, message) else { return Ok(()) };
+        self.tap.queued += 1;
         let n = message.len();
         if self.batch_stream != Some(stream) || self.batch_bytes.saturating_add(n) > MAX_BATCH_BYTES {
             self.flush_events().await?;
@@ -432,6 +442,9 @@ impl Ctx {
         tokio::spawn(async move {
             let _ = old.send(Delivery::event(Event::OwnerChanged)).await;
         });
+        // The tap was the old owner's; the new owner's `Events` counts from zero (messages
+        // held in the batch go to it).
+        self.tap.owner_changed(&self.shared.tap, self.batch.len() as u64);
         let _ = reply.send(Events::new(self.shared.clone(), rx, budget));
     }
 }

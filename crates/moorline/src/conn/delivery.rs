@@ -40,6 +40,14 @@ pub(crate) enum Delivery {
 }
 
 impl Delivery {
+    /// How many events the owner gets from it.
+    pub(crate) fn events(&self) -> u64 {
+        match self {
+            Delivery::One(_) | Delivery::WsOne(..) => 1,
+            Delivery::Ws(_, messages) => messages.len() as u64,
+        }
+    }
+
     /// The delivery of one event.
     pub(crate) fn event(ev: Event) -> Self {
         match ev {

@@ -240,6 +240,24 @@ impl Connection {
         self.ws_queue(stream, message, true).await
     }
 
+    /// Installs (or, with `None`, removes) the owner's [`WsTap`](crate::WsTap) on an
+    /// HTTP/1.1 WebSocket: the worker offers it each message it decodes once the owner has
+    /// handled every event before it, and queues for the owner only what the tap hands back.
+    /// For owners that read with [`Events::next`](crate::Events::next) /
+    /// [`Events::try_next`](crate::Events::try_next) and never hand the connection to another
+    /// owner (a new owner starts without a tap). HTTP/2 WebSockets are not tapped.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: moorline::Connection, ws: moorline::StreamRef, tap: std::sync::Arc<dyn moorline::WsTap>) {
+    /// conn.set_ws_tap(&ws, Some(tap));
+    /// # }
+    /// ```
+    pub fn set_ws_tap(&self, stream: &StreamRef, tap: Option<std::sync::Arc<dyn crate::WsTap>>) {
+        if self.check(stream).is_ok() {
+            self.shared.tap.set(*stream, tap);
+        }
+    }
+
     /// Queue a message on a WebSocket stream without writing it yet: it leaves with the next
     /// [`Connection::ws_send`], when the owner's [`Events::await_ws`] has handed out a few
     /// more messages (four) or goes for the next batch, or when the connection's worker next

@@ -10,6 +10,7 @@ pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod owner;
 pub(crate) mod shared;
+pub(crate) mod tap;
 pub(crate) mod worker;
 pub(crate) mod ws_h1;
 pub(crate) mod ws_h2;

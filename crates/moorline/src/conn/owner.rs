@@ -58,6 +58,11 @@ pub struct Events {
     gone: VecDeque<(StreamRef, Error)>,
     /// Messages `await_ws` handed out from batches since it last wrote fed bytes.
     taken: usize,
+    /// Events received from the channel (a batch counts its messages), for the tap.
+    received: u64,
+    /// `next`/`try_next` handed out an event the owner may still be handling (released at
+    /// the next call; see [`crate::WsTap`]).
+    handed: bool,
 }
 
 /// `await_ws` writes what [`Connection::ws_feed`](crate::Connection::ws_feed) queued each time
@@ -108,6 +113,8 @@ impl Events {
             exit: None,
             gone: VecDeque::new(),
             taken: 0,
+            received: 0,
+            handed: false,
         }
     }
 
@@ -128,6 +135,7 @@ impl Events {
     /// The next event, or `None` once the worker has exited (after `Exit`) or ownership moved
     /// (after `OwnerChanged`).
     pub async fn next(&mut self) -> Option<Event> {
+        self.release();
         let ev = match self.unstash() {
             Some(ev) => ev,
             None => {
@@ -137,11 +145,13 @@ impl Events {
             }
         };
         self.observe(&ev);
+        self.hand_out();
         Some(ev)
     }
 
     /// The next event if one is ready now.
     pub fn try_next(&mut self) -> Option<Event> {
+        self.release();
         let ev = match self.unstash() {
             Some(ev) => ev,
             None => {
@@ -151,7 +161,31 @@ impl Events {
             }
         };
         self.observe(&ev);
+        self.hand_out();
         Some(ev)
+    }
+
+    /// The owner asks for more: what `next`/`try_next` last handed out was handled.
+    fn release(&mut self) {
+        self.handed = false;
+        self.publish();
+    }
+
+    /// An event leaves through `next`/`try_next`: not released until the owner asks again.
+    fn hand_out(&mut self) {
+        self.handed = true;
+        self.publish();
+    }
+
+    /// Publishes how many events the owner released, once a tap was ever installed: those
+    /// received, less those still held here and the one being handled.
+    fn publish(&self) {
+        if !self.shared.tap.armed() {
+            return;
+        }
+        let batch = self.batch.as_ref().map_or(0, |(_, m)| m.len());
+        let held = (self.stash.len() + self.inbox.len() + batch) as u64 + u64::from(self.handed);
+        self.shared.tap.released.store(self.received.saturating_sub(held), std::sync::atomic::Ordering::Release);
     }
 
     /// The first event set aside, leaving `Events` (its bytes go back to the budget).
@@ -191,7 +225,9 @@ impl Events {
             if let Some(ev) = self.unpacked() {
                 return Some(ev);
             }
-            match self.rx.recv().await? {
+            let delivery = self.rx.recv().await?;
+            self.received += delivery.events();
+            match delivery {
                 Delivery::One(ev) => return Some(*ev),
                 Delivery::WsOne(stream, message) => return Some(Event::Ws { stream, message }),
                 Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
@@ -204,7 +240,9 @@ impl Events {
             if let Some(ev) = self.unpacked() {
                 return Ok(ev);
             }
-            match self.rx.try_recv()? {
+            let delivery = self.rx.try_recv()?;
+            self.received += delivery.events();
+            match delivery {
                 Delivery::One(ev) => return Ok(*ev),
                 Delivery::WsOne(stream, message) => return Ok(Event::Ws { stream, message }),
                 Delivery::Ws(stream, messages) => self.batch = Some((stream, messages.into_iter())),
@@ -235,7 +273,9 @@ impl Events {
         }
         if self.batch.as_ref().is_none_or(|(_, m)| m.as_slice().is_empty()) {
             self.shared.ws_write_fed(&stream);
-            match self.rx.try_recv().ok()? {
+            let delivery = self.rx.try_recv().ok()?;
+            self.received += delivery.events();
+            match delivery {
                 Delivery::Ws(s, messages) => self.batch = Some((s, messages.into_iter())),
                 Delivery::WsOne(s, message) if s == stream && is_data(&message) => {
                     self.budget.give_back(message.len());

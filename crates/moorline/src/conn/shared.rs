@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 use super::delivery::{Budget, Delivery};
 use super::info::{Info, State};
+use super::tap::TapSlot;
 use crate::error::{Error, ExitReason};
 use crate::ids::StreamRef;
 use crate::sync::lock;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     /// The current owner's byte budget, for HTTP/2 stream tasks to take from (the worker
     /// replaces it on `set_owner`).
     pub(crate) budget: Mutex<Arc<Budget>>,
+    /// The owner's WebSocket tap, and how many events the owner released (see [`TapSlot`]).
+    pub(crate) tap: TapSlot,
 }
 
 /// The live WebSockets' outboxes, by stream (hashed cheaply: a send looks its stream up).
@@ -117,6 +120,7 @@ impl Shared {
             healthy: tokio::sync::Notify::new(),
             ws_ended: Mutex::new(EndedWs::default()),
             budget: Mutex::new(budget),
+            tap: TapSlot::default(),
         }
     }
 
