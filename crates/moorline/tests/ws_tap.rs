@@ -33,7 +33,7 @@ impl WsTap for Taker {
 async fn the_tap_and_the_owner_together_see_the_servers_order() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let server = MockServer::builder().start().await.unwrap();
-        let mut s = ws::connect(&server.url(), ConnectOptions::default(), WsOptions::default(), T).await.unwrap();
+        let s = ws::connect(&server.url(), ConnectOptions::default(), WsOptions::default(), T).await.unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         s.conn.set_ws_tap(&s.stream, Some(Arc::new(Taker(log.clone()))));
         // Mostly tap-able messages, with one for the owner now and then, in bursts; the
@@ -53,7 +53,7 @@ async fn the_tap_and_the_owner_together_see_the_servers_order() {
                     let Ok(ev) = tokio::time::timeout(Duration::from_millis(20), events.next()).await else { continue };
                     let Event::Ws { message: Message::Text(t), .. } = ev.unwrap() else { continue };
                     handled += 1;
-                    if handled % 10 == 0 {
+                    if handled.is_multiple_of(10) {
                         std::thread::sleep(Duration::from_micros(300));
                     }
                     log.lock().unwrap().push(t.as_str().to_owned());
