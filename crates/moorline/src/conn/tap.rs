@@ -25,7 +25,14 @@ use crate::sync::lock;
 use crate::wsio::Message;
 
 /// Code run inside the connection's worker for each message of one WebSocket, while the owner
-/// has no event left to handle. See the [module documentation](self).
+/// has no event left to handle; installed with
+/// [`Connection::set_ws_tap`](crate::Connection::set_ws_tap).
+///
+/// The worker offers a message only when the owner has handled every event queued before it:
+/// its `Events` counts an event as handled once the owner asks for the next one
+/// ([`Events::next`](crate::Events::next), [`Events::try_next`](crate::Events::try_next)), so
+/// what the tap takes never overtakes what the owner is still working on. Events taken by the
+/// `await_*` functions are not counted that way: the tap then stays shut (only slower).
 ///
 /// `offer` runs on the worker's task: it must not block (a full queue is a reason to hand
 /// the message back, not to wait), and a panic in it ends the connection's worker.
