@@ -12,7 +12,11 @@
 //!   out with its channel `a`, as a venue's feed would be. `moorline ws (no client)` is the
 //!   connection layer alone (`moorline::ws`: its worker task, `ws_send`, `Events::await_ws`
 //!   with a deadline): what the trading client adds is the difference to it.
-//! - Throughput: 64 messages in flight (a reply taken, a message sent), messages per second.
+//! - Throughput: 64 messages in flight, messages per second; the clients that can take the
+//!   replies already there together write their replacements with one flush (tokio-tungstenite
+//!   and tokio-websockets with `SinkExt::feed` and `flush`, moorline-client with `feed_text`
+//!   and `flush`, moorline's connection layer with `ws_feed`), what a careful user does;
+//!   fastwebsockets writes each frame as it goes (`write_frame`).
 //!   Round trip: one message in flight, p50 and p99. Client CPU: user + system time of the
 //!   measuring thread over the timed loop (`getrusage(RUSAGE_THREAD)`), per message: the
 //!   clients' runtime runs on that thread alone (the server has its own), so this is all the
@@ -154,17 +158,37 @@ fn client_throughput(addr: SocketAddr, size: usize, total: usize, dialect: impl 
     Box::pin(async move {
         let (client, mut rx) = client_open(addr, dialect).await;
         let message = moorline::ws::Utf8Bytes::from(payload(size));
+        // As the Sink + Stream peers do: the replies already here are taken together and their
+        // replacements fed, then written with one flush.
         let (start, cpu) = (Instant::now(), thread_cpu());
         let mut sent = 0;
         while sent < IN_FLIGHT.min(total) {
-            client.send_text(message.clone()).await.unwrap();
+            client.feed_text(message.clone()).await.unwrap();
             sent += 1;
         }
-        for _ in 0..total {
+        client.flush();
+        let mut received = 0;
+        while received < total {
             client_next(&mut rx, channel).await;
-            if sent < total {
-                client.send_text(message.clone()).await.unwrap();
-                sent += 1;
+            let mut ready = 1;
+            while received + ready < total {
+                match rx.recv().now_or_never() {
+                    Some(Some(ClientEvent::Message { data: Payload::Text(_), channel: c })) => {
+                        debug_assert_eq!(c.is_some(), channel);
+                        ready += 1;
+                    }
+                    None => break,
+                    other => panic!("expected a message, got {other:?}"),
+                }
+            }
+            received += ready;
+            let refill = ready.min(total - sent);
+            for _ in 0..refill {
+                client.feed_text(message.clone()).await.unwrap();
+            }
+            sent += refill;
+            if refill > 0 {
+                client.flush();
             }
         }
         let timed = Timed { wall: start.elapsed(), cpu: thread_cpu() - cpu };

@@ -265,6 +265,10 @@ impl Client {
     }
 
     async fn send(&self, message: Message) -> Result<(), ClientError> {
+        self.send_or_feed(message, true).await
+    }
+
+    async fn send_or_feed(&self, message: Message, now: bool) -> Result<(), ClientError> {
         let bytes = match &message {
             Message::Text(t) => t.len(),
             Message::Binary(b) => b.len(),
@@ -272,7 +276,11 @@ impl Client {
         };
         let (link, turn) = self.link(bytes).await?;
         self.shared.record(Direction::Out, &message);
-        link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
+        if now {
+            link.conn.ws_send(&link.stream, message).await.map_err(send_error)?;
+        } else {
+            link.conn.ws_feed(&link.stream, message).await.map_err(send_error)?;
+        }
         drop(turn);
         self.shared.count_out(bytes);
         Ok(())
@@ -284,6 +292,39 @@ impl Client {
     /// per [`OfflineSends`]), [`ClientError::Closed`] once closed.
     pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), ClientError> {
         self.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a text message without writing it yet: it leaves with the next
+    /// [`send_text`](Self::send_text) / [`send_binary`](Self::send_binary) /
+    /// [`flush`](Self::flush), or when the connection's worker next runs (at the latest once
+    /// the calling task waits). A burst of messages fed one by one thus leaves in a few
+    /// writes, as with `SinkExt::feed` and `flush`. Errors and offline behaviour as for
+    /// `send_text`; the queue is bounded as sends are (a full one waits).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moorline_client::Client) -> Result<(), moorline_client::ClientError> {
+    /// for i in 0..10 {
+    ///     client.feed_text(format!("{{\"quote\":{i}}}")).await?;
+    /// }
+    /// client.flush();
+    /// # Ok(()) }
+    /// ```
+    pub async fn feed_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), ClientError> {
+        self.send_or_feed(Message::Text(text.into()), false).await
+    }
+
+    /// Queues a binary message (as [`feed_text`](Self::feed_text)).
+    pub async fn feed_binary(&self, data: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.send_or_feed(Message::Binary(data.into()), false).await
+    }
+
+    /// Writes what [`feed_text`](Self::feed_text) / [`feed_binary`](Self::feed_binary) queued,
+    /// now (a no-op while disconnected: what was fed before the drop went with the connection,
+    /// as unsent sends do).
+    pub fn flush(&self) {
+        if let Some(link) = self.shared.lock().link.clone() {
+            link.conn.ws_flush(&link.stream);
+        }
     }
 
     /// Sends a binary message (as [`send_text`](Self::send_text)).

@@ -1054,3 +1054,41 @@ async fn direct_data_and_routed_frames_keep_the_venues_order() {
     })
     .await;
 }
+
+/// Fed messages leave in the order they were fed: those flushed at once, those not flushed
+/// as soon as the feeding task waits (the connection's worker writes them), and a send after
+/// feeds takes them along.
+#[tokio::test]
+async fn fed_messages_leave_in_order_with_or_without_flush() {
+    bounded(async {
+        let server = venue().await;
+        let (client, _rx) = connected(&server, config().build().unwrap()).await;
+        let out_before = client.stats().messages_out;
+        for i in 0..100 {
+            client.feed_text(format!("f{i}")).await.unwrap();
+        }
+        client.flush();
+        for i in 100..199 {
+            client.feed_text(format!("f{i}")).await.unwrap();
+        }
+        client.send_text("f199").await.unwrap();
+        for i in 200..300 {
+            client.feed_text(format!("f{i}")).await.unwrap();
+        }
+        let fed = || -> Vec<String> {
+            server
+                .received()
+                .iter()
+                .filter_map(|r| r.frame.as_text().filter(|t| t.starts_with('f')).map(str::to_owned))
+                .collect()
+        };
+        let deadline = Instant::now() + WAIT;
+        while fed().len() < 300 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(fed(), (0..300).map(|i| format!("f{i}")).collect::<Vec<_>>());
+        assert_eq!(client.stats().messages_out - out_before, 300);
+        client.close().await.unwrap();
+    })
+    .await;
+}

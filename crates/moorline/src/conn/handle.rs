@@ -240,6 +240,26 @@ impl Connection {
         self.ws_queue(stream, message, true).await
     }
 
+    /// Writes what [`Connection::ws_feed`] queued on `stream` now: from the caller's task
+    /// when it is a little (as `ws_send` would), otherwise the worker, woken already, writes
+    /// it. A no-op when nothing is queued or the stream is not a live HTTP/1.1 WebSocket (an
+    /// HTTP/2 stream's messages leave as its stream task runs).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: moorline::Connection, ws: moorline::StreamRef) -> Result<(), moorline::Error> {
+    /// use moorline::ws::Message;
+    /// for i in 0..10 {
+    ///     conn.ws_feed(&ws, Message::text(format!("{{\"id\":{i}}}"))).await?;
+    /// }
+    /// conn.ws_flush(&ws);
+    /// # Ok(()) }
+    /// ```
+    pub fn ws_flush(&self, stream: &StreamRef) {
+        if self.check(stream).is_ok() {
+            self.shared.ws_write_fed(stream);
+        }
+    }
+
     /// Installs (or, with `None`, removes) the owner's [`WsTap`](crate::WsTap) on an
     /// HTTP/1.1 WebSocket: the worker offers it each message it decodes once the owner has
     /// handled every event before it, and queues for the owner only what the tap hands back.
