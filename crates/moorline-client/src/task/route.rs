@@ -33,11 +33,7 @@ impl Task {
                 s.last_frame = now;
                 self.shared.record(Direction::In, &message);
                 match message {
-                    Message::Text(text) => {
-                        self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
-                        self.shared.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
-                        self.on_text(text, now).await;
-                    }
+                    Message::Text(text) => self.on_text(text, now).await,
                     Message::Binary(data) => {
                         self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
                         self.shared.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -118,6 +114,7 @@ impl Task {
                 }
             }
             Route::Data(channel) => {
+                self.count_in(text.len());
                 self.live.on_data(attempt, std_now);
                 self.deliver(ClientEvent::Message { data: Payload::Text(text), channel });
             }
@@ -125,12 +122,20 @@ impl Task {
                 self.live.on_frame(attempt, std_now);
             }
             Route::Malformed(why) => {
+                self.count_in(text.len());
                 // Delivered all the same (nothing is dropped), with the reason.
                 self.live.on_data(attempt, std_now);
                 self.deliver(ClientEvent::Message { data: Payload::Text(text), channel: None });
                 self.deliver(ClientEvent::Error(ClientError::BadReply(why)));
             }
         }
+    }
+
+    /// A data message in (what `Stats::messages_in` counts: not the venue's answers and
+    /// heartbeats).
+    fn count_in(&self, bytes: usize) {
+        self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.shared.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// The venue asked for an answer now: sent at once, ahead of anything the user has not
