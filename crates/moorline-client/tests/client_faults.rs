@@ -1092,3 +1092,69 @@ async fn fed_messages_leave_in_order_with_or_without_flush() {
     })
     .await;
 }
+
+/// Data that comes only the direct way (the worker straight to the user's queue, the task
+/// not woken) still counts for the liveness timers: a steady trickle under an idle-feed limit
+/// that reconnects, and pings after a short silence, neither reports an idle feed nor
+/// reconnects, and no ping is needed while data flows.
+#[tokio::test]
+async fn direct_data_keeps_the_liveness_timers_fed() {
+    bounded(async {
+        let server = venue().await;
+        let strict = config().idle_after(Some(Duration::from_millis(400)), true).build().unwrap();
+        let (client, mut rx) = connected(&server, strict).await;
+        let direct_before = client.stats().messages_direct;
+        for i in 0..40u64 {
+            server.inject(notification("a", i * 2));
+            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            assert!(matches!(ev, ClientEvent::Message { .. }), "{ev:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Nothing else came: no idle report, no reconnect.
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            panic!("unexpected {ev:?}");
+        }
+        let stats = client.stats();
+        assert_eq!(stats.reconnects, 0, "{stats:?}");
+        assert!(stats.messages_direct - direct_before >= 30, "{stats:?}");
+        assert_eq!(client.state(), ClientState::Connected);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+/// A reader slower than the feed, under backpressure with a small queue: the direct path
+/// meets a full queue (the message goes through the task, which parks it), and when the
+/// reader catches up data comes the direct way again; every message arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_full_queue_sends_data_through_the_task_in_order() {
+    bounded(async {
+        let server = venue().await;
+        let small = config().incoming_buffer(4 << 10, Overflow::Backpressure).build().unwrap();
+        let (client, mut rx) = connected(&server, small).await;
+        for i in 0..3000u64 {
+            server.inject(notification(if i % 2 == 0 { "a" } else { "b" }, i));
+        }
+        let mut next = 0u64;
+        while next < 3000 {
+            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            let ClientEvent::Message { data, .. } = ev else { panic!("unexpected {ev:?}") };
+            let v: Value = serde_json::from_str(data.as_text().unwrap()).unwrap();
+            assert_eq!(v["params"]["data"].as_u64(), Some(next));
+            next += 1;
+            if next % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        // Caught up: a trickle goes the direct way.
+        let before = client.stats().messages_direct;
+        for i in 0..20u64 {
+            server.inject(notification("a", 4000 + 2 * i));
+            tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        }
+        assert!(client.stats().messages_direct > before, "{:?}", client.stats());
+        assert_eq!(client.stats().drops, 0);
+        client.close().await.unwrap();
+    })
+    .await;
+}
