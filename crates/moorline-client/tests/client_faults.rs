@@ -1142,7 +1142,7 @@ async fn a_full_queue_sends_data_through_the_task_in_order() {
             let v: Value = serde_json::from_str(data.as_text().unwrap()).unwrap();
             assert_eq!(v["params"]["data"].as_u64(), Some(next));
             next += 1;
-            if next % 100 == 0 {
+            if next.is_multiple_of(100) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
