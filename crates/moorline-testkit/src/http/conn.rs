@@ -1,46 +1,14 @@
 //! Per-connection dispatch: connection-level faults, TLS handshake, and the
 //! choice between HTTP/1.1, HTTP/2 (`h2`) and raw HTTP/2 fault modes.
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 
-use super::control::Shared;
+use super::ctx::{ConnCtx, PREFACE};
 use super::fault::Fault;
 use super::io::{BoxIo, Rewind, graceful_close};
 use super::{h1, h2, raw_h2};
-
-/// The HTTP/2 client connection preface.
-pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Server-wide settings every connection needs.
-pub(crate) struct Config {
-    /// TLS acceptor, when the server speaks TLS.
-    pub(crate) tls: Option<TlsAcceptor>,
-    /// Whether HTTP/2 is offered (ALPN) or detected (prior knowledge).
-    pub(crate) h2: bool,
-    /// Whether `/push` may push.
-    pub(crate) push: bool,
-}
-
-/// What a connection task knows about its world.
-#[derive(Clone)]
-pub(crate) struct ConnCtx {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) config: Arc<Config>,
-    /// This connection's id in the registry.
-    pub(crate) id: u64,
-}
-
-impl ConnCtx {
-    /// Resets (RST) this connection's TCP socket.
-    pub(crate) fn reset_connection(&self) {
-        self.shared.reset_connection(self.id);
-    }
-}
 
 /// The application protocol chosen for a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

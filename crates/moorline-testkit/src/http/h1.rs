@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::conn::ConnCtx;
+use super::ctx::ConnCtx;
 use super::error::Error;
 use super::fault::Fault;
 use super::h1_codec::{self, BodyDecoder, Decoded, RequestHead};

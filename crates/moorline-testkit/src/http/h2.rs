@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::conn::ConnCtx;
+use super::ctx::ConnCtx;
 use super::error::Error;
 use super::fault::Fault;
 use super::io::BoxIo;

@@ -42,6 +42,7 @@
 
 mod conn;
 mod control;
+mod ctx;
 mod error;
 mod fault;
 mod h1;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::conn::{ConnCtx, PREFACE};
+use super::ctx::{ConnCtx, PREFACE};
 use super::error::Error;
 use super::io::{BoxIo, discard_until_eof, graceful_close};
 

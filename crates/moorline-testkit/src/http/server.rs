@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::conn::{self, Config, ConnCtx};
+use super::conn;
 use super::control::Shared;
+use super::ctx::{Config, ConnCtx};
 use super::fault::Fault;
 use crate::tls::{self, ServerCerts};
 

@@ -15,9 +15,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::client::{ClientId, ClientInfo};
-use super::conn::serve_session;
 use super::h2_stream::H2Stream;
 use super::io::{FaultyIo, Io};
+use super::session::serve_session;
 use super::shared::{Command, SessionParts, Shared};
 
 /// Serves HTTP/2 connection `conn_id` (SETTINGS_ENABLE_CONNECT_PROTOCOL on)

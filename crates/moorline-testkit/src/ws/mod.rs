@@ -86,6 +86,7 @@ mod replay;
 mod reply;
 mod rfc3339;
 mod server;
+mod session;
 mod shared;
 
 pub use client::{ClientId, ClientInfo};
