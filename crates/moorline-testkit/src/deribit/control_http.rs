@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::control::Hook;
+use super::hook_spec::Hook;
 use super::shared::Shared;
 
 /// Largest request head accepted, in bytes.

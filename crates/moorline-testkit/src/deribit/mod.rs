@@ -132,6 +132,7 @@ mod control_http;
 mod dispatch;
 mod error;
 mod heartbeat;
+mod hook_spec;
 mod hooks;
 mod instrument;
 mod market;
@@ -164,7 +165,7 @@ pub mod codes {
 
 pub use auth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET};
 pub use conn::WS_PATH;
-pub use control::{Fault, Hook, HookError, RequestMatch};
+pub use hook_spec::{Fault, Hook, HookError, RequestMatch};
 pub use hooks::{BookFault, ConnectionInfo};
 pub use publog::Publication;
 pub use ratelimit::{MATCHING_ENGINE, RateLimit};

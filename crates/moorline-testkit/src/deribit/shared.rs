@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::control::{Fault, RequestAction, RequestRule};
+use super::hook_spec::{Fault, RequestAction, RequestRule};
 use super::snapshot::BookSnapshot;
 use super::time::Now;
 use super::venue::{ConnId, Delivery, Outgoing, Venue};
