@@ -66,12 +66,7 @@ pub fn notification(text: &str) -> Option<Notice<'_>> {
     let mut method = None;
     let mut params: Option<Members<'_>> = None;
     loop {
-        r.ws();
-        let key = r.plain_string()?;
-        r.ws();
-        r.eat(b':')?;
-        r.ws();
-        match key {
+        match r.key()? {
             "method" if method.is_none() => method = Some(r.plain_string()?),
             "params" if params.is_none() => params = Some(r.params()?),
             // Responses, and keys written twice (serde's derive refuses them), are the full
@@ -79,11 +74,8 @@ pub fn notification(text: &str) -> Option<Notice<'_>> {
             "method" | "params" | "id" | "result" | "error" => return None,
             _ => r.skip_value()?,
         }
-        r.ws();
-        match r.next()? {
-            b',' => {}
-            b'}' => break,
-            _ => return None,
+        if !r.more()? {
+            break;
         }
     }
     r.ws();
@@ -137,6 +129,27 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An object member's key and its colon, with the spaces around them.
+    fn key(&mut self) -> Option<&'a str> {
+        self.ws();
+        let key = self.plain_string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
+    }
+
+    /// After a member's value: `true` for a comma (another member follows), `false` for the
+    /// object's closing brace, `None` for anything else.
+    fn more(&mut self) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
     /// A string without escapes or control characters, borrowed; `None` for anything else.
     fn plain_string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
@@ -178,12 +191,7 @@ impl<'a> Reader<'a> {
             return Some((None, None, None));
         }
         loop {
-            self.ws();
-            let key = self.plain_string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            match key {
+            match self.key()? {
                 "channel" if channel.is_none() => channel = Some(self.string_or_skip()?),
                 "type" if kind.is_none() => kind = Some(self.string_or_skip()?),
                 "data" if data.is_none() => {
@@ -195,11 +203,8 @@ impl<'a> Reader<'a> {
                 "channel" | "type" | "data" => return None,
                 _ => self.skip_value()?,
             }
-            self.ws();
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some((channel.flatten(), kind.flatten(), data)),
-                _ => return None,
+            if !self.more()? {
+                return Some((channel.flatten(), kind.flatten(), data));
             }
         }
     }
