@@ -164,6 +164,13 @@ impl Shared {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// A data message of `bytes` in (what `Stats::messages_in` counts: not the venue's
+    /// answers and heartbeats).
+    pub fn count_in(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// Hands `message` to the recorder, if the configuration has one (a queue push: the
     /// recorder's thread formats and writes).
     pub fn record(&self, dir: Direction, message: &Message) {

@@ -1,8 +1,6 @@
 //! Every event of the connection: frames routed (responses to their waiters, heartbeats
 //! answered at once, data to the user), and the connection's end.
 
-use std::sync::atomic::Ordering;
-
 use moorline::Event;
 use moorline::ws::Message;
 use tokio::time::Instant;
@@ -35,8 +33,7 @@ impl Task {
                 match message {
                     Message::Text(text) => self.on_text(text, now).await,
                     Message::Binary(data) => {
-                        self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
-                        self.shared.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        self.shared.count_in(data.len());
                         let channel = match self.dialect.classify(Frame::Binary(&data)) {
                             Inbound::Data { channel: Some(c) } => Some(self.intern(&c)),
                             _ => None,
@@ -114,7 +111,7 @@ impl Task {
                 }
             }
             Route::Data(channel) => {
-                self.count_in(text.len());
+                self.shared.count_in(text.len());
                 self.live.on_data(attempt, std_now);
                 self.deliver(ClientEvent::Message { data: Payload::Text(text), channel });
             }
@@ -122,20 +119,13 @@ impl Task {
                 self.live.on_frame(attempt, std_now);
             }
             Route::Malformed(why) => {
-                self.count_in(text.len());
+                self.shared.count_in(text.len());
                 // Delivered all the same (nothing is dropped), with the reason.
                 self.live.on_data(attempt, std_now);
                 self.deliver(ClientEvent::Message { data: Payload::Text(text), channel: None });
                 self.deliver(ClientEvent::Error(ClientError::BadReply(why)));
             }
         }
-    }
-
-    /// A data message in (what `Stats::messages_in` counts: not the venue's answers and
-    /// heartbeats).
-    fn count_in(&self, bytes: usize) {
-        self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.shared.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// The venue asked for an answer now: sent at once, ahead of anything the user has not

@@ -102,7 +102,7 @@ impl moorline::WsTap for DataTap {
             },
             _ => return Err(message),
         };
-        let len = data.len() as u64;
+        let len = data.len();
         match self.queue.try_send(ClientEvent::Message { data, channel }) {
             Ok(()) => {}
             // Backpressure: the task parks it (and stops reading once its side buffer fills).
@@ -111,9 +111,8 @@ impl moorline::WsTap for DataTap {
             Err(TrySendError::ReaderGone(_)) => self.shared.lock().drops += 1,
         }
         self.shared.record(Direction::In, &message);
-        self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.shared.count_in(len);
         self.shared.messages_direct.fetch_add(1, Ordering::Relaxed);
-        self.shared.bytes_in.fetch_add(len, Ordering::Relaxed);
         self.gate.note_data();
         Ok(())
     }

@@ -274,7 +274,7 @@ impl Connection {
     /// ```
     pub fn set_ws_tap(&self, stream: &StreamRef, tap: Option<std::sync::Arc<dyn crate::WsTap>>) {
         if self.check(stream).is_ok() {
-            self.shared.tap.set(*stream, tap);
+            self.shared.tap.set(tap.map(|t| (*stream, t)));
         }
     }
 

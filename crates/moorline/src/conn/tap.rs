@@ -74,8 +74,8 @@ pub(crate) struct TapSlot {
 }
 
 impl TapSlot {
-    pub(crate) fn set(&self, stream: StreamRef, tap: Option<Arc<dyn WsTap>>) {
-        *lock(&self.tap) = tap.map(|t| (stream, t));
+    pub(crate) fn set(&self, tap: Option<(StreamRef, Arc<dyn WsTap>)>) {
+        *lock(&self.tap) = tap;
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -116,8 +116,7 @@ impl TapCache {
 
     /// A new owner: its `Events` counts from zero, and the tap was the old owner's.
     pub(crate) fn owner_changed(&mut self, slot: &TapSlot, held: u64) {
-        *lock(&slot.tap) = None;
-        slot.generation.fetch_add(1, Ordering::AcqRel);
+        slot.set(None);
         self.queued = held;
         slot.released.store(0, Ordering::Release);
     }
