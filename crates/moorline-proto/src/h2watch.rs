@@ -21,6 +21,8 @@
 //! assert!(goaway.is_some_and(|g| !g.may_have_processed(7)));
 //! ```
 
+/// Frame type of DATA (RFC 9113 §6.1).
+const DATA: u8 = 0x0;
 /// Frame type of HEADERS (RFC 9113 §6.2).
 const HEADERS: u8 = 0x1;
 /// Frame type of GOAWAY (RFC 9113 §6.8).
@@ -86,7 +88,13 @@ pub struct FrameWatcher {
     frames: u64,
     settings: u64,
     headers: u64,
+    small_data: u64,
 }
+
+/// A DATA frame whose payload is shorter than this costs `SMALL_DATA - len` in
+/// [`FrameWatcher::small_data_overhead`]: h2 (0.4.20 on) charges small frames so against a
+/// budget of its own and ends the connection when they pile up unread.
+pub const SMALL_DATA: u32 = 256;
 
 impl Default for FrameWatcher {
     fn default() -> Self {
@@ -97,7 +105,7 @@ impl Default for FrameWatcher {
 impl FrameWatcher {
     /// A watcher positioned at the start of the server's frame stream.
     pub fn new() -> Self {
-        FrameWatcher { state: State::START, last: None, frames: 0, settings: 0, headers: 0 }
+        FrameWatcher { state: State::START, last: None, frames: 0, settings: 0, headers: 0, small_data: 0 }
     }
 
     /// Observe the next bytes read from the server, in order. Returns the last GOAWAY
@@ -120,6 +128,9 @@ impl FrameWatcher {
                     let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
                     self.frames += 1;
                     self.headers += u64::from(kind == HEADERS);
+                    if kind == DATA && len > 0 && len < SMALL_DATA {
+                        self.small_data += u64::from(SMALL_DATA - len);
+                    }
                     self.state = if kind == GOAWAY && stream == 0 && len as usize >= GOAWAY_FIXED {
                         State::GoAway { buf: [0; GOAWAY_FIXED], got: 0, rest: len - GOAWAY_FIXED as u32 }
                     } else {
@@ -200,6 +211,21 @@ impl FrameWatcher {
     /// ```
     pub fn headers_seen(&self) -> u64 {
         self.headers
+    }
+
+    /// The framing overhead of the small DATA frames seen so far: `SMALL_DATA - len` for
+    /// each DATA frame of `len` bytes, 0 < `len` < [`SMALL_DATA`], as h2 counts it (padding
+    /// included here).
+    ///
+    /// ```
+    /// let mut watcher = moorline_proto::h2watch::FrameWatcher::new();
+    /// // DATA of 6 bytes on stream 1, an empty DATA, and DATA of 300 bytes (cut short).
+    /// watcher.observe(&[0, 0, 6, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+    /// watcher.observe(&[0, 1, 44, 0, 0, 0, 0, 0, 1]);
+    /// assert_eq!(watcher.small_data_overhead(), 250);
+    /// ```
+    pub fn small_data_overhead(&self) -> u64 {
+        self.small_data
     }
 }
 

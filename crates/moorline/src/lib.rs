@@ -66,6 +66,6 @@ pub use event::{Body, Event, Response};
 pub use ids::{Protocol, StreamRef};
 pub use instrument::{Hook, Instrument, Step};
 pub use options::{
-    ConnectOptions, DEFAULT_EVENT_BUFFER_BYTES, Http1Options, Http2Options, Keepalive, Resolver, RetryPolicy,
-    TlsOptions, Transport,
+    ConnectOptions, DEFAULT_EVENT_BUFFER_BYTES, DEFAULT_SMALL_FRAME_BUDGET, Http1Options, Http2Options, Keepalive,
+    MIN_SMALL_FRAME_BUDGET, Resolver, RetryPolicy, TlsOptions, Transport,
 };

@@ -191,6 +191,16 @@ pub struct Http2Options {
     pub max_header_list_size: u32,
     /// Accept server push.
     pub enable_push: bool,
+    /// The most framing overhead of small DATA frames h2 may hold unread, counted as h2
+    /// counts it: 256 less the payload for each frame under 256 bytes (so 248 for a frame of
+    /// 8 bytes). Past it h2 ends the connection (`ENHANCE_YOUR_CALM`). Flow control bounds
+    /// the bytes a server sends ahead; this bounds the frames they come in (each costs h2
+    /// some 150 bytes of bookkeeping while held). The stream tasks take every frame as it
+    /// comes, even while the owner is slow (holding the bytes in one buffer per stream,
+    /// within the stream window), so only a burst that arrives before they run counts.
+    /// Default 4 MiB: a whole 1 MiB connection window of 52-byte frames; at worst (1-byte
+    /// frames) some 16,000 frames held, about 2.5 MiB. At least 25,600 (h2's own floor).
+    pub small_frame_budget: usize,
 }
 
 impl Default for Http2Options {
@@ -200,9 +210,16 @@ impl Default for Http2Options {
             connection_window: 1024 * 1024,
             max_header_list_size: 64 * 1024,
             enable_push: false,
+            small_frame_budget: DEFAULT_SMALL_FRAME_BUDGET,
         }
     }
 }
+
+/// Default of [`Http2Options::small_frame_budget`]: 4 MiB.
+pub const DEFAULT_SMALL_FRAME_BUDGET: usize = 4 * 1024 * 1024;
+
+/// h2's own floor for [`Http2Options::small_frame_budget`] (100 frames of 256 bytes' worth).
+pub const MIN_SMALL_FRAME_BUDGET: usize = 25_600;
 
 /// Default of [`ConnectOptions::event_buffer_bytes`]: 4 MiB of payload may wait for the owner.
 ///
@@ -463,6 +480,10 @@ impl ConnectOptions {
         if self.http2.connection_window == 0 {
             return out("http2.connection_window", "0".into(), "positive");
         }
+        if self.http2.small_frame_budget < MIN_SMALL_FRAME_BUDGET {
+            let value = self.http2.small_frame_budget.to_string();
+            return out("http2.small_frame_budget", value, "at least 25600");
+        }
         for (option, d) in [
             ("lookup_timeout", self.lookup_timeout),
             ("connect_timeout", self.connect_timeout),
@@ -551,6 +572,11 @@ mod tests {
                 d().http2(Http2Options { connection_window: 0, ..Http2Options::default() }),
                 80,
                 "http2.connection_window is 0, but it must be positive",
+            ),
+            (
+                d().http2(Http2Options { small_frame_budget: 25_599, ..Http2Options::default() }),
+                80,
+                "http2.small_frame_budget is 25599, but it must be at least 25600",
             ),
             (d().lookup_timeout(Duration::ZERO), 80, "lookup_timeout is 0s, but it must be positive"),
             (d().connect_timeout(Duration::ZERO), 80, "connect_timeout is 0s"),

@@ -1,7 +1,8 @@
 //! Memory ceilings of a WebSocket under a hostile server, measured with a counting allocator:
 //! a server that floods pings and never reads (the client keeps at most one pong waiting),
 //! and a server that keeps sending while it reads nothing of ours (past the outbox's
-//! high-water mark the client stops reading, over HTTP/1.1 and HTTP/2).
+//! high-water mark the client stops reading, over HTTP/1.1 and HTTP/2), and a server that
+//! sends tiny messages, one HTTP/2 DATA frame each, to an owner that does not read.
 //!
 //! The servers are raw loopback servers written here (HTTP/1.1: the upgrade by hand; HTTP/2:
 //! the `h2` crate with extended CONNECT), so that they can stop reading for good.
@@ -267,4 +268,212 @@ async fn reading_stops_while_the_outbox_is_full_over_http1() {
 #[tokio::test]
 async fn reading_stops_while_the_outbox_is_full_over_http2() {
     tokio::time::timeout(BOUND, paused_while_full(Protocol::Http2)).await.unwrap();
+}
+
+/// Messages the tiny-frame server sends, one DATA frame each (7 bytes: 9 with the WebSocket
+/// header).
+const TINY: usize = 100_000;
+/// The most the client's heap may grow while [`TINY`] such messages wait for an owner that
+/// does not read: the stream window held in one buffer (256 KiB, in a buffer of up to twice
+/// that), the events queued for the owner (256 deliveries of up to 32 messages: some
+/// 800 KB of these), and the frames h2 may hold unread before the stream task takes them
+/// (`small_frame_budget`, 4 MiB of overhead: at most some 17,000 of these frames, 2.5 MB).
+/// Measured: 1.2 MB.
+const TINY_CEILING: usize = 6 << 20;
+
+/// One HTTP/2 frame: its header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The send windows a hand-written HTTP/2 server keeps from the client's frames.
+#[derive(Default)]
+struct Windows {
+    connection: i64,
+    stream: i64,
+    /// The client's SETTINGS_INITIAL_WINDOW_SIZE, once known.
+    initial: Option<i64>,
+    /// Our answer's HEADERS may go (the client's extended CONNECT came).
+    connect: bool,
+}
+
+/// Accepts one HTTP/2 connection, written by hand so that each message goes in a DATA frame
+/// of its own and the server itself holds nothing (the heap the test counts is the
+/// client's): SETTINGS with extended CONNECT, `200` to the client's request on stream 1,
+/// then (after `start`) [`TINY`] pieces (`0000000`, `0000001`...) and `done`, within the
+/// client's flow-control windows (read from its SETTINGS and WINDOW_UPDATEs). `ws`: each
+/// piece a WebSocket text message (the request was an extended CONNECT), otherwise a piece
+/// of a response body, ended by an empty DATA frame with END_STREAM.
+async fn h2_tiny_server(start: oneshot::Receiver<()>, ws: bool) -> (u16, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (mut rd, mut wr) = tcp.into_split();
+        let windows = Arc::new((
+            std::sync::Mutex::new(Windows { connection: 65_535, ..Windows::default() }),
+            tokio::sync::Notify::new(),
+        ));
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441).
+        wr.write_all(&h2_frame(0x4, 0, 0, &[0, 8, 0, 0, 0, 1])).await.unwrap();
+        let reader = tokio::spawn({
+            let windows = windows.clone();
+            async move {
+                let mut preface = [0u8; 24];
+                rd.read_exact(&mut preface).await.unwrap();
+                loop {
+                    let mut head = [0u8; 9];
+                    if rd.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let (kind, flags) = (head[3], head[4]);
+                    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    let mut payload = vec![0u8; len];
+                    rd.read_exact(&mut payload).await.unwrap();
+                    let (lock, changed) = &*windows;
+                    let mut w = lock.lock().unwrap();
+                    match kind {
+                        0x4 if flags & 1 == 0 => {
+                            for setting in payload.chunks_exact(6) {
+                                if setting[..2] == [0, 4] {
+                                    let v =
+                                        i64::from(u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
+                                    if w.connect {
+                                        w.stream += v - w.initial.unwrap_or(65_535);
+                                    }
+                                    w.initial = Some(v);
+                                }
+                            }
+                        }
+                        0x8 => {
+                            let v = i64::from(
+                                u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff,
+                            );
+                            if stream == 0 { w.connection += v } else { w.stream += v }
+                        }
+                        0x1 if stream == 1 => {
+                            w.connect = true;
+                            w.stream += w.initial.unwrap_or(65_535);
+                        }
+                        _ => {}
+                    }
+                    drop(w);
+                    changed.notify_one();
+                }
+            }
+        });
+        // Our SETTINGS ACK for the client's, then the answer, once its CONNECT came.
+        wr.write_all(&h2_frame(0x4, 1, 0, &[])).await.unwrap();
+        let (lock, changed) = &*windows;
+        while !lock.lock().unwrap().connect {
+            changed.notified().await;
+        }
+        wr.write_all(&h2_frame(0x1, 0x4, 1, &[0x88])).await.unwrap();
+        let _ = start.await;
+        let texts = (0..TINY).map(|i| format!("{i:07}")).chain(std::iter::once("done".to_owned()));
+        for text in texts {
+            let piece = if ws { frames(0x1, text.as_bytes(), 1) } else { Bytes::from(text) };
+            let n = piece.len() as i64;
+            loop {
+                let notified = changed.notified();
+                {
+                    let mut w = lock.lock().unwrap();
+                    if w.connection >= n && w.stream >= n {
+                        w.connection -= n;
+                        w.stream -= n;
+                        break;
+                    }
+                }
+                notified.await;
+            }
+            if wr.write_all(&h2_frame(0x0, 0, 1, &piece)).await.is_err() {
+                return; // the client went away: the test says why
+            }
+        }
+        if !ws {
+            let _ = wr.write_all(&h2_frame(0x0, 0x1, 1, &[])).await;
+        }
+        let _ = stop.await;
+        reader.abort();
+    });
+    (port, stop_tx)
+}
+
+/// h2 ends a connection whose small DATA frames pile up unread (`ENHANCE_YOUR_CALM`): the
+/// client takes every frame as it comes even while its owner does not read, holding the
+/// bytes within the stream window, so the connection stays up, nothing is lost, and the
+/// heap stays bounded.
+#[tokio::test]
+async fn tiny_frames_to_an_owner_that_does_not_read_keep_the_connection_over_http2() {
+    tokio::time::timeout(BOUND, async {
+        let _serial = heap::serial().await;
+        let (start_tx, start) = oneshot::channel();
+        let (port, _stop) = h2_tiny_server(start, true).await;
+        let (_conn, mut events, ws) = open_ws(port, Protocol::Http2).await;
+        let base = heap::live();
+        heap::reset_peak();
+        start_tx.send(()).unwrap();
+        // The owner reads nothing for a while: the window fills, the frames come on.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for i in 0..TINY {
+            match events.next().await.unwrap() {
+                moorline::Event::Ws { message, .. } => assert_eq!(message, Message::text(format!("{i:07}"))),
+                other => panic!("message {i}: {other:?}"),
+            }
+        }
+        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::text("done"));
+        let grew = heap::peak().saturating_sub(base);
+        eprintln!("{TINY} tiny messages, one frame each, owner asleep: heap grew by {grew} bytes");
+        assert!(grew <= TINY_CEILING, "the heap grew by {grew} bytes (ceiling {TINY_CEILING})");
+    })
+    .await
+    .unwrap();
+}
+
+/// The same for a response body: the owner gets it all, in order, in fewer and larger
+/// chunks (what came while one waited goes next, as one).
+#[tokio::test]
+async fn a_body_of_tiny_frames_to_an_owner_that_does_not_read_keeps_the_connection_over_http2() {
+    tokio::time::timeout(BOUND, async {
+        let _serial = heap::serial().await;
+        let (start_tx, start) = oneshot::channel();
+        let (port, _stop) = h2_tiny_server(start, false).await;
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts().protocols(&[Protocol::Http2])).unwrap();
+        assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
+        let get = conn.get("/", http::HeaderMap::new()).await.unwrap();
+        let base = heap::live();
+        heap::reset_peak();
+        start_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(events.await_response(&get, T).await.unwrap().status.as_u16(), 200);
+        let mut body = Vec::new();
+        let mut chunks = 0;
+        loop {
+            match events.next().await.unwrap() {
+                moorline::Event::Data { data, fin, .. } => {
+                    body.extend_from_slice(&data);
+                    chunks += 1;
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("after {} bytes: {other:?}", body.len()),
+            }
+        }
+        let want: Vec<u8> =
+            (0..TINY).map(|i| format!("{i:07}")).chain(std::iter::once("done".to_owned())).collect::<String>().into();
+        assert!(body == want, "{} bytes, {} expected", body.len(), want.len());
+        assert!(chunks < TINY, "{chunks} chunks: none was joined");
+        let grew = heap::peak().saturating_sub(base);
+        eprintln!("{TINY} tiny body pieces, one frame each, owner asleep: {chunks} chunks, heap grew by {grew} bytes");
+        assert!(grew <= TINY_CEILING, "the heap grew by {grew} bytes (ceiling {TINY_CEILING})");
+    })
+    .await
+    .unwrap();
 }

@@ -149,8 +149,17 @@ impl Ctx {
 
     /// Like [`Ctx::emit`], for an event whose bytes an HTTP/2 stream task already took from
     /// the budget before it handed the event over (see [`Charge`]).
+    /// A WebSocket message is offered to the owner's tap first (its bytes go back to the
+    /// budget if the tap takes it).
     pub(crate) async fn emit_charged(&mut self, ev: Event, charge: Charge) -> Result<(), ExitReason> {
         self.flush_events().await?;
+        let ev = match ev {
+            Event::Ws { stream, message } => match self.tap.offer(&self.shared.tap, stream, message) {
+                Ok(()) => return Ok(()),
+                Err(message) => Event::Ws { stream, message },
+            },
+            ev => ev,
+        };
         self.tap.queued += 1;
         let n = charge.bytes();
         let charged = charge.settle(&self.budget);
@@ -158,14 +167,28 @@ impl Ctx {
     }
 
     /// Messages of one WebSocket (at most [`MAX_BATCH`], [`MAX_BATCH_BYTES`] together, never
-    /// empty) in one delivery, their bytes already taken by an HTTP/2 stream task.
+    /// empty) in one delivery, their bytes already taken by an HTTP/2 stream task. The
+    /// owner's tap is offered them first, in order, until it hands one back.
     pub(crate) async fn emit_ws_batch_charged(
         &mut self,
         stream: StreamRef,
-        messages: Vec<Message>,
-        charge: Charge,
+        mut messages: Vec<Message>,
+        mut charge: Charge,
     ) -> Result<(), ExitReason> {
         self.flush_events().await?;
+        if self.tap.ready(&self.shared.tap, stream) {
+            let mut taken = 0;
+            let mut left = messages.into_iter();
+            messages = loop {
+                let Some(message) = left.next() else { return Ok(()) }; // all taken: the charge goes back
+                let n = message.len();
+                match self.tap.offer(&self.shared.tap, stream, message) {
+                    Ok(()) => taken += n,
+                    Err(message) => break std::iter::once(message).chain(left).collect(),
+                }
+            };
+            charge.release(taken);
+        }
         self.tap.queued += messages.len() as u64;
         let n = charge.bytes();
         let charged = charge.settle(&self.budget);

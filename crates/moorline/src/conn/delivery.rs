@@ -212,6 +212,15 @@ impl Charge {
         self.n
     }
 
+    /// Gives `n` of the bytes back (messages of a batch that left another way).
+    pub(crate) fn release(&mut self, n: usize) {
+        let n = n.min(self.n);
+        self.n -= n;
+        if let Some(b) = &self.budget {
+            b.give_back(n);
+        }
+    }
+
     /// Settles the charge for a delivery to the owner whose budget is `current`: `true` if
     /// the bytes were taken from it (they stay taken: the owner's `Events` gives them back),
     /// `false` if they must be taken again (taken from a retired budget, or nothing taken).

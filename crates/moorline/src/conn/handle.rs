@@ -260,12 +260,12 @@ impl Connection {
         }
     }
 
-    /// Installs (or, with `None`, removes) the owner's [`WsTap`](crate::WsTap) on an
-    /// HTTP/1.1 WebSocket: the worker offers it each message it decodes once the owner has
+    /// Installs (or, with `None`, removes) the owner's [`WsTap`](crate::WsTap) on a
+    /// WebSocket (HTTP/1.1 or HTTP/2): the worker offers it each message it decodes once the owner has
     /// handled every event before it, and queues for the owner only what the tap hands back.
     /// For owners that read with [`Events::next`](crate::Events::next) /
     /// [`Events::try_next`](crate::Events::try_next) and never hand the connection to another
-    /// owner (a new owner starts without a tap). HTTP/2 WebSockets are not tapped.
+    /// owner (a new owner starts without a tap).
     ///
     /// ```no_run
     /// # async fn demo(conn: moorline::Connection, ws: moorline::StreamRef, tap: std::sync::Arc<dyn moorline::WsTap>) {

@@ -9,6 +9,7 @@ pub(crate) mod h2;
 pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod owner;
+pub(crate) mod recv_hold;
 pub(crate) mod shared;
 pub(crate) mod tap;
 pub(crate) mod worker;

@@ -3,7 +3,7 @@
 //!
 //! An owner that routes messages (the trading client: data to its user's queue, control
 //! frames to its own task) pays a task switch per message if every message goes through the
-//! event channel to its task first. With a [`WsTap`] installed on an HTTP/1.1 WebSocket
+//! event channel to its task first. With a [`WsTap`] installed on a WebSocket
 //! ([`Connection::set_ws_tap`](crate::Connection::set_ws_tap)), the worker offers each
 //! message it decodes to the tap before it queues it; what the tap takes never enters the
 //! channel, what it hands back is queued as usual.
@@ -15,7 +15,11 @@
 //! after it (so an owner that handles events one at a time, then asks for the next, has
 //! handled all of them when the two counts meet). Events taken by the `await_*` functions
 //! are not released that way: an owner that uses them keeps the tap closed (safe, only
-//! slower). HTTP/2 WebSockets are never tapped.
+//! slower).
+//!
+//! Over HTTP/2 a WebSocket's messages come to the worker from the stream's own task (h2
+//! reads each stream apart), their bytes already taken from the owner's budget; the worker
+//! offers them to the tap the same way, in order, and gives back the bytes of those it took.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,19 +102,30 @@ impl TapCache {
     /// Offers `message` of `stream` to the tap when one is installed for it and the owner
     /// has released every event queued before; gives it back otherwise.
     pub(crate) fn offer(&mut self, slot: &TapSlot, stream: StreamRef, message: Message) -> Result<(), Message> {
+        match self.open_tap(slot, stream) {
+            Some(tap) => tap.offer(message),
+            None => Err(message),
+        }
+    }
+
+    /// Whether [`TapCache::offer`] would offer a message of `stream` to a tap now.
+    pub(crate) fn ready(&mut self, slot: &TapSlot, stream: StreamRef) -> bool {
+        self.open_tap(slot, stream).is_some()
+    }
+
+    /// The tap installed for `stream`, if the owner has released every event queued before.
+    fn open_tap(&mut self, slot: &TapSlot, stream: StreamRef) -> Option<&Arc<dyn WsTap>> {
         let generation = slot.generation.load(Ordering::Acquire);
         if generation == 0 {
-            return Err(message);
+            return None;
         }
         if generation != self.generation {
             self.tap = lock(&slot.tap).clone();
             self.generation = generation;
         }
         match &self.tap {
-            Some((s, tap)) if *s == stream && slot.released.load(Ordering::Acquire) == self.queued => {
-                tap.offer(message)
-            }
-            _ => Err(message),
+            Some((s, tap)) if *s == stream && slot.released.load(Ordering::Acquire) == self.queued => Some(tap),
+            _ => None,
         }
     }
 

@@ -10,9 +10,10 @@
 //! the `200`, or queued behind such a one, see `InChannel`) come on the task's own channel.
 //!
 //! While more than the outbox's high-water mark waits to be sent (a server that does not
-//! read: no flow-control capacity), senders wait and the task takes neither messages nor
-//! DATA, so the server's window closes too and memory stays bounded; the other streams of
-//! the connection go on. Keepalive pings go out after an interval of silence; a server
+//! read: no flow-control capacity), senders wait and the task takes no messages; DATA it
+//! takes only into a [`RecvHold`] without releasing its capacity (as while a delivery to a
+//! slow owner waits), so the server's window closes too and memory stays bounded by it;
+//! the other streams of the connection go on. Keepalive pings go out after an interval of silence; a server
 //! silent past the timeout takes the connection down.
 
 use std::future::poll_fn;
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 
 use super::command::InChannel;
 use super::delivery::{MAX_BATCH, MAX_BATCH_BYTES};
+use super::recv_hold::RecvHold;
 use super::shared::WsRegistration;
 use crate::error::{Error, ProtocolFailure, StreamError};
 use crate::event::Event;
@@ -121,6 +123,8 @@ pub(crate) async fn run(
     let keepalive_on = keepalive_at.is_some();
     let keepalive = tokio::time::sleep_until(tokio_instant(keepalive_at));
     tokio::pin!(keepalive);
+    // DATA taken while a delivery waited or the outbox was full (see `RecvHold`).
+    let mut hold = RecvHold::default();
     loop {
         // Deliver what is decodable: data messages in batches (one channel operation each,
         // within one delivery's limits), anything else after the messages before it.
@@ -128,7 +132,7 @@ pub(crate) async fn run(
         let mut batch_bytes = 0;
         while let Some(event) = ws.next_event(&mut Access(&out)) {
             if !matches!(event, SessionEvent::Message(_)) && !batch.is_empty() {
-                report.messages(stream, std::mem::take(&mut batch)).await?;
+                hold.during(&mut body, report.messages(stream, std::mem::take(&mut batch))).await?;
                 batch_bytes = 0;
             }
             match event {
@@ -136,13 +140,14 @@ pub(crate) async fn run(
                     batch_bytes += message.len();
                     batch.push(message);
                     if batch.len() >= MAX_BATCH || batch_bytes >= MAX_BATCH_BYTES {
-                        report.messages(stream, std::mem::take(&mut batch)).await?;
+                        hold.during(&mut body, report.messages(stream, std::mem::take(&mut batch))).await?;
                         batch_bytes = 0;
                     }
                 }
                 SessionEvent::PeerClosed(frame) => {
                     report.ended(Error::Stream(StreamError::WsClosed));
-                    report.event(Event::Ws { stream, message: Message::Close(frame) }).await?;
+                    let ev = Event::Ws { stream, message: Message::Close(frame) };
+                    hold.during(&mut body, report.event(ev)).await?;
                 }
                 SessionEvent::ProtocolError(e) => {
                     // Tell the owner now, then close properly (the session queued our close
@@ -155,15 +160,34 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
-            report.messages(stream, batch).await?;
+            hold.during(&mut body, report.messages(stream, batch)).await?;
         }
         let status = out.status();
         if status.ended {
             end_gracefully(&out, &mut body, close_timeout).await;
             return Ok(());
         }
-        // Over the high-water mark neither messages nor DATA are taken (see the module doc).
+        // Over the high-water mark no messages are taken, and DATA only into the hold,
+        // its capacity kept (see the module doc).
         let (room, deadline) = (status.room, status.close_deadline);
+        if room {
+            // What was held goes to the session first, in order, then how the body ended.
+            if let Some(data) = hold.take_bytes() {
+                let _ = body.flow_control().release_capacity(data.len());
+                ws.receive(&data, now);
+                let next = ws.keepalive_deadline();
+                if moves_timer(keepalive_at, next) {
+                    keepalive_at = next;
+                    keepalive.as_mut().reset(tokio_instant(next));
+                }
+                continue;
+            }
+            match hold.take_end() {
+                Some(Err(e)) => return Err(WsEnd::H2(e)),
+                Some(Ok(())) => return Err(WsEnd::Failed(StreamError::Protocol(ProtocolFailure::WsStreamEnded))),
+                None => {}
+            }
+        }
         let timer = tokio::select! {
             biased;
             m = outgoing.recv(), if room => match m {
@@ -183,7 +207,12 @@ pub(crate) async fn run(
                 false
             }
             () = poll_fn(|cx| out.poll_woken(cx)) => false,
-            d = body.data(), if room => match d {
+            // (With room, nothing is held: it went to the session above.)
+            d = body.data(), if !hold.ended() => match d {
+                d if !room => {
+                    hold.hold(d);
+                    false
+                }
                 Some(Ok(data)) => {
                     // Capacity goes back as the bytes are taken; they are delivered before
                     // more are read, so what is buffered stays bounded.

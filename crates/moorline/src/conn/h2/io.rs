@@ -27,8 +27,12 @@ pub(crate) struct WatchedIo {
     pub(super) settings_signalled: u64,
     /// The HEADERS frame count at which the read path next lets other tasks run.
     pub(super) yield_at: u64,
-    /// The next read returns `Pending` first (waking itself at once).
-    pub(super) yield_now: bool,
+    /// The small DATA overhead at which it does (see [`SMALL_DATA_PER_SLICE`]).
+    pub(super) yield_at_data: u64,
+    /// The next read returns `Pending` first, until this yield is over: tokio's own
+    /// (`yield_now`), which lets the other tasks run before this one again (a task that
+    /// just wakes itself may run again at once, from its worker's LIFO slot).
+    pub(super) yielding: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// After this many HEADERS frames, the connection task lets other tasks run before it
@@ -38,6 +42,15 @@ pub(crate) struct WatchedIo {
 /// stream task take them (and refuse them past the 1xx limit) as they come. A response has
 /// one or two HEADERS frames: ordinary traffic never comes near.
 pub(super) const HEADERS_PER_SLICE: u64 = 64;
+
+/// After this much framing overhead of small DATA frames (as h2 counts it: 256 less the
+/// payload, per frame under 256 bytes), the connection task lets other tasks run before it
+/// reads on, for the same reason: h2 charges the small frames it holds against a budget
+/// (at least 25,600, half the connection window by default) and ends the connection with
+/// `ENHANCE_YOUR_CALM` once they exhaust it, and a whole slice of reads of 64-byte
+/// WebSocket messages is far more than that. Yielding every 8,192 (some 40 such frames)
+/// lets the stream tasks take them as they come (they always do, see `RecvHold`).
+pub(super) const SMALL_DATA_PER_SLICE: u64 = 8192;
 
 impl AsyncRead for WatchedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -49,10 +62,11 @@ impl AsyncRead for WatchedIo {
             self.settings_signalled = settings;
             self.slot.settings.notify_one();
         }
-        if self.yield_now {
-            self.yield_now = false;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        if let Some(y) = &mut self.yielding {
+            if y.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.yielding = None;
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -70,10 +84,23 @@ impl AsyncRead for WatchedIo {
             }
             if this.watcher.headers_seen() >= this.yield_at {
                 this.yield_at = this.watcher.headers_seen() + HEADERS_PER_SLICE;
-                this.yield_now = true;
+                this.yield_soon();
+            }
+            if this.watcher.small_data_overhead() >= this.yield_at_data {
+                this.yield_at_data = this.watcher.small_data_overhead() + SMALL_DATA_PER_SLICE;
+                this.yield_soon();
             }
         }
         res
+    }
+}
+
+impl WatchedIo {
+    /// The next read lets the other tasks run first.
+    fn yield_soon(&mut self) {
+        if self.yielding.is_none() {
+            self.yielding = Some(Box::pin(tokio::task::yield_now()));
+        }
     }
 }
 
@@ -123,12 +150,14 @@ pub(crate) async fn handshake(
         watcher: FrameWatcher::new(),
         slot: goaway.clone(),
         yield_at: HEADERS_PER_SLICE,
-        yield_now: false,
+        yield_at_data: SMALL_DATA_PER_SLICE,
+        yielding: None,
         settings_signalled: 0,
     };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(opts.stream_window)
         .initial_connection_window_size(opts.connection_window)
+        .data_frame_budget(opts.small_frame_budget)
         .max_header_list_size(opts.max_header_list_size)
         .enable_push(opts.enable_push)
         .handshake(io)

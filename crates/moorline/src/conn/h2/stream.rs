@@ -16,6 +16,7 @@ use moorline_proto::ws::ClientHandshake;
 
 use crate::conn::command::ReqBody;
 use crate::conn::delivery::Charge;
+use crate::conn::recv_hold::RecvHold;
 use crate::conn::shared::Shared;
 use crate::conn::shared::WsRegistration;
 use crate::conn::ws_h2::{self, WsEnd, WsSend};
@@ -271,22 +272,33 @@ impl StreamTask {
         Ok(())
     }
 
+    /// The body's chunks as `Data` events. While one waits for the owner, the DATA that
+    /// comes is taken into a [`RecvHold`] (h2 would end the connection over many small
+    /// frames left with it) and goes next, as one chunk.
     async fn body(&self, stream: StreamRef, mut body: RecvStream) -> Result<(), h2::Error> {
-        let mut ended = false;
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk?;
+        let mut hold = RecvHold::default();
+        loop {
+            let chunk = match hold.take_bytes() {
+                Some(chunk) => chunk,
+                None => match hold.take_end() {
+                    Some(end) => {
+                        end?;
+                        break;
+                    }
+                    None => match body.data().await {
+                        Some(chunk) => chunk?,
+                        None => break,
+                    },
+                },
+            };
             let len = chunk.len();
             let fin = body.is_end_stream();
-            self.event(Event::Data { stream, data: chunk, fin }).await?;
+            hold.during(&mut body, self.event(Event::Data { stream, data: chunk, fin })).await?;
             // Capacity goes back to the server only once the owner's side took the chunk.
             let _ = body.flow_control().release_capacity(len);
             if fin {
-                ended = true;
-                break;
+                return Ok(());
             }
-        }
-        if ended {
-            return Ok(());
         }
         match body.trailers().await? {
             Some(headers) => self.event(Event::Trailers { stream, headers }).await,
