@@ -26,7 +26,13 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
 /// A JSON-RPC venue: `subscribe` confirms every channel not starting with `bad.`, `echo`
 /// answers its params, `silent` is never answered.
 async fn venue() -> MockServer {
+    venue_over(false).await
+}
+
+/// The venue, also answering WebSockets over HTTP/2 (RFC 8441, prior knowledge) when `http2`.
+async fn venue_over(http2: bool) -> MockServer {
     MockServer::builder()
+        .http2(http2)
         .on(
             Matcher::any(),
             Reply::with(|frame| {
@@ -1008,9 +1014,26 @@ fn observed(ev: ClientEvent, out: &mut Vec<String>) {
 /// with its channel, none lost or doubled; and the direct path was taken (counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn direct_data_and_routed_frames_keep_the_venues_order() {
-    bounded(async {
-        let server = venue().await;
-        let (client, mut rx) = connected(&server, config().build().unwrap()).await;
+    bounded(venues_order(false)).await;
+}
+
+/// The same over HTTP/2 (the client opts in; its messages reach the connection's worker from
+/// the stream's task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn direct_data_and_routed_frames_keep_the_venues_order_over_http2() {
+    bounded(venues_order(true)).await;
+}
+
+async fn venues_order(http2: bool) {
+    {
+        let server = venue_over(http2).await;
+        let (client, mut rx) =
+            Client::connect(&server.url(), config().http2(http2).build().unwrap(), JsonRpc::new()).unwrap();
+        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
+        let want = if http2 { moorline::Protocol::Http2 } else { moorline::Protocol::Http1 };
+        assert!(matches!(ev, ClientEvent::Connected { protocol, .. } if protocol == want), "{ev:?}");
+        until(&mut rx, restored).await;
+        client.subscribe(&["a", "b"]).await.unwrap();
         let mut sent = Vec::new();
         for round in 0..4u64 {
             for i in round * 5_000..(round + 1) * 5_000 {
@@ -1051,8 +1074,7 @@ async fn direct_data_and_routed_frames_keep_the_venues_order() {
         assert!(stats.messages_direct > 0, "the direct path was never taken: {stats:?}");
         assert!(stats.messages_direct < stats.messages_in, "{stats:?}");
         client.close().await.unwrap();
-    })
-    .await;
+    }
 }
 
 /// Fed messages leave in the order they were fed: those flushed at once, those not flushed
