@@ -281,6 +281,14 @@ const TINY: usize = 100_000;
 /// Measured: 1.2 MB.
 const TINY_CEILING: usize = 6 << 20;
 
+/// What the tiny-frame server sends: `count` pieces, `0000000`, `0000001`..., each 7 bytes
+/// but every 500th (from the 250th), 300 bytes (`0000250` and dots), then `done`.
+fn pieces(count: usize) -> impl Iterator<Item = String> {
+    (0..count)
+        .map(|i| if i % 500 == 250 { format!("{:.<300}", format!("{i:07}")) } else { format!("{i:07}") })
+        .chain(std::iter::once("done".to_owned()))
+}
+
 /// One HTTP/2 frame: its header and payload.
 fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
@@ -304,11 +312,11 @@ struct Windows {
 /// Accepts one HTTP/2 connection, written by hand so that each message goes in a DATA frame
 /// of its own and the server itself holds nothing (the heap the test counts is the
 /// client's): SETTINGS with extended CONNECT, `200` to the client's request on stream 1,
-/// then (after `start`) [`TINY`] pieces (`0000000`, `0000001`...) and `done`, within the
+/// then (after `start`) `count` [`pieces`] and `done`, within the
 /// client's flow-control windows (read from its SETTINGS and WINDOW_UPDATEs). `ws`: each
 /// piece a WebSocket text message (the request was an extended CONNECT), otherwise a piece
 /// of a response body, ended by an empty DATA frame with END_STREAM.
-async fn h2_tiny_server(start: oneshot::Receiver<()>, ws: bool) -> (u16, oneshot::Sender<()>) {
+async fn h2_tiny_server(start: oneshot::Receiver<()>, ws: bool, count: usize) -> (u16, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop_tx, stop) = oneshot::channel::<()>();
@@ -376,7 +384,7 @@ async fn h2_tiny_server(start: oneshot::Receiver<()>, ws: bool) -> (u16, oneshot
         }
         wr.write_all(&h2_frame(0x1, 0x4, 1, &[0x88])).await.unwrap();
         let _ = start.await;
-        let texts = (0..TINY).map(|i| format!("{i:07}")).chain(std::iter::once("done".to_owned()));
+        let texts = pieces(count);
         for text in texts {
             let piece = if ws { frames(0x1, text.as_bytes(), 1) } else { Bytes::from(text) };
             let n = piece.len() as i64;
@@ -414,20 +422,20 @@ async fn tiny_frames_to_an_owner_that_does_not_read_keep_the_connection_over_htt
     tokio::time::timeout(BOUND, async {
         let _serial = heap::serial().await;
         let (start_tx, start) = oneshot::channel();
-        let (port, _stop) = h2_tiny_server(start, true).await;
+        let (port, _stop) = h2_tiny_server(start, true, TINY).await;
         let (_conn, mut events, ws) = open_ws(port, Protocol::Http2).await;
         let base = heap::live();
         heap::reset_peak();
         start_tx.send(()).unwrap();
         // The owner reads nothing for a while: the window fills, the frames come on.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        for i in 0..TINY {
+        for (i, want) in pieces(TINY).enumerate() {
             match events.next().await.unwrap() {
-                moorline::Event::Ws { message, .. } => assert_eq!(message, Message::text(format!("{i:07}"))),
+                moorline::Event::Ws { message, .. } => assert_eq!(message, Message::text(want)),
                 other => panic!("message {i}: {other:?}"),
             }
         }
-        assert_eq!(events.await_ws(&ws, T).await.unwrap(), Message::text("done"));
+        let _ = ws;
         let grew = heap::peak().saturating_sub(base);
         eprintln!("{TINY} tiny messages, one frame each, owner asleep: heap grew by {grew} bytes");
         assert!(grew <= TINY_CEILING, "the heap grew by {grew} bytes (ceiling {TINY_CEILING})");
@@ -443,7 +451,7 @@ async fn a_body_of_tiny_frames_to_an_owner_that_does_not_read_keeps_the_connecti
     tokio::time::timeout(BOUND, async {
         let _serial = heap::serial().await;
         let (start_tx, start) = oneshot::channel();
-        let (port, _stop) = h2_tiny_server(start, false).await;
+        let (port, _stop) = h2_tiny_server(start, false, TINY).await;
         let (conn, mut events) = moorline::open("127.0.0.1", port, opts().protocols(&[Protocol::Http2])).unwrap();
         assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
         let get = conn.get("/", http::HeaderMap::new()).await.unwrap();
@@ -466,13 +474,47 @@ async fn a_body_of_tiny_frames_to_an_owner_that_does_not_read_keeps_the_connecti
                 other => panic!("after {} bytes: {other:?}", body.len()),
             }
         }
-        let want: Vec<u8> =
-            (0..TINY).map(|i| format!("{i:07}")).chain(std::iter::once("done".to_owned())).collect::<String>().into();
+        let want: Vec<u8> = pieces(TINY).collect::<String>().into();
         assert!(body == want, "{} bytes, {} expected", body.len(), want.len());
         assert!(chunks < TINY, "{chunks} chunks: none was joined");
         let grew = heap::peak().saturating_sub(base);
         eprintln!("{TINY} tiny body pieces, one frame each, owner asleep: {chunks} chunks, heap grew by {grew} bytes");
         assert!(grew <= TINY_CEILING, "the heap grew by {grew} bytes (ceiling {TINY_CEILING})");
+    })
+    .await
+    .unwrap();
+}
+
+/// A whole body (under the stream window) and its end arrive while the owner sleeps and the
+/// stream task waits to deliver (a queue of 16 deliveries): what it holds then is several
+/// chunks (the 300-byte pieces are kept apart) and the end, and the owner gets every byte,
+/// with `fin` on the last chunk only.
+#[tokio::test]
+async fn a_body_that_ends_while_held_is_delivered_whole_over_http2() {
+    tokio::time::timeout(BOUND, async {
+        let (start_tx, start) = oneshot::channel();
+        let (port, _stop) = h2_tiny_server(start, false, 20_000).await;
+        let opts = opts().protocols(&[Protocol::Http2]).event_buffer(16);
+        let (conn, mut events) = moorline::open("127.0.0.1", port, opts).unwrap();
+        assert_eq!(events.await_up(T).await.unwrap(), Protocol::Http2);
+        let get = conn.get("/", http::HeaderMap::new()).await.unwrap();
+        start_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(events.await_response(&get, T).await.unwrap().status.as_u16(), 200);
+        let mut body = Vec::new();
+        loop {
+            match tokio::time::timeout(T, events.next()).await.unwrap().unwrap() {
+                moorline::Event::Data { data, fin, .. } => {
+                    body.extend_from_slice(&data);
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("after {} bytes: {other:?}", body.len()),
+            }
+        }
+        let want: Vec<u8> = pieces(20_000).collect::<String>().into();
+        assert!(body == want, "{} bytes, {} expected", body.len(), want.len());
     })
     .await
     .unwrap();

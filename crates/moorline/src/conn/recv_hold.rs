@@ -68,6 +68,11 @@ impl RecvHold {
         self.end.is_some()
     }
 
+    /// Whether bytes are held.
+    pub(crate) fn has_bytes(&self) -> bool {
+        !self.chunks.is_empty() || !self.small.is_empty()
+    }
+
     /// The next chunk held, in order (its capacity still to be released by the caller).
     pub(crate) fn take_bytes(&mut self) -> Option<Bytes> {
         self.chunks.pop_front().or_else(|| (!self.small.is_empty()).then(|| self.small.split().freeze()))
@@ -75,7 +80,7 @@ impl RecvHold {
 
     /// The end held, once every chunk is taken.
     pub(crate) fn take_end(&mut self) -> Option<Result<(), h2::Error>> {
-        if self.chunks.is_empty() && self.small.is_empty() { self.end.take() } else { None }
+        if self.has_bytes() { None } else { self.end.take() }
     }
 }
 

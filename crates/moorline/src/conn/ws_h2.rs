@@ -125,7 +125,20 @@ pub(crate) async fn run(
     tokio::pin!(keepalive);
     // DATA taken while a delivery waited or the outbox was full (see `RecvHold`).
     let mut hold = RecvHold::default();
+    // DATA taken, for the session.
+    let mut fresh: Option<Bytes> = None;
     loop {
+        if let Some(data) = fresh.take() {
+            // Capacity goes back as the bytes go to the session; they are delivered before
+            // more are read, so what is buffered stays bounded.
+            let _ = body.flow_control().release_capacity(data.len());
+            ws.receive(&data, now);
+            let next = ws.keepalive_deadline();
+            if moves_timer(keepalive_at, next) {
+                keepalive_at = next;
+                keepalive.as_mut().reset(tokio_instant(next));
+            }
+        }
         // Deliver what is decodable: data messages in batches (one channel operation each,
         // within one delivery's limits), anything else after the messages before it.
         let mut batch: Vec<Message> = Vec::new();
@@ -173,13 +186,7 @@ pub(crate) async fn run(
         if room {
             // What was held goes to the session first, in order, then how the body ended.
             if let Some(data) = hold.take_bytes() {
-                let _ = body.flow_control().release_capacity(data.len());
-                ws.receive(&data, now);
-                let next = ws.keepalive_deadline();
-                if moves_timer(keepalive_at, next) {
-                    keepalive_at = next;
-                    keepalive.as_mut().reset(tokio_instant(next));
-                }
+                fresh = Some(data);
                 continue;
             }
             match hold.take_end() {
@@ -207,29 +214,15 @@ pub(crate) async fn run(
                 false
             }
             () = poll_fn(|cx| out.poll_woken(cx)) => false,
-            // (With room, nothing is held: it went to the session above.)
-            d = body.data(), if !hold.ended() => match d {
-                d if !room => {
-                    hold.hold(d);
-                    false
+            // With room (nothing is held then: it went to the session above), DATA goes to
+            // the session; without, and the body's end, into the hold (handled above).
+            d = body.data(), if !hold.ended() => {
+                match d {
+                    Some(Ok(data)) if room => fresh = Some(data),
+                    d => hold.hold(d),
                 }
-                Some(Ok(data)) => {
-                    // Capacity goes back as the bytes are taken; they are delivered before
-                    // more are read, so what is buffered stays bounded.
-                    let _ = body.flow_control().release_capacity(data.len());
-                    ws.receive(&data, now);
-                    let next = ws.keepalive_deadline();
-                    if moves_timer(keepalive_at, next) {
-                        keepalive_at = next;
-                        keepalive.as_mut().reset(tokio_instant(next));
-                    }
-                    false
-                }
-                Some(Err(e)) => return Err(WsEnd::H2(e)),
-                None => {
-                    return Err(WsEnd::Failed(StreamError::Protocol(ProtocolFailure::WsStreamEnded)));
-                }
-            },
+                false
+            }
             () = sleep_until(deadline), if deadline.is_some() => true,
             () = &mut keepalive, if keepalive_on => {
                 // Always set again below: a timer that fired stays ready until it is reset.

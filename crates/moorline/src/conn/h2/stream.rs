@@ -292,7 +292,8 @@ impl StreamTask {
                 },
             };
             let len = chunk.len();
-            let fin = body.is_end_stream();
+            // The last chunk: nothing held behind it, nothing more in h2, no trailers.
+            let fin = !hold.has_bytes() && body.is_end_stream();
             hold.during(&mut body, self.event(Event::Data { stream, data: chunk, fin })).await?;
             // Capacity goes back to the server only once the owner's side took the chunk.
             let _ = body.flow_control().release_capacity(len);
