@@ -296,7 +296,7 @@ async fn http2_body_flood_stays_under_the_byte_budget() {
 }
 
 /// Item 1 for WebSockets over HTTP/2 (RFC 8441): the stream task waits for room before it
-/// hands a message over (and reads no more DATA meanwhile).
+/// hands a message over (meanwhile it takes DATA only into its hold, releasing no capacity).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_over_http2_flood_stays_under_the_byte_budget() {
     let _serial = heap::serial().await;

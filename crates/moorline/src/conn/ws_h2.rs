@@ -2,7 +2,8 @@
 //! CONNECT. It checks the `200`, then moves bytes between the stream's DATA frames and the
 //! sans-IO session (its [`Inbound`] half here, its sending half in the [`Outbox`], shared
 //! with the handles), reporting messages through the session's channel (so a slow owner
-//! stops the task, which stops releasing flow-control capacity, which slows the server).
+//! holds up the task's deliveries, and the task releases no flow-control capacity meanwhile,
+//! which slows the server; the DATA that still comes it takes into a [`RecvHold`]).
 //!
 //! Handles send as over HTTP/1.1: the caller encodes into the outbox and hands the bytes
 //! to h2 as DATA at once, within the stream's flow-control capacity; this task sends the
