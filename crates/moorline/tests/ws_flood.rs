@@ -444,6 +444,23 @@ async fn tiny_frames_to_an_owner_that_does_not_read_keep_the_connection_over_htt
     .unwrap();
 }
 
+/// A response body's `Data` events up to the one with `fin`: the bytes and how many chunks.
+async fn read_body(events: &mut Events) -> (Vec<u8>, usize) {
+    let (mut body, mut chunks) = (Vec::new(), 0);
+    loop {
+        match tokio::time::timeout(T, events.next()).await.unwrap().unwrap() {
+            moorline::Event::Data { data, fin, .. } => {
+                body.extend_from_slice(&data);
+                chunks += 1;
+                if fin {
+                    return (body, chunks);
+                }
+            }
+            other => panic!("after {} bytes: {other:?}", body.len()),
+        }
+    }
+}
+
 /// The same for a response body: the owner gets it all, in order, in fewer and larger
 /// chunks (what came while one waited goes next, as one).
 #[tokio::test]
@@ -460,20 +477,7 @@ async fn a_body_of_tiny_frames_to_an_owner_that_does_not_read_keeps_the_connecti
         start_tx.send(()).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(events.await_response(&get, T).await.unwrap().status.as_u16(), 200);
-        let mut body = Vec::new();
-        let mut chunks = 0;
-        loop {
-            match events.next().await.unwrap() {
-                moorline::Event::Data { data, fin, .. } => {
-                    body.extend_from_slice(&data);
-                    chunks += 1;
-                    if fin {
-                        break;
-                    }
-                }
-                other => panic!("after {} bytes: {other:?}", body.len()),
-            }
-        }
+        let (body, chunks) = read_body(&mut events).await;
         let want: Vec<u8> = pieces(TINY).collect::<String>().into();
         assert!(body == want, "{} bytes, {} expected", body.len(), want.len());
         assert!(chunks < TINY, "{chunks} chunks: none was joined");
@@ -501,18 +505,7 @@ async fn a_body_that_ends_while_held_is_delivered_whole_over_http2() {
         start_tx.send(()).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(events.await_response(&get, T).await.unwrap().status.as_u16(), 200);
-        let mut body = Vec::new();
-        loop {
-            match tokio::time::timeout(T, events.next()).await.unwrap().unwrap() {
-                moorline::Event::Data { data, fin, .. } => {
-                    body.extend_from_slice(&data);
-                    if fin {
-                        break;
-                    }
-                }
-                other => panic!("after {} bytes: {other:?}", body.len()),
-            }
-        }
+        let (body, _) = read_body(&mut events).await;
         let want: Vec<u8> = pieces(20_000).collect::<String>().into();
         assert!(body == want, "{} bytes, {} expected", body.len(), want.len());
     })
