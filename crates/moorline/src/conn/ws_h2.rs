@@ -14,8 +14,8 @@
 //! read: no flow-control capacity), senders wait and the task takes no messages; DATA it
 //! takes only into a [`RecvHold`] without releasing its capacity (as while a delivery to a
 //! slow owner waits), so the server's window closes too and memory stays bounded by it;
-//! the other streams of the connection go on. Keepalive pings go out after an interval of silence; a server
-//! silent past the timeout takes the connection down.
+//! the other streams of the connection go on. Keepalive pings go out after an interval of
+//! silence; a server silent past the timeout takes the connection down.
 
 use std::future::poll_fn;
 use std::sync::Arc;

@@ -274,22 +274,21 @@ impl StreamTask {
 
     /// The body's chunks as `Data` events. While one waits for the owner, the DATA that
     /// comes is taken into a [`RecvHold`] (h2 would end the connection over many small
-    /// frames left with it) and goes next, as one chunk.
+    /// frames left with it) and goes next (runs of small frames joined into one chunk).
     async fn body(&self, stream: StreamRef, mut body: RecvStream) -> Result<(), h2::Error> {
         let mut hold = RecvHold::default();
         loop {
-            let chunk = match hold.take_bytes() {
-                Some(chunk) => chunk,
-                None => match hold.take_end() {
-                    Some(end) => {
-                        end?;
-                        break;
-                    }
-                    None => match body.data().await {
-                        Some(chunk) => chunk?,
-                        None => break,
-                    },
-                },
+            // What was held first, then how the body ended while held, then h2's.
+            let chunk = if let Some(chunk) = hold.take_bytes() {
+                chunk
+            } else if let Some(end) = hold.take_end() {
+                end?;
+                break;
+            } else {
+                match body.data().await {
+                    Some(chunk) => chunk?,
+                    None => break,
+                }
             };
             let len = chunk.len();
             // The last chunk: nothing held behind it, nothing more in h2, no trailers.
