@@ -111,9 +111,18 @@ fn subscribe_requests(server: &MockServer, channel: &str) -> usize {
 
 /// Connects and subscribes to `a` and `b`; returns after the subscribe resolved.
 async fn connected(server: &MockServer, config: ClientConfig) -> (Client, EventStream) {
+    connected_over(server, config, moorline::Protocol::Http1).await
+}
+
+/// [`connected`], checking the connection's protocol.
+async fn connected_over(
+    server: &MockServer,
+    config: ClientConfig,
+    protocol: moorline::Protocol,
+) -> (Client, EventStream) {
     let (client, mut rx) = Client::connect(&server.url(), config, JsonRpc::new()).unwrap();
     let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
-    assert!(matches!(ev, ClientEvent::Connected { .. }));
+    assert!(matches!(ev, ClientEvent::Connected { protocol: p, .. } if p == protocol), "{ev:?}");
     until(&mut rx, restored).await;
     let out = client.subscribe(&["a", "b", "bad.c"]).await.unwrap();
     assert_eq!(out.confirmed.iter().map(|c| &**c).collect::<Vec<_>>(), ["a", "b"]);
@@ -1025,56 +1034,49 @@ async fn direct_data_and_routed_frames_keep_the_venues_order_over_http2() {
 }
 
 async fn venues_order(http2: bool) {
-    {
-        let server = venue_over(http2).await;
-        let (client, mut rx) =
-            Client::connect(&server.url(), config().http2(http2).build().unwrap(), JsonRpc::new()).unwrap();
-        let (ev, _) = until(&mut rx, |e| matches!(e, ClientEvent::Connected { .. })).await;
-        let want = if http2 { moorline::Protocol::Http2 } else { moorline::Protocol::Http1 };
-        assert!(matches!(ev, ClientEvent::Connected { protocol, .. } if protocol == want), "{ev:?}");
-        until(&mut rx, restored).await;
-        client.subscribe(&["a", "b"]).await.unwrap();
-        let mut sent = Vec::new();
-        for round in 0..4u64 {
-            for i in round * 5_000..(round + 1) * 5_000 {
-                server.inject(notification(if i % 2 == 0 { "a" } else { "b" }, i));
-                sent.push(format!("d{i}"));
-                if i % 97 == 0 {
-                    server.inject(Frame::text(format!("garbage {i}")));
-                    sent.extend([format!("garbage {i}"), "bad".into()]);
-                }
-                if i % 251 == 0 {
-                    let error = json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":format!("e{i}")}});
-                    server.inject(Frame::text(error.to_string()));
-                    sent.push(format!("e{i}"));
-                }
-                if i % 61 == 0 {
-                    server.inject(Frame::Ping(bytes::Bytes::from_static(b"p")));
-                }
+    let server = venue_over(http2).await;
+    let protocol = if http2 { moorline::Protocol::Http2 } else { moorline::Protocol::Http1 };
+    let (client, mut rx) = connected_over(&server, config().http2(http2).build().unwrap(), protocol).await;
+    let mut sent = Vec::new();
+    for round in 0..4u64 {
+        for i in round * 5_000..(round + 1) * 5_000 {
+            server.inject(notification(if i % 2 == 0 { "a" } else { "b" }, i));
+            sent.push(format!("d{i}"));
+            if i % 97 == 0 {
+                server.inject(Frame::text(format!("garbage {i}")));
+                sent.extend([format!("garbage {i}"), "bad".into()]);
             }
-            // Read part of it while the rest streams (the reader, the task and the worker at once).
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            if i % 251 == 0 {
+                let error = json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":format!("e{i}")}});
+                server.inject(Frame::text(error.to_string()));
+                sent.push(format!("e{i}"));
+            }
+            if i % 61 == 0 {
+                server.inject(Frame::Ping(bytes::Bytes::from_static(b"p")));
+            }
         }
-        let mut seen = Vec::new();
-        while seen.len() < sent.len() {
-            let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-            observed(ev, &mut seen);
-        }
-        assert_eq!(seen.len(), sent.len());
-        if let Some(i) = seen.iter().zip(&sent).position(|(a, b)| a != b) {
-            panic!(
-                "order differs at {i}: saw {:?}, sent {:?}",
-                &seen[i..(i + 5).min(seen.len())],
-                &sent[i..(i + 5).min(sent.len())]
-            );
-        }
-        let stats = client.stats();
-        // Data messages only (bad frames are delivered as data too; answers are not counted).
-        assert_eq!(stats.messages_in, 20_000 + (0..20_000).filter(|i| i % 97 == 0).count() as u64, "{stats:?}");
-        assert!(stats.messages_direct > 0, "the direct path was never taken: {stats:?}");
-        assert!(stats.messages_direct < stats.messages_in, "{stats:?}");
-        client.close().await.unwrap();
+        // Read part of it while the rest streams (the reader, the task and the worker at once).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let mut seen = Vec::new();
+    while seen.len() < sent.len() {
+        let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        observed(ev, &mut seen);
+    }
+    assert_eq!(seen.len(), sent.len());
+    if let Some(i) = seen.iter().zip(&sent).position(|(a, b)| a != b) {
+        panic!(
+            "order differs at {i}: saw {:?}, sent {:?}",
+            &seen[i..(i + 5).min(seen.len())],
+            &sent[i..(i + 5).min(sent.len())]
+        );
+    }
+    let stats = client.stats();
+    // Data messages only (bad frames are delivered as data too; answers are not counted).
+    assert_eq!(stats.messages_in, 20_000 + (0..20_000).filter(|i| i % 97 == 0).count() as u64, "{stats:?}");
+    assert!(stats.messages_direct > 0, "the direct path was never taken: {stats:?}");
+    assert!(stats.messages_direct < stats.messages_in, "{stats:?}");
+    client.close().await.unwrap();
 }
 
 /// Fed messages leave in the order they were fed: those flushed at once, those not flushed
